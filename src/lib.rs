@@ -1,0 +1,8 @@
+//! sipdispatch: a SIP load balancer with the semantics of Kamailio's and OpenSIPS's `dispatcher`
+//! modules, built for line rate.
+//!
+//! Layers, data flowing one way (see `docs/architecture.md`):
+//! socket ([`io`]) → scan ([`sip::scan`]) → decide ([`dispatch`]) → rewrite ([`sip::proxy`]) → send.
+//! Everything below `io` is sans-I/O: plain functions over byte slices, addresses and time.
+
+pub mod sip;
