@@ -1,0 +1,229 @@
+//! Header lines of a SIP message: splitting the header section into lines (folding and
+//! `\n`-only line ends included) and recognising the names routing cares about, long or
+//! compact, in any case. Values stay raw; other modules parse them.
+#![forbid(unsafe_code)]
+
+use super::lex::{is_token, trim};
+
+/// The headers sipdispatch looks at; everything else is `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Name {
+    CallId,
+    From,
+    To,
+    Via,
+    CSeq,
+    MaxForwards,
+    ContentLength,
+    Route,
+    RecordRoute,
+    Contact,
+    Authorization,
+    ProxyAuthorization,
+    ProxyRequire,
+    Other,
+}
+
+impl Name {
+    /// Classifies a header name (RFC 3261 §7.3.3 compact forms included).
+    pub fn classify(n: &[u8]) -> Self {
+        if n.len() == 1 {
+            return match n[0] | 0x20 {
+                b'i' => Self::CallId,
+                b'f' => Self::From,
+                b't' => Self::To,
+                b'v' => Self::Via,
+                b'l' => Self::ContentLength,
+                b'm' => Self::Contact,
+                _ => Self::Other,
+            };
+        }
+        let candidates: &[(&[u8], Name)] = match n.len() {
+            2 => &[(b"To", Self::To)],
+            3 => &[(b"Via", Self::Via)],
+            4 => &[(b"From", Self::From), (b"CSeq", Self::CSeq)],
+            5 => &[(b"Route", Self::Route)],
+            7 => &[(b"Call-ID", Self::CallId), (b"Contact", Self::Contact)],
+            12 => &[
+                (b"Max-Forwards", Self::MaxForwards),
+                (b"Record-Route", Self::RecordRoute),
+            ],
+            13 => &[
+                (b"Authorization", Self::Authorization),
+                (b"Proxy-Require", Self::ProxyRequire),
+            ],
+            14 => &[(b"Content-Length", Self::ContentLength)],
+            19 => &[(b"Proxy-Authorization", Self::ProxyAuthorization)],
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .find(|(full, _)| full.eq_ignore_ascii_case(n))
+            .map_or(Self::Other, |&(_, k)| k)
+    }
+}
+
+/// One header line as offsets: the name, the trimmed value (continuation lines included), and
+/// the whole line from the name to just past its line end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub name: (usize, usize),
+    pub value: (usize, usize),
+    pub line: (usize, usize),
+}
+
+/// Why a header line could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineError {
+    /// No colon on the line.
+    NoColon,
+    /// The name is empty or not a token.
+    BadName,
+}
+
+/// What comes next in the header section at a given offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Header(Line),
+    /// The empty line that ends the headers; `body` is the offset just past it. A datagram that
+    /// ends right after a header line (no empty line) is treated the same way, with an empty body.
+    End {
+        body: usize,
+    },
+}
+
+/// Reads the header line starting at `pos`.
+pub fn next(buf: &[u8], pos: usize) -> Result<Next, LineError> {
+    match buf.get(pos..) {
+        None | Some([]) => return Ok(Next::End { body: buf.len() }),
+        Some([b'\r', b'\n', ..]) => return Ok(Next::End { body: pos + 2 }),
+        Some([b'\n', ..]) => return Ok(Next::End { body: pos + 1 }),
+        Some(_) => {}
+    }
+    // The line ends at a LF that is not followed by SP/HT (which would fold the next line in).
+    let mut search = pos;
+    let line_end = loop {
+        match memchr::memchr(b'\n', &buf[search..]) {
+            Some(p) => {
+                let lf = search + p;
+                if matches!(buf.get(lf + 1), Some(b' ' | b'\t')) {
+                    search = lf + 1;
+                } else {
+                    break lf + 1;
+                }
+            }
+            None => break buf.len(),
+        }
+    };
+    let first_lf = memchr::memchr(b'\n', &buf[pos..line_end]).map_or(line_end, |p| pos + p);
+    let colon = memchr::memchr(b':', &buf[pos..first_lf]).ok_or(LineError::NoColon)? + pos;
+    let mut name_end = colon;
+    while name_end > pos && matches!(buf[name_end - 1], b' ' | b'\t') {
+        name_end -= 1;
+    }
+    if name_end == pos || !buf[pos..name_end].iter().all(|&b| is_token(b)) {
+        return Err(LineError::BadName);
+    }
+    let value = trim(buf, colon + 1, line_end);
+    Ok(Next::Header(Line {
+        name: (pos, name_end),
+        value,
+        line: (pos, line_end),
+    }))
+}
+
+/// Splits a header value at top-level commas (outside quotes and `<…>`), calling `f` with each
+/// trimmed element. Returns `false` on an empty element or an unterminated quote.
+pub fn for_each_element(
+    buf: &[u8],
+    value: (usize, usize),
+    mut f: impl FnMut(usize, usize),
+) -> bool {
+    let (mut i, end) = value;
+    if i == end {
+        return false;
+    }
+    loop {
+        let Some(comma) = super::lex::find_unquoted(buf, i, end, b',') else {
+            return false;
+        };
+        let (s, e) = trim(buf, i, comma);
+        if s == e {
+            return false;
+        }
+        f(s, e);
+        if comma >= end {
+            return true;
+        }
+        i = comma + 1;
+    }
+}
+
+/// Looks a header up by name (long or compact form, any case) and returns its first value.
+/// A slow path for configurable keys; the scanner's own fields don't use it.
+pub fn find<'a>(buf: &'a [u8], headers_start: usize, name: &[u8]) -> Option<&'a [u8]> {
+    let wanted = Name::classify(name);
+    let mut pos = headers_start;
+    while let Ok(Next::Header(h)) = next(buf, pos) {
+        let n = &buf[h.name.0..h.name.1];
+        let hit = if wanted == Name::Other {
+            n.eq_ignore_ascii_case(name)
+        } else {
+            Name::classify(n) == wanted
+        };
+        if hit {
+            return Some(&buf[h.value.0..h.value.1]);
+        }
+        pos = h.line.1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_long_compact_any_case() {
+        assert_eq!(Name::classify(b"MaX-fOrWaRdS"), Name::MaxForwards);
+        assert_eq!(Name::classify(b"v"), Name::Via);
+        assert_eq!(Name::classify(b"I"), Name::CallId);
+        assert_eq!(Name::classify(b"l"), Name::ContentLength);
+        assert_eq!(Name::classify(b"record-route"), Name::RecordRoute);
+        assert_eq!(Name::classify(b"C%6Fntact"), Name::Other);
+        assert_eq!(Name::classify(b"s"), Name::Other);
+    }
+
+    #[test]
+    fn folded_lines_and_bare_lf() {
+        let m = b"Via  : a\r\n b\r\nX: y\nZ:\r\n\r\nbody";
+        let Next::Header(h) = next(m, 0).unwrap() else {
+            panic!()
+        };
+        assert_eq!(&m[h.name.0..h.name.1], b"Via");
+        assert_eq!(&m[h.value.0..h.value.1], b"a\r\n b");
+        let Next::Header(h2) = next(m, h.line.1).unwrap() else {
+            panic!()
+        };
+        assert_eq!(&m[h2.value.0..h2.value.1], b"y");
+        let Next::Header(h3) = next(m, h2.line.1).unwrap() else {
+            panic!()
+        };
+        assert_eq!(h3.value.0, h3.value.1);
+        assert_eq!(next(m, h3.line.1).unwrap(), Next::End { body: m.len() - 4 });
+        assert_eq!(next(b"Foobar roobar\r\n", 0), Err(LineError::NoColon));
+        assert_eq!(next(b"Bad Name: x\r\n", 0), Err(LineError::BadName));
+    }
+
+    #[test]
+    fn elements_split_at_top_level_commas() {
+        let v = br#"<sip:a;x=1,2>, "b,c" <sip:b> ,sip:c"#;
+        let mut got = Vec::new();
+        assert!(for_each_element(v, (0, v.len()), |s, e| got.push(&v[s..e])));
+        assert_eq!(
+            got,
+            vec![&b"<sip:a;x=1,2>"[..], br#""b,c" <sip:b>"#, b"sip:c"]
+        );
+        assert!(!for_each_element(b"a,,b", (0, 4), |_, _| {}));
+    }
+}

@@ -1,0 +1,483 @@
+//! The scanner: one pass over one datagram that frames the message (start line, headers, body
+//! by Content-Length) and extracts, as byte ranges, every field dispatching and stateless
+//! forwarding need. It copies nothing, allocates nothing, and refuses malformed input with a
+//! [`ScanError`] naming the reason. It knows nothing about destinations or rewriting.
+#![forbid(unsafe_code)]
+
+use super::Span;
+use super::header::{self, LineError, Name, Next};
+use super::lex::{find_unquoted, is_token, parse_u32, trim};
+use super::uri::{NameAddr, Uri, parse_name_addr, parse_uri};
+use super::via::{Via, parse_via};
+
+/// Largest datagram the scanner accepts: offsets are stored as `u16`.
+pub const MAX_DATAGRAM: usize = u16::MAX as usize;
+/// Route and Record-Route entries kept per message; more are counted but not stored.
+pub const MAX_ROUTES: usize = 16;
+
+/// Why a datagram is not a usable SIP message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    #[error("empty datagram")]
+    Empty,
+    #[error("datagram larger than {MAX_DATAGRAM} bytes")]
+    TooLarge,
+    #[error("malformed start line")]
+    BadStartLine,
+    #[error("malformed Request-URI")]
+    BadRequestUri,
+    #[error("unsupported SIP version")]
+    BadVersion,
+    #[error("status code out of range")]
+    BadStatusCode,
+    #[error("header line without a colon")]
+    HeaderWithoutColon,
+    #[error("malformed header name")]
+    BadHeaderName,
+    #[error("malformed {0} header")]
+    BadHeader(&'static str),
+    #[error("more than one {0} header")]
+    DuplicateHeader(&'static str),
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    #[error("Content-Length larger than the datagram")]
+    ContentLengthTooLarge,
+    #[error("CSeq method differs from the request method")]
+    CSeqMethodMismatch,
+}
+
+/// Request methods sipdispatch treats specially; everything else is `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Invite,
+    Ack,
+    Bye,
+    Cancel,
+    Options,
+    Register,
+    Other,
+}
+
+impl Method {
+    /// Method names are case-sensitive (RFC 3261 §7.1).
+    pub fn from_bytes(m: &[u8]) -> Self {
+        match m {
+            b"INVITE" => Self::Invite,
+            b"ACK" => Self::Ack,
+            b"BYE" => Self::Bye,
+            b"CANCEL" => Self::Cancel,
+            b"OPTIONS" => Self::Options,
+            b"REGISTER" => Self::Register,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The first line of the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartLine {
+    Request {
+        method: Method,
+        method_span: Span,
+        uri: Uri,
+    },
+    Response {
+        code: u16,
+        reason: Span,
+    },
+}
+
+/// A header line's position, for rewriting: the whole line and its value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeaderPos {
+    pub line: Span,
+    pub value: Span,
+}
+
+/// Route or Record-Route entries, in order across all headers of that name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Entries {
+    stored: [Span; MAX_ROUTES],
+    /// Entries seen, stored or not.
+    pub count: u16,
+    /// The first header line of that name, and how many entries it holds.
+    pub first_header: HeaderPos,
+    pub in_first_header: u16,
+}
+
+impl Entries {
+    /// The stored entries (at most [`MAX_ROUTES`]).
+    pub fn as_slice(&self) -> &[Span] {
+        &self.stored[..usize::from(self.count).min(MAX_ROUTES)]
+    }
+
+    fn push(&mut self, s: Span) {
+        if let Some(slot) = self.stored.get_mut(usize::from(self.count)) {
+            *slot = s;
+        }
+        self.count = self.count.saturating_add(1);
+    }
+}
+
+/// A scanned SIP message: the datagram plus the ranges of everything routing needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    pub buf: &'a [u8],
+    pub start: StartLine,
+    /// Offset just past the start line's line end: where new headers are inserted.
+    pub headers_start: usize,
+    /// Offset of the empty line that ends the headers (or the end of the last header line).
+    pub headers_end: usize,
+    /// The body, by Content-Length (or to the end of the datagram when it is absent). Bytes
+    /// after it are not part of the message and are never forwarded.
+    pub body: Span,
+    pub call_id: Span,
+    pub from: NameAddr,
+    pub to: NameAddr,
+    pub cseq: u32,
+    pub cseq_method: Span,
+    /// The top Via value, parsed.
+    pub via: Via,
+    /// The header line holding the top Via, and the offset where its second value starts if
+    /// that line holds more than one (comma-joined Vias, as SIPp's uas sends them).
+    pub via_header: HeaderPos,
+    pub via_header_next: Option<usize>,
+    /// The second Via value, wherever it is (a response is sent to it).
+    pub via_second: Option<Span>,
+    pub via_count: u16,
+    pub max_forwards: Option<(u8, Span)>,
+    pub content_length: Option<u32>,
+    pub routes: Entries,
+    pub record_routes: Entries,
+    /// Digest `username` of Proxy-Authorization, else of Authorization.
+    pub auth_user: Option<Span>,
+    pub proxy_require: Option<Span>,
+}
+
+/// The result of scanning one datagram.
+#[derive(Clone, Copy, Debug)]
+pub enum Scanned<'a> {
+    /// A CRLF keepalive (`\r\n\r\n` or `\r\n`, RFC 5626 §4.4.1): not an error, nothing to do.
+    Keepalive,
+    Message(Message<'a>),
+}
+
+impl<'a> Message<'a> {
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    pub fn method(&self) -> Option<Method> {
+        match self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The CSeq method (of the request a response answers, too).
+    pub fn cseq_method(&self) -> Method {
+        Method::from_bytes(self.cseq_method.of(self.buf))
+    }
+
+    pub fn call_id(&self) -> &'a [u8] {
+        self.call_id.of(self.buf)
+    }
+
+    /// The message as it must be forwarded: everything up to the end of the body.
+    pub fn wire(&self) -> &'a [u8] {
+        &self.buf[..usize::from(self.body.end)]
+    }
+
+    /// The first value of any header, by name (slow path, for configurable hash keys).
+    pub fn header(&self, name: &[u8]) -> Option<&'a [u8]> {
+        header::find(self.buf, self.headers_start, name)
+    }
+}
+
+/// Scans one datagram.
+pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
+    if buf.is_empty() {
+        return Err(ScanError::Empty);
+    }
+    if buf == b"\r\n\r\n" || buf == b"\r\n" {
+        return Ok(Scanned::Keepalive);
+    }
+    if buf.len() > MAX_DATAGRAM {
+        return Err(ScanError::TooLarge);
+    }
+    let line_end = memchr::memchr(b'\n', buf).ok_or(ScanError::BadStartLine)?;
+    let text_end = if line_end > 0 && buf[line_end - 1] == b'\r' {
+        line_end - 1
+    } else {
+        line_end
+    };
+    let start = start_line(buf, text_end)?;
+    Ok(Scanned::Message(headers(buf, start, line_end + 1)?))
+}
+
+fn start_line(buf: &[u8], end: usize) -> Result<StartLine, ScanError> {
+    let line = &buf[..end];
+    let sp1 = memchr::memchr(b' ', line).ok_or(ScanError::BadStartLine)?;
+    if line.starts_with(b"SIP/") {
+        if &line[..sp1] != b"SIP/2.0" {
+            return Err(ScanError::BadVersion);
+        }
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (which may be empty).
+        let code_end = line[sp1 + 1..]
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or(end, |p| sp1 + 1 + p);
+        let code = parse_u32(&line[sp1 + 1..code_end]).ok_or(ScanError::BadStatusCode)?;
+        if !(100..=699).contains(&code) || code_end - sp1 - 1 != 3 {
+            return Err(ScanError::BadStatusCode);
+        }
+        if code_end == end {
+            return Err(ScanError::BadStartLine);
+        }
+        return Ok(StartLine::Response {
+            code: code as u16,
+            reason: Span::new(code_end + 1, end),
+        });
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version, single spaces, no LWS in the URI
+    // (RFC 4475 lwsstart, lwsruri, trws).
+    let sp2 = memchr::memrchr(b' ', line).ok_or(ScanError::BadStartLine)?;
+    if sp2 == sp1 || !line[..sp1].iter().all(|&b| is_token(b)) || sp1 == 0 {
+        return Err(ScanError::BadStartLine);
+    }
+    let version = &line[sp2 + 1..];
+    if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+        return Err(
+            if version.len() > 4 && version[..4].eq_ignore_ascii_case(b"SIP/") {
+                ScanError::BadVersion
+            } else {
+                ScanError::BadStartLine
+            },
+        );
+    }
+    let uri = parse_uri(buf, sp1 + 1, sp2).ok_or(ScanError::BadRequestUri)?;
+    // The Request-URI must not carry a headers part (RFC 3261 §19.1.1; RFC 4475 escruri).
+    if uri.has_headers {
+        return Err(ScanError::BadRequestUri);
+    }
+    Ok(StartLine::Request {
+        method: Method::from_bytes(&line[..sp1]),
+        method_span: Span::new(0, sp1),
+        uri,
+    })
+}
+
+/// Fields seen once; a second occurrence of a single-valued header is an error (RFC 4475
+/// multi01, mcl01).
+fn once<T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), ScanError> {
+    if slot.is_some() {
+        return Err(ScanError::DuplicateHeader(name));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message<'_>, ScanError> {
+    let mut call_id = None;
+    let mut from = None;
+    let mut to = None;
+    let mut cseq = None;
+    let mut max_forwards = None;
+    let mut content_length = None;
+    let mut via: Option<(Via, HeaderPos, Option<usize>)> = None;
+    let mut via_second = None;
+    let mut via_count: u16 = 0;
+    let mut routes = Entries::default();
+    let mut record_routes = Entries::default();
+    let mut auth = None;
+    let mut proxy_auth = None;
+    let mut proxy_require = None;
+
+    let mut pos = headers_start;
+    let (headers_end, body_start) = loop {
+        let h = match header::next(buf, pos) {
+            Ok(Next::Header(h)) => h,
+            Ok(Next::End { body }) => break (pos, body),
+            Err(LineError::NoColon) => return Err(ScanError::HeaderWithoutColon),
+            Err(LineError::BadName) => return Err(ScanError::BadHeaderName),
+        };
+        pos = h.line.1;
+        let value = h.value;
+        let hp = HeaderPos {
+            line: Span::new(h.line.0, h.line.1),
+            value: Span::new(value.0, value.1),
+        };
+        match Name::classify(&buf[h.name.0..h.name.1]) {
+            Name::CallId => {
+                if value.0 == value.1 {
+                    return Err(ScanError::BadHeader("Call-ID"));
+                }
+                once(&mut call_id, Span::new(value.0, value.1), "Call-ID")?;
+            }
+            Name::From => {
+                let na =
+                    parse_name_addr(buf, value.0, value.1).ok_or(ScanError::BadHeader("From"))?;
+                once(&mut from, na, "From")?;
+            }
+            Name::To => {
+                let na =
+                    parse_name_addr(buf, value.0, value.1).ok_or(ScanError::BadHeader("To"))?;
+                once(&mut to, na, "To")?;
+            }
+            Name::CSeq => once(&mut cseq, cseq_value(buf, value)?, "CSeq")?,
+            Name::MaxForwards => {
+                let n = parse_u32(&buf[value.0..value.1])
+                    .filter(|&n| n <= 255)
+                    .ok_or(ScanError::BadHeader("Max-Forwards"))?;
+                once(&mut max_forwards, (n as u8, hp.value), "Max-Forwards")?;
+            }
+            Name::ContentLength => {
+                let n = parse_u32(&buf[value.0..value.1])
+                    .ok_or(ScanError::BadHeader("Content-Length"))?;
+                once(&mut content_length, n, "Content-Length")?;
+            }
+            Name::Via => {
+                let mut in_header = 0u16;
+                let mut bad = false;
+                let ok = header::for_each_element(buf, value, |s, e| {
+                    if via.is_none() {
+                        match parse_via(buf, s, e) {
+                            Some(v) => via = Some((v, hp, None)),
+                            None => bad = true,
+                        }
+                    } else {
+                        if in_header == 1
+                            && let Some((_, vh, next)) = via.as_mut()
+                            && vh.line == hp.line
+                        {
+                            *next = Some(s);
+                        }
+                        if via_second.is_none() {
+                            via_second = Some(Span::new(s, e));
+                        }
+                    }
+                    in_header += 1;
+                    via_count = via_count.saturating_add(1);
+                });
+                if !ok || bad {
+                    return Err(ScanError::BadHeader("Via"));
+                }
+            }
+            Name::Route => route_entries(buf, hp, &mut routes, "Route")?,
+            Name::RecordRoute => route_entries(buf, hp, &mut record_routes, "Record-Route")?,
+            Name::Authorization if auth.is_none() => auth = Some(value),
+            Name::ProxyAuthorization if proxy_auth.is_none() => proxy_auth = Some(value),
+            Name::ProxyRequire if proxy_require.is_none() => proxy_require = Some(hp.value),
+            _ => {}
+        }
+    };
+
+    let body_len = buf.len() - body_start;
+    let body = match content_length {
+        Some(n) if n as usize > body_len => return Err(ScanError::ContentLengthTooLarge),
+        Some(n) => Span::new(body_start, body_start + n as usize),
+        None => Span::new(body_start, buf.len()),
+    };
+    let (via, via_header, via_header_next) = via.ok_or(ScanError::MissingHeader("Via"))?;
+    let (cseq, cseq_method) = cseq.ok_or(ScanError::MissingHeader("CSeq"))?;
+    if let StartLine::Request { method_span, .. } = start
+        && method_span.of(buf) != cseq_method.of(buf)
+    {
+        return Err(ScanError::CSeqMethodMismatch);
+    }
+    let auth_user = proxy_auth.or(auth).and_then(|v| digest_username(buf, v));
+    Ok(Message {
+        buf,
+        start,
+        headers_start,
+        headers_end,
+        body,
+        call_id: call_id.ok_or(ScanError::MissingHeader("Call-ID"))?,
+        from: from.ok_or(ScanError::MissingHeader("From"))?,
+        to: to.ok_or(ScanError::MissingHeader("To"))?,
+        cseq,
+        cseq_method,
+        via,
+        via_header,
+        via_header_next,
+        via_second,
+        via_count,
+        max_forwards,
+        content_length,
+        routes,
+        record_routes,
+        auth_user,
+        proxy_require,
+    })
+}
+
+fn cseq_value(buf: &[u8], value: (usize, usize)) -> Result<(u32, Span), ScanError> {
+    const BAD: ScanError = ScanError::BadHeader("CSeq");
+    let v = &buf[value.0..value.1];
+    let digits = v.iter().position(|b| !b.is_ascii_digit()).ok_or(BAD)?;
+    let n = parse_u32(&v[..digits]).ok_or(BAD)?;
+    let (ms, me) = trim(buf, value.0 + digits, value.1);
+    if ms == value.0 + digits || ms == me || !buf[ms..me].iter().all(|&b| is_token(b)) {
+        return Err(BAD);
+    }
+    Ok((n, Span::new(ms, me)))
+}
+
+fn route_entries(
+    buf: &[u8],
+    hp: HeaderPos,
+    entries: &mut Entries,
+    name: &'static str,
+) -> Result<(), ScanError> {
+    let first = entries.count == 0;
+    if first {
+        entries.first_header = hp;
+    }
+    let mut bad = false;
+    let ok = header::for_each_element(buf, (hp.value.start(), hp.value.end()), |s, e| {
+        // Route entries must be name-addrs (`<uri>`, RFC 3261 §20.34).
+        if !parse_name_addr(buf, s, e).is_some_and(|_| buf[s..e].contains(&b'<')) {
+            bad = true;
+        }
+        entries.push(Span::new(s, e));
+        if first {
+            entries.in_first_header += 1;
+        }
+    });
+    if !ok || bad {
+        return Err(ScanError::BadHeader(name));
+    }
+    Ok(())
+}
+
+/// The `username` auth-param of a Digest credentials value, without quotes. Other schemes
+/// (RFC 4475 regaut01) yield `None`.
+fn digest_username(buf: &[u8], value: (usize, usize)) -> Option<Span> {
+    let v = &buf[value.0..value.1];
+    let scheme_end = v.iter().position(|&b| !is_token(b))?;
+    if !v[..scheme_end].eq_ignore_ascii_case(b"Digest") {
+        return None;
+    }
+    let mut i = value.0 + scheme_end;
+    while i < value.1 {
+        let comma = find_unquoted(buf, i, value.1, b',')?;
+        let eq = buf[i..comma].iter().position(|&b| b == b'=').map(|p| i + p);
+        if let Some(eq) = eq {
+            let (ns, ne) = trim(buf, i, eq);
+            if buf[ns..ne].eq_ignore_ascii_case(b"username") {
+                let (mut vs, mut ve) = trim(buf, eq + 1, comma);
+                if ve - vs >= 2 && buf[vs] == b'"' && buf[ve - 1] == b'"' {
+                    vs += 1;
+                    ve -= 1;
+                }
+                return Some(Span::new(vs, ve));
+            }
+        }
+        i = comma + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+#[path = "scan_tests.rs"]
+mod tests;

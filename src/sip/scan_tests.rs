@@ -1,0 +1,145 @@
+use super::*;
+
+fn msg(s: &[u8]) -> Message<'_> {
+    match scan(s) {
+        Ok(Scanned::Message(m)) => m,
+        other => panic!("{other:?}"),
+    }
+}
+
+const INVITE: &[u8] = b"INVITE sip:service@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-0\r\n\
+From: sipp <sip:sipp@127.0.0.1:5061>;tag=1SIPpTag001\r\n\
+To: sut <sip:service@127.0.0.1:5060>\r\n\
+Call-ID: 1-12345@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: sip:sipp@127.0.0.1:5061\r\n\
+Max-Forwards: 70\r\n\
+Subject: Performance Test\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+#[test]
+fn invite_fields() {
+    let m = msg(INVITE);
+    let b = m.buf;
+    let StartLine::Request { method, uri, .. } = m.start else {
+        panic!()
+    };
+    assert_eq!(method, Method::Invite);
+    assert_eq!(uri.user.unwrap().of(b), b"service");
+    assert_eq!(uri.port, Some(5060));
+    assert_eq!(m.call_id(), b"1-12345@127.0.0.1");
+    assert_eq!(m.from.tag.unwrap().of(b), b"1SIPpTag001");
+    assert_eq!(m.from.uri.user.unwrap().of(b), b"sipp");
+    assert!(m.to.tag.is_none());
+    assert_eq!(m.cseq, 1);
+    assert_eq!(m.cseq_method(), Method::Invite);
+    assert_eq!(m.via.branch.unwrap().of(b), b"z9hG4bK-1-0");
+    assert_eq!(m.via.port, Some(5061));
+    assert_eq!(m.via_count, 1);
+    assert_eq!(m.max_forwards.map(|(n, _)| n), Some(70));
+    assert_eq!(m.content_length, Some(4));
+    assert_eq!(m.body.of(b), b"v=0\n");
+    assert_eq!(m.wire(), INVITE);
+    assert_eq!(m.header(b"subject"), Some(&b"Performance Test"[..]));
+    assert_eq!(m.header(b"l"), Some(&b"4"[..]));
+}
+
+#[test]
+fn compact_forms_and_comma_joined_vias() {
+    let s = b"SIP/2.0 180 Ringing\r\n\
+v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;received=10.0.0.9;rport=5070, SIP/2.0/UDP [2001:db8::1]:5061;branch=z9hG4bKb\r\n\
+v: SIP/2.0/UDP 10.0.0.3;branch=z9hG4bKc\r\n\
+f: <sip:a@x>;tag=1\r\nt: <sip:b@y>;tag=2\r\ni: abc\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n";
+    let m = msg(s);
+    assert_eq!(
+        m.start,
+        StartLine::Response {
+            code: 180,
+            reason: Span::new(12, 19)
+        }
+    );
+    assert_eq!(m.via_count, 3);
+    assert_eq!(m.via.rport, Some(Some(5070)));
+    assert_eq!(m.via.received.unwrap().of(s), b"10.0.0.9");
+    let second = m.via_second.unwrap().of(s);
+    assert!(second.starts_with(b"SIP/2.0/UDP [2001:db8::1]:5061"));
+    assert_eq!(m.via_header_next, Some(m.via_second.unwrap().start()));
+    assert_eq!(m.call_id(), b"abc");
+}
+
+#[test]
+fn routes_record_routes_and_auth() {
+    let s = b"BYE sip:b@10.0.0.2 SIP/2.0\r\n\
+Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+Route: <sip:10.0.0.1;lr>, <sip:p2.example.com;lr>\r\n\
+Route: <sip:p3.example.com;lr>\r\n\
+Record-Route: <sip:rr1;lr>\r\n\
+Proxy-Authorization: Digest realm=\"x\", username=\"alice\", nonce=\"n\"\r\n\
+Authorization: Digest username=\"bob\"\r\n\
+From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n";
+    let m = msg(s);
+    assert_eq!(m.routes.count, 3);
+    assert_eq!(m.routes.in_first_header, 2);
+    assert_eq!(m.routes.as_slice()[1].of(s), b"<sip:p2.example.com;lr>");
+    assert_eq!(m.record_routes.count, 1);
+    assert_eq!(m.auth_user.unwrap().of(s), b"alice");
+    assert_eq!(m.max_forwards, None);
+    // No Content-Length: the body runs to the end of the datagram (here: empty).
+    assert!(m.body.is_empty());
+}
+
+#[test]
+fn keepalives_and_trailing_bytes() {
+    assert!(matches!(scan(b"\r\n\r\n"), Ok(Scanned::Keepalive)));
+    assert!(matches!(scan(b"\r\n"), Ok(Scanned::Keepalive)));
+    let mut s = INVITE.to_vec();
+    s.extend_from_slice(b"garbage after the body");
+    let m = msg(&s);
+    assert_eq!(m.wire(), INVITE);
+}
+
+#[test]
+fn bare_lf_line_ends() {
+    let s = b"OPTIONS sip:x@y SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nFrom: <sip:a@x>;tag=1\nTo: <sip:b@y>\nCall-ID: c\nCSeq: 2 OPTIONS\n\n";
+    let m = msg(s);
+    assert_eq!(m.call_id(), b"c");
+    assert_eq!(m.headers_start, 24);
+}
+
+#[test]
+fn errors_name_the_reason() {
+    let cases: &[(&[u8], ScanError)] = &[
+        (b"", ScanError::Empty),
+        (b"INVITE sip:x SIP/2.0", ScanError::BadStartLine),
+        (b"INVITE sip:x SIP/3.0\r\n\r\n", ScanError::BadVersion),
+        (b"SIP/2.0 1000 Big\r\n\r\n", ScanError::BadStatusCode),
+        (b"INVITE <sip:x> SIP/2.0\r\n\r\n", ScanError::BadRequestUri),
+        (
+            b"OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n",
+            ScanError::MissingHeader("CSeq"),
+        ),
+        (
+            b"OPTIONS sip:x@y SIP/2.0\r\nl: 5\r\nl: 5\r\n\r\n",
+            ScanError::DuplicateHeader("Content-Length"),
+        ),
+        (
+            b"OPTIONS sip:x@y SIP/2.0\r\nFoo\r\n\r\n",
+            ScanError::HeaderWithoutColon,
+        ),
+    ];
+    for (input, want) in cases {
+        assert_eq!(
+            scan(input).err(),
+            Some(*want),
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+    }
+    let mut long = INVITE.to_vec();
+    long.truncate(INVITE.len() - 2);
+    assert_eq!(scan(&long).err(), Some(ScanError::ContentLengthTooLarge));
+}

@@ -1,0 +1,332 @@
+//! SIP URIs and name-addr values (From, To, Route, Record-Route), parsed into byte ranges of
+//! the datagram. Only what routing needs: scheme, user, host, port, parameters, and the tag of
+//! a From/To. Escapes are left as they are on the wire; nothing is decoded or copied.
+#![forbid(unsafe_code)]
+
+use super::Span;
+use super::lex::{for_each_param, is_lws, parse_u32, quoted_end, trim};
+
+/// URI scheme. Schemes other than these are kept opaque (RFC 4475 `unksm2`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Sip,
+    Sips,
+    Tel,
+    Other,
+}
+
+/// A parsed URI. For `Scheme::Other` only `whole` is meaningful.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uri {
+    pub scheme: Scheme,
+    pub whole: Span,
+    /// The user part (may contain `;`, RFC 4475 `semiuri`), without `:password`.
+    pub user: Option<Span>,
+    /// The host; an IPv6 reference keeps its brackets.
+    pub host: Span,
+    pub port: Option<u16>,
+    /// Everything from the first `;` after the host up to `?` or the end, without the `;`.
+    pub params: Span,
+    /// True if the URI carries a `?headers` part.
+    pub has_headers: bool,
+    /// True if the `lr` parameter is present.
+    pub lr: bool,
+}
+
+impl Uri {
+    /// The host without IPv6 brackets.
+    pub fn host_bare<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        let h = self.host.of(buf);
+        match h {
+            [b'[', inner @ .., b']'] => inner,
+            _ => h,
+        }
+    }
+}
+
+/// Parses `buf[start..end]` as a URI. `None` if it is malformed.
+pub fn parse_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
+    let s = &buf[..end];
+    let colon = start + s[start..].iter().position(|&b| b == b':')?;
+    let scheme_bytes = &s[start..colon];
+    if scheme_bytes.is_empty()
+        || !scheme_bytes[0].is_ascii_alphabetic()
+        || s[start..end]
+            .iter()
+            .any(|&b| is_lws(b) || b == b'<' || b == b'>')
+    {
+        return None;
+    }
+    let scheme = if scheme_bytes.eq_ignore_ascii_case(b"sip") {
+        Scheme::Sip
+    } else if scheme_bytes.eq_ignore_ascii_case(b"sips") {
+        Scheme::Sips
+    } else if scheme_bytes.eq_ignore_ascii_case(b"tel") {
+        Scheme::Tel
+    } else {
+        Scheme::Other
+    };
+    let whole = Span::new(start, end);
+    let rest = colon + 1;
+    let qmark = s[rest..end]
+        .iter()
+        .position(|&b| b == b'?')
+        .map(|p| rest + p);
+    let body_end = qmark.unwrap_or(end);
+    let mut uri = Uri {
+        scheme,
+        whole,
+        user: None,
+        host: Span::new(rest, body_end),
+        port: None,
+        params: Span::new(body_end, body_end),
+        has_headers: qmark.is_some(),
+        lr: false,
+    };
+    match scheme {
+        Scheme::Other => return Some(uri),
+        Scheme::Tel => {
+            // tel:number;params — the number plays the part of the user for hashing.
+            let semi = s[rest..body_end]
+                .iter()
+                .position(|&b| b == b';')
+                .map(|p| rest + p);
+            let num_end = semi.unwrap_or(body_end);
+            if num_end == rest {
+                return None;
+            }
+            uri.user = Some(Span::new(rest, num_end));
+            uri.host = Span::new(num_end, num_end);
+            if let Some(p) = semi {
+                uri.params = Span::new(p + 1, body_end);
+            }
+            return Some(uri);
+        }
+        Scheme::Sip | Scheme::Sips => {}
+    }
+    let host_start = match s[rest..body_end].iter().position(|&b| b == b'@') {
+        Some(p) => {
+            let at = rest + p;
+            let user_end = s[rest..at]
+                .iter()
+                .position(|&b| b == b':')
+                .map_or(at, |q| rest + q);
+            if user_end == rest {
+                return None;
+            }
+            uri.user = Some(Span::new(rest, user_end));
+            at + 1
+        }
+        None => rest,
+    };
+    let (host_end, after_host) = if s.get(host_start) == Some(&b'[') {
+        let close = host_start + s[host_start..body_end].iter().position(|&b| b == b']')?;
+        (close + 1, close + 1)
+    } else {
+        let stop = s[host_start..body_end]
+            .iter()
+            .position(|&b| b == b':' || b == b';')
+            .map_or(body_end, |p| host_start + p);
+        (stop, stop)
+    };
+    if host_end == host_start {
+        return None;
+    }
+    uri.host = Span::new(host_start, host_end);
+    let mut i = after_host;
+    if s.get(i) == Some(&b':') && i < body_end {
+        let pstart = i + 1;
+        let pend = s[pstart..body_end]
+            .iter()
+            .position(|&b| b == b';')
+            .map_or(body_end, |p| pstart + p);
+        let port = parse_u32(&s[pstart..pend]).filter(|&p| p <= 65535)?;
+        uri.port = Some(port as u16);
+        i = pend;
+    }
+    if i < body_end {
+        if s[i] != b';' {
+            return None;
+        }
+        uri.params = Span::new(i + 1, body_end);
+        let mut lr = false;
+        if !for_each_param(buf, i + 1, body_end, |p| {
+            lr |= buf[p.name.0..p.name.1].eq_ignore_ascii_case(b"lr");
+        }) {
+            return None;
+        }
+        uri.lr = lr;
+    }
+    Some(uri)
+}
+
+/// A name-addr or addr-spec header value: `"Name" <uri>;params` or `uri;params`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameAddr {
+    pub uri: Uri,
+    /// Header parameters after the URI, without the leading `;`.
+    pub params: Span,
+    pub tag: Option<Span>,
+}
+
+/// Parses one name-addr/addr-spec value in `buf[start..end]`.
+pub fn parse_name_addr(buf: &[u8], start: usize, end: usize) -> Option<NameAddr> {
+    let (start, end) = trim(buf, start, end);
+    if start == end {
+        return None;
+    }
+    let (uri_start, uri_end, after) = match find_laquot(buf, start, end)? {
+        Some(lt) => {
+            let gt = lt + buf[lt..end].iter().position(|&b| b == b'>')?;
+            (lt + 1, gt, gt + 1)
+        }
+        None => {
+            // addr-spec: the URI runs to the first `;` (what follows are header params, RFC
+            // 3261 §20.10) or to whitespace.
+            let stop = buf[start..end]
+                .iter()
+                .position(|&b| b == b';' || is_lws(b))
+                .map_or(end, |p| start + p);
+            (start, stop, stop)
+        }
+    };
+    let uri = parse_uri(buf, uri_start, uri_end)?;
+    let (ps, pe) = trim(buf, after, end);
+    let mut na = NameAddr {
+        uri,
+        params: Span::new(pe, pe),
+        tag: None,
+    };
+    if ps < pe {
+        if buf[ps] != b';' {
+            return None;
+        }
+        na.params = Span::new(ps + 1, pe);
+        let mut tag = None;
+        if !for_each_param(buf, ps + 1, pe, |p| {
+            if buf[p.name.0..p.name.1].eq_ignore_ascii_case(b"tag") {
+                tag = p.value.map(|v| Span::new(v.0, v.1));
+            }
+        }) {
+            return None;
+        }
+        na.tag = tag;
+    }
+    Some(na)
+}
+
+/// Checks the display name before `<` and returns where `<` is: `Ok(None)` when the value is an
+/// addr-spec. The display name must be a quoted string or tokens separated by whitespace
+/// (RFC 4475 `baddn`, `quotbal`, `lwsdisp`). The outer `None` means malformed.
+fn find_laquot(buf: &[u8], start: usize, end: usize) -> Option<Option<usize>> {
+    let mut i = start;
+    let mut saw_display = false;
+    while i < end {
+        match buf[i] {
+            b'<' => return Some(Some(i)),
+            b'"' => {
+                i = quoted_end(buf, i, end)?;
+                saw_display = true;
+            }
+            b if is_lws(b) => i += 1,
+            b if super::lex::is_token(b) => {
+                // A token may turn out to be the start of an addr-spec (`sip:…`).
+                let tok_end = buf[i..end]
+                    .iter()
+                    .position(|&c| !super::lex::is_token(c))
+                    .map_or(end, |p| i + p);
+                if tok_end < end && buf[tok_end] == b':' && !saw_display {
+                    return Some(None);
+                }
+                saw_display = true;
+                i = tok_end;
+            }
+            _ => return None,
+        }
+    }
+    if saw_display { None } else { Some(None) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Option<Uri> {
+        parse_uri(s.as_bytes(), 0, s.len())
+    }
+
+    #[test]
+    fn sip_uri_parts() {
+        let s = "sip:alice:secret@[2001:db8::10]:5070;transport=udp;lr?Subject=x";
+        let u = uri(s).unwrap();
+        let b = s.as_bytes();
+        assert_eq!(u.scheme, Scheme::Sip);
+        assert_eq!(u.user.unwrap().of(b), b"alice");
+        assert_eq!(u.host.of(b), b"[2001:db8::10]");
+        assert_eq!(u.host_bare(b), b"2001:db8::10");
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.params.of(b), b"transport=udp;lr");
+        assert!(u.lr && u.has_headers);
+    }
+
+    #[test]
+    fn user_may_hold_semicolons() {
+        let s = "sip:user;par=u%40example.net@example.com";
+        let u = uri(s).unwrap();
+        assert_eq!(
+            u.user.unwrap().of(s.as_bytes()),
+            b"user;par=u%40example.net"
+        );
+        assert_eq!(u.host.of(s.as_bytes()), b"example.com");
+    }
+
+    #[test]
+    fn bad_uris() {
+        for s in [
+            "sip:",
+            "sip:@host",
+            "sip:h:99999",
+            "sip:h:x",
+            "sip:a b@h",
+            "nocolon",
+            "sip:[::1",
+        ] {
+            assert!(uri(s).is_none(), "{s}");
+        }
+        assert_eq!(uri("isbn:2983792873").unwrap().scheme, Scheme::Other);
+        let t = uri("tel:+15551234;phone-context=x").unwrap();
+        assert_eq!(
+            t.user.unwrap().of(b"tel:+15551234;phone-context=x"),
+            b"+15551234"
+        );
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let s = br#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#;
+        let na = parse_name_addr(s, 0, s.len()).unwrap();
+        assert_eq!(na.uri.host.of(s), b"example.com");
+        assert_eq!(na.tag.unwrap().of(s), b"98asjd8");
+
+        let s = b" sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n";
+        let na = parse_name_addr(s, 0, s.len()).unwrap();
+        assert_eq!(na.uri.user.unwrap().of(s), b"vivekg");
+        assert_eq!(na.tag.unwrap().of(s), b"1918181833n");
+
+        let s = b"caller<sip:caller@example.com>;tag=323";
+        assert!(parse_name_addr(s, 0, s.len()).is_some());
+    }
+
+    #[test]
+    fn malformed_name_addrs() {
+        for s in [
+            "Bell, Alexander <sip:a.g.bell@example.com>",
+            "\"Mr. J. User <sip:j.user@example.com>",
+            "\"Watson\" < sip:t.watson@example.org >",
+            "<sip:a@b>;;",
+            "Name only",
+        ] {
+            assert!(parse_name_addr(s.as_bytes(), 0, s.len()).is_none(), "{s}");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! One Via header value: `SIP/2.0/UDP host:port;branch=…;received=…;rport`, with the linear
+//! whitespace RFC 3261 allows anywhere between its parts (RFC 4475 `wsinv`).
+#![forbid(unsafe_code)]
+
+use super::Span;
+use super::lex::{for_each_param, is_lws, is_token, parse_u32, trim};
+
+/// The parts of a Via value routing needs, as ranges of the datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via {
+    /// The whole value (`SIP/2.0/UDP …;branch=…`), trimmed.
+    pub value: Span,
+    pub transport: Span,
+    /// The sent-by host; an IPv6 reference keeps its brackets.
+    pub host: Span,
+    pub port: Option<u16>,
+    pub branch: Option<Span>,
+    pub received: Option<Span>,
+    /// `Some(None)` for a bare `;rport`, `Some(Some(p))` for `;rport=p`.
+    pub rport: Option<Option<u16>>,
+}
+
+impl Via {
+    /// The sent-by host without IPv6 brackets.
+    pub fn host_bare<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        let h = self.host.of(buf);
+        match h {
+            [b'[', inner @ .., b']'] => inner,
+            _ => h,
+        }
+    }
+}
+
+fn skip_lws(s: &[u8], mut i: usize, end: usize) -> usize {
+    while i < end && is_lws(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+fn token_at(s: &[u8], i: usize, end: usize) -> usize {
+    s[i..end]
+        .iter()
+        .position(|&b| !is_token(b))
+        .map_or(end, |p| i + p)
+}
+
+/// Parses one Via value in `buf[start..end]` (already split at commas). `None` if malformed.
+pub fn parse_via(buf: &[u8], start: usize, end: usize) -> Option<Via> {
+    let (start, end) = trim(buf, start, end);
+    let s = buf;
+    // sent-protocol: name / version / transport, LWS allowed around each slash.
+    let mut i = start;
+    let mut parts = [(0usize, 0usize); 3];
+    for (n, part) in parts.iter_mut().enumerate() {
+        if n > 0 {
+            i = skip_lws(s, i, end);
+            if s.get(i) != Some(&b'/') || i >= end {
+                return None;
+            }
+            i = skip_lws(s, i + 1, end);
+        }
+        let e = token_at(s, i, end);
+        if e == i {
+            return None;
+        }
+        *part = (i, e);
+        i = e;
+    }
+    if !s[parts[0].0..parts[0].1].eq_ignore_ascii_case(b"SIP") {
+        return None;
+    }
+    let after_proto = i;
+    i = skip_lws(s, i, end);
+    if i == after_proto || i >= end {
+        return None;
+    }
+    // sent-by: host[:port]
+    let host_start = i;
+    let host_end = if s[i] == b'[' {
+        i + s[i..end].iter().position(|&b| b == b']')? + 1
+    } else {
+        s[i..end]
+            .iter()
+            .position(|&b| b == b':' || b == b';' || is_lws(b))
+            .map_or(end, |p| i + p)
+    };
+    if host_end == host_start {
+        return None;
+    }
+    let mut via = Via {
+        value: Span::new(start, end),
+        transport: Span::new(parts[2].0, parts[2].1),
+        host: Span::new(host_start, host_end),
+        port: None,
+        branch: None,
+        received: None,
+        rport: None,
+    };
+    i = skip_lws(s, host_end, end);
+    if i < end && s[i] == b':' {
+        let ps = skip_lws(s, i + 1, end);
+        let pe = s[ps..end]
+            .iter()
+            .position(|&b| !b.is_ascii_digit())
+            .map_or(end, |p| ps + p);
+        via.port = Some(parse_u32(&s[ps..pe]).filter(|&p| p <= 65535)? as u16);
+        i = skip_lws(s, pe, end);
+    }
+    if i < end {
+        if s[i] != b';' {
+            return None;
+        }
+        let mut bad = false;
+        let ok = for_each_param(buf, i + 1, end, |p| {
+            let name = &buf[p.name.0..p.name.1];
+            let value = p.value.map(|(a, b)| Span::new(a, b));
+            if name.eq_ignore_ascii_case(b"branch") {
+                via.branch = value;
+            } else if name.eq_ignore_ascii_case(b"received") {
+                via.received = value;
+            } else if name.eq_ignore_ascii_case(b"rport") {
+                via.rport = match value {
+                    None => Some(None),
+                    Some(v) => match parse_u32(v.of(buf)).filter(|&p| p <= 65535) {
+                        Some(p) => Some(Some(p as u16)),
+                        None => {
+                            bad = true;
+                            None
+                        }
+                    },
+                };
+            }
+        });
+        if !ok || bad {
+            return None;
+        }
+    }
+    Some(via)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_via_with_lws_everywhere() {
+        let s = b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw";
+        let v = parse_via(s, 0, s.len()).unwrap();
+        assert_eq!(v.transport.of(s), b"UDP");
+        assert_eq!(v.host.of(s), b"192.0.2.2");
+        assert_eq!(v.branch.unwrap().of(s), b"390skdjuw");
+        assert_eq!(v.port, None);
+    }
+
+    #[test]
+    fn ipv6_port_rport_received() {
+        let s =
+            b"SIP/2.0/UDP [2001:db8::9:1]:5070;received=2001:db8::9:255;branch=z9hG4bKas3;rport";
+        let v = parse_via(s, 0, s.len()).unwrap();
+        assert_eq!(v.host_bare(s), b"2001:db8::9:1");
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.received.unwrap().of(s), b"2001:db8::9:255");
+        assert_eq!(v.rport, Some(None));
+        let s = b"SIP/2.0/UDP h ; rport=7000";
+        assert_eq!(parse_via(s, 0, s.len()).unwrap().rport, Some(Some(7000)));
+    }
+
+    #[test]
+    fn malformed_vias() {
+        for s in [
+            "SIP/2.0/UDP",
+            "SIP/2.0 host",
+            "HTTP/1.1/TCP host",
+            "SIP/2.0/UDP host;;",
+            "SIP/2.0/UDP host:70000",
+            "SIP/2.0/UDP host;rport=x",
+            "SIP/2.0/UDP [::1",
+            "SIP/2.0/UDPhost",
+        ] {
+            assert!(parse_via(s.as_bytes(), 0, s.len()).is_none(), "{s}");
+        }
+    }
+}
