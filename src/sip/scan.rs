@@ -155,6 +155,8 @@ pub struct Message<'a> {
 }
 
 /// The result of scanning one datagram.
+// Boxing the message would allocate per datagram; it lives on the stack instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug)]
 pub enum Scanned<'a> {
     /// A CRLF keepalive (`\r\n\r\n` or `\r\n`, RFC 5626 §4.4.1): not an error, nothing to do.
