@@ -2,8 +2,11 @@
 //! the stateless-proxy rules that turn a scanned message into the bytes to send.
 #![forbid(unsafe_code)]
 
+pub mod emit;
 pub mod header;
 pub(crate) mod lex;
+pub mod proxy;
+pub mod reply;
 pub mod scan;
 pub mod uri;
 pub mod via;

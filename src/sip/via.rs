@@ -18,6 +18,8 @@ pub struct Via {
     pub received: Option<Span>,
     /// `Some(None)` for a bare `;rport`, `Some(Some(p))` for `;rport=p`.
     pub rport: Option<Option<u16>>,
+    /// Where the `rport` parameter (name and any value) sits, to fill in its value.
+    pub rport_param: Option<Span>,
 }
 
 impl Via {
@@ -96,6 +98,7 @@ pub fn parse_via(buf: &[u8], start: usize, end: usize) -> Option<Via> {
         branch: None,
         received: None,
         rport: None,
+        rport_param: None,
     };
     i = skip_lws(s, host_end, end);
     if i < end && s[i] == b':' {
@@ -120,6 +123,7 @@ pub fn parse_via(buf: &[u8], start: usize, end: usize) -> Option<Via> {
             } else if name.eq_ignore_ascii_case(b"received") {
                 via.received = value;
             } else if name.eq_ignore_ascii_case(b"rport") {
+                via.rport_param = Some(Span::new(p.name.0, p.value.map_or(p.name.1, |v| v.1)));
                 via.rport = match value {
                     None => Some(None),
                     Some(v) => match parse_u32(v.of(buf)).filter(|&p| p <= 65535) {

@@ -1,0 +1,355 @@
+//! The stateless-proxy rules of RFC 3261 §16.3–16.7 and §16.11 as pure functions: validate an
+//! incoming request, decide what the rules alone dictate (reply locally, pop our Route, follow
+//! the next Route), and produce the bytes to forward — Max-Forwards decremented, our Via on top
+//! with a deterministic branch, `received`/`rport` filled in (RFC 3581), Record-Route added —
+//! or, for a response, strip our Via and find the next hop. Choosing a destination is not done
+//! here; that is `dispatch`'s job.
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::Span;
+use super::emit::{IpText, Out, Overflow, hash64};
+use super::scan::{Message, Method, StartLine};
+use super::uri::{Scheme, Uri, parse_name_addr};
+use super::via::parse_via;
+
+/// RFC 3261's magic cookie: a branch starting with it is unique per transaction.
+pub const COOKIE: &[u8] = b"z9hG4bK";
+/// Max-Forwards added to a request that has none (RFC 3261 §16.6 step 3).
+pub const DEFAULT_MAX_FORWARDS: u8 = 70;
+
+/// Who this proxy is: what it writes into Via and Record-Route, and which addresses are its own
+/// (for loose routing and for checking that a response's top Via is ours).
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// Host as written in Via/Record-Route: `192.0.2.1`, `[2001:db8::1]` or a name.
+    pub host: String,
+    pub port: u16,
+    /// Every (host, port) that means "this proxy": listen addresses and the advertised one.
+    /// Hosts are stored without IPv6 brackets, lowercase.
+    pub own: Vec<(String, u16)>,
+}
+
+impl Identity {
+    pub fn new(host: &str, port: u16, listen: &[SocketAddr]) -> Self {
+        let bare = |h: &str| {
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase()
+        };
+        let mut own = vec![(bare(host), port)];
+        for a in listen {
+            own.push((a.ip().to_string().to_ascii_lowercase(), a.port()));
+        }
+        Self {
+            host: host.to_owned(),
+            port,
+            own,
+        }
+    }
+
+    /// True if `host` (without brackets) and `port` (default 5060) name this proxy.
+    pub fn is_own(&self, host: &[u8], port: Option<u16>) -> bool {
+        let port = port.unwrap_or(5060);
+        self.own
+            .iter()
+            .any(|(h, p)| *p == port && h.as_bytes().eq_ignore_ascii_case(host))
+    }
+
+    fn is_own_uri(&self, buf: &[u8], uri: &Uri) -> bool {
+        matches!(uri.scheme, Scheme::Sip | Scheme::Sips)
+            && self.is_own(uri.host_bare(buf), uri.port)
+    }
+}
+
+/// A reply the rules require instead of forwarding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalReply {
+    /// 200 to an OPTIONS addressed to the proxy itself.
+    Options200,
+    /// 416: the Request-URI scheme is not one a SIP proxy can route (RFC 4475 unkscm).
+    UnsupportedScheme,
+    /// 420 listing the Proxy-Require option tags (the proxy supports no extensions).
+    BadExtension(Span),
+    /// 483: Max-Forwards reached 0.
+    TooManyHops,
+}
+
+/// What to do with a request that passed the scanner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestPlan {
+    Forward(Forward),
+    Reply(LocalReply),
+    /// The rules ask for a reply but the request is an ACK, which is never answered.
+    DropAck,
+    /// The message is a response; nothing to plan.
+    NotARequest,
+}
+
+/// How to forward a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The top Route is ours: remove it.
+    pub pop_route: bool,
+    /// After popping, a Route entry names the next hop (RFC 3261 §16.6 step 7); the router
+    /// must send there instead of dispatching.
+    pub route_target: Option<Uri>,
+    /// Max-Forwards to write (already decremented, or the default for a request without one).
+    pub max_forwards: u8,
+    /// Whether the request had a Max-Forwards header to rewrite.
+    pub has_max_forwards: bool,
+}
+
+/// Applies RFC 3261 §16.3 (validation) and §16.4 (route preprocessing) to a request.
+pub fn plan_request(msg: &Message<'_>, me: &Identity) -> RequestPlan {
+    let StartLine::Request { method, uri, .. } = msg.start else {
+        return RequestPlan::NotARequest;
+    };
+    let reply = |r| {
+        if method == Method::Ack {
+            RequestPlan::DropAck
+        } else {
+            RequestPlan::Reply(r)
+        }
+    };
+    if !matches!(uri.scheme, Scheme::Sip | Scheme::Sips | Scheme::Tel) {
+        return reply(LocalReply::UnsupportedScheme);
+    }
+    let buf = msg.buf;
+    let routes = msg.routes.as_slice();
+    let top_route = routes
+        .first()
+        .and_then(|r| parse_name_addr(buf, r.start(), r.end()));
+    let pop_route = top_route.is_some_and(|na| me.is_own_uri(buf, &na.uri));
+    let next_route = if pop_route {
+        routes.get(1)
+    } else {
+        routes.first()
+    };
+    let route_target = next_route
+        .and_then(|r| parse_name_addr(buf, r.start(), r.end()))
+        .map(|na| na.uri);
+    let to_us = route_target.is_none() && uri.user.is_none() && me.is_own_uri(buf, &uri);
+    if method == Method::Options && to_us {
+        return reply(LocalReply::Options200);
+    }
+    let (max_forwards, has_max_forwards) = match msg.max_forwards {
+        Some((0, _)) => return reply(LocalReply::TooManyHops),
+        Some((n, _)) => (n - 1, true),
+        None => (DEFAULT_MAX_FORWARDS, false),
+    };
+    if let Some(tags) = msg.proxy_require {
+        return reply(LocalReply::BadExtension(tags));
+    }
+    RequestPlan::Forward(Forward {
+        pop_route,
+        route_target,
+        max_forwards,
+        has_max_forwards,
+    })
+}
+
+/// The branch of our Via: a hash of the incoming top Via branch when it carries the magic
+/// cookie, else of the RFC 2543 transaction fields (RFC 3261 §16.11). Retransmissions, and a
+/// CANCEL or non-2xx ACK of an INVITE, get the same branch as the INVITE.
+pub fn branch_hash(msg: &Message<'_>) -> u64 {
+    let buf = msg.buf;
+    match msg.via.branch.map(|b| b.of(buf)) {
+        Some(b) if b.len() > COOKIE.len() && b.starts_with(COOKIE) => hash64(&[b]),
+        _ => {
+            let ruri = match msg.start {
+                StartLine::Request { uri, .. } => uri.whole.of(buf),
+                StartLine::Response { .. } => &[],
+            };
+            let from_tag = msg.from.tag.map_or(&[][..], |t| t.of(buf));
+            let mut cseq = [0u8; 10];
+            let mut o = Out::new(&mut cseq);
+            let _ = o.put_u32(msg.cseq);
+            let n = o.len();
+            hash64(&[
+                msg.call_id(),
+                from_tag,
+                ruri,
+                msg.via.host.of(buf),
+                &cseq[..n],
+            ])
+        }
+    }
+}
+
+/// One change to the incoming bytes: at `at`, drop `del` bytes and write `ins`.
+#[derive(Clone, Copy)]
+enum Ins {
+    None,
+    Headers,
+    RportValue,
+    Received,
+    MaxForwards,
+}
+
+/// Writes the request to forward into `out` and returns its length.
+pub fn write_request(
+    msg: &Message<'_>,
+    fwd: &Forward,
+    record_route: bool,
+    me: &Identity,
+    src: SocketAddr,
+    out: &mut [u8],
+) -> Result<usize, Overflow> {
+    let buf = msg.buf;
+    let via = &msg.via;
+    let mut edits: [(usize, usize, Ins); 5] = [(usize::MAX, 0, Ins::None); 5];
+    let mut n = 0;
+    let mut edit = |at: usize, del: usize, ins: Ins| {
+        edits[n] = (at, del, ins);
+        n += 1;
+    };
+    edit(msg.headers_start, 0, Ins::Headers);
+    // RFC 3581 §4: fill a bare rport and then always add received; RFC 3261 §18.2.1: add
+    // received when the sent-by host is not the source address.
+    let src_differs = via.host_bare(buf) != IpText::new(src.ip()).as_bytes();
+    match (via.rport, via.rport_param) {
+        (Some(None), Some(p)) => {
+            edit(p.end(), 0, Ins::RportValue);
+            if via.received.is_none() {
+                edit(via.value.end(), 0, Ins::Received);
+            }
+        }
+        _ if src_differs && via.received.is_none() => edit(via.value.end(), 0, Ins::Received),
+        _ => {}
+    }
+    if fwd.has_max_forwards
+        && let Some((_, span)) = msg.max_forwards
+    {
+        edit(span.start(), span.len(), Ins::MaxForwards);
+    }
+    if fwd.pop_route {
+        let r = &msg.routes;
+        let (at, del) = if r.in_first_header > 1 {
+            let s = r.as_slice();
+            (s[0].start(), s[1].start() - s[0].start())
+        } else {
+            (r.first_header.line.start(), r.first_header.line.len())
+        };
+        edit(at, del, Ins::None);
+    }
+    let edits = &mut edits[..n];
+    edits.sort_unstable_by_key(|e| e.0);
+
+    let mut o = Out::new(out);
+    let mut pos = 0;
+    let end = usize::from(msg.body.end);
+    for &(at, del, ins) in edits.iter() {
+        o.put(&buf[pos..at])?;
+        match ins {
+            Ins::None => {}
+            Ins::Headers => {
+                o.put(b"Via: SIP/2.0/UDP ")?;
+                put_hostport(&mut o, me)?;
+                o.put(b";branch=z9hG4bK")?;
+                o.put_hex64(branch_hash(msg))?;
+                o.put(b"\r\n")?;
+                if record_route {
+                    o.put(b"Record-Route: <sip:")?;
+                    put_hostport(&mut o, me)?;
+                    o.put(b";lr>\r\n")?;
+                }
+                if !fwd.has_max_forwards {
+                    o.put(b"Max-Forwards: ")?;
+                    o.put_u32(u32::from(fwd.max_forwards))?;
+                    o.put(b"\r\n")?;
+                }
+            }
+            Ins::RportValue => {
+                o.put(b"=")?;
+                o.put_u32(u32::from(src.port()))?;
+            }
+            Ins::Received => {
+                o.put(b";received=")?;
+                o.put_ip(src.ip())?;
+            }
+            Ins::MaxForwards => o.put_u32(u32::from(fwd.max_forwards))?,
+        }
+        pos = at + del;
+    }
+    o.put(&buf[pos..end])?;
+    Ok(o.len())
+}
+
+fn put_hostport(o: &mut Out<'_>, me: &Identity) -> Result<(), Overflow> {
+    o.put(me.host.as_bytes())?;
+    o.put(b":")?;
+    o.put_u32(u32::from(me.port))
+}
+
+/// Why a response is not forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseDrop {
+    #[error("top Via is not ours")]
+    NotOurVia,
+    #[error("no Via left after ours (the response was for us)")]
+    ForUs,
+    #[error("next Via is malformed")]
+    BadNextVia,
+    #[error("next Via host is not an IP address")]
+    Unresolvable,
+    #[error("next hop is a broadcast, multicast or unspecified address")]
+    BadNextHop,
+    #[error(transparent)]
+    Overflow(#[from] Overflow),
+}
+
+/// Where a response goes: the second Via's `received` (or sent-by host) and its `rport` value
+/// (or sent-by port, or 5060) — RFC 3261 §18.2.2, RFC 3581 §5.
+pub fn response_target(msg: &Message<'_>) -> Result<SocketAddr, ResponseDrop> {
+    let buf = msg.buf;
+    let second = msg.via_second.ok_or(ResponseDrop::ForUs)?;
+    let v = parse_via(buf, second.start(), second.end()).ok_or(ResponseDrop::BadNextVia)?;
+    let host = match v.received {
+        Some(r) => r.of(buf),
+        None => v.host_bare(buf),
+    };
+    let ip: IpAddr = std::str::from_utf8(host)
+        .ok()
+        .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok())
+        .ok_or(ResponseDrop::Unresolvable)?;
+    let bad = match ip {
+        IpAddr::V4(a) => a.is_broadcast() || a.is_unspecified() || a.is_multicast(),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+    };
+    if bad {
+        return Err(ResponseDrop::BadNextHop);
+    }
+    let port = match v.rport {
+        Some(Some(p)) => p,
+        _ => v.port.unwrap_or(5060),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Checks that the top Via is ours, removes it, and writes the response into `out`. Returns
+/// the length and where to send it.
+pub fn write_response(
+    msg: &Message<'_>,
+    me: &Identity,
+    out: &mut [u8],
+) -> Result<(usize, SocketAddr), ResponseDrop> {
+    let buf = msg.buf;
+    if !me.is_own(msg.via.host_bare(buf), msg.via.port) {
+        return Err(ResponseDrop::NotOurVia);
+    }
+    let target = response_target(msg)?;
+    let (cut_start, cut_end) = match msg.via_header_next {
+        Some(next) => (msg.via.value.start(), next),
+        None => (msg.via_header.line.start(), msg.via_header.line.end()),
+    };
+    let mut o = Out::new(out);
+    o.put(&buf[..cut_start])?;
+    o.put(&buf[cut_end..usize::from(msg.body.end)])?;
+    Ok((o.len(), target))
+}
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;
