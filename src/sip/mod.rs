@@ -9,6 +9,7 @@ pub mod proxy;
 pub mod reply;
 pub mod scan;
 pub mod uri;
+pub mod verdict;
 pub mod via;
 
 pub use scan::{Message, Method, ScanError, Scanned, StartLine, scan};

@@ -47,7 +47,16 @@ fn collect(buf: &[u8], headers_start: usize) -> Option<Parts> {
         cseq: Span::default(),
     };
     let mut pos = headers_start;
-    while let Ok(Next::Header(h)) = header::next(buf, pos) {
+    loop {
+        let h = match header::next(buf, pos) {
+            Ok(Next::Header(h)) => h,
+            Ok(Next::End { .. }) => break,
+            // Skip what cannot be read: this path answers requests the scanner refused.
+            Err(_) => {
+                pos += memchr::memchr(b'\n', &buf[pos..])? + 1;
+                continue;
+            }
+        };
         pos = h.line.1;
         let v = Span::new(h.value.0, h.value.1);
         let first = |s: &mut Span| {

@@ -68,10 +68,17 @@ pub fn parse_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
     };
     let whole = Span::new(start, end);
     let rest = colon + 1;
-    let qmark = s[rest..end]
+    // The user part may hold `?` and `;` (RFC 4475 intmeth, semiuri), so headers are looked
+    // for only after the `@`, when there is one.
+    let at = s[rest..end]
+        .iter()
+        .position(|&b| b == b'@')
+        .map(|p| rest + p);
+    let hstart = at.map_or(rest, |a| a + 1);
+    let qmark = s[hstart..end]
         .iter()
         .position(|&b| b == b'?')
-        .map(|p| rest + p);
+        .map(|p| hstart + p);
     let body_end = qmark.unwrap_or(end);
     let mut uri = Uri {
         scheme,
@@ -104,9 +111,8 @@ pub fn parse_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
         }
         Scheme::Sip | Scheme::Sips => {}
     }
-    let host_start = match s[rest..body_end].iter().position(|&b| b == b'@') {
-        Some(p) => {
-            let at = rest + p;
+    let host_start = match at {
+        Some(at) => {
             let user_end = s[rest..at]
                 .iter()
                 .position(|&b| b == b':')

@@ -1,0 +1,118 @@
+//! The proxy's first judgement of one datagram: a keepalive to ignore, a request the rules let
+//! through (to be routed), a response (to be relayed), a local reply the rules require, or a
+//! drop with its reason. Scanning errors map to the reply RFC 3261 asks for (400, or 505 for
+//! another SIP version) when the datagram is a request, and to a silent drop otherwise.
+#![forbid(unsafe_code)]
+
+use super::proxy::{Forward, Identity, LocalReply, RequestPlan, plan_request};
+use super::reply::Extra;
+use super::scan::{Message, ScanError, Scanned, scan};
+
+/// Why a datagram is dropped without a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// A response, or an ACK, that the scanner refused: responses are never answered.
+    Malformed(ScanError),
+    /// An ACK that the rules would have answered (ACKs never get replies).
+    AckNotAnswered,
+}
+
+/// A reply the proxy sends itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reject<'a> {
+    pub code: u16,
+    pub reason: &'static str,
+    pub extra: Extra<'a>,
+}
+
+/// What to do with one datagram.
+#[derive(Clone, Copy, Debug)]
+pub enum Verdict<'a> {
+    Keepalive,
+    /// A request to route and forward as `Forward` says.
+    Request(Message<'a>, Forward),
+    /// A response to relay (its top Via is checked when it is written).
+    Response(Message<'a>),
+    /// Answer locally ([`super::reply::write_reply`] builds it, leniently if the scanner
+    /// refused the datagram).
+    Reply(Reject<'a>),
+    Drop(DropReason),
+}
+
+/// Judges one datagram.
+pub fn judge<'a>(buf: &'a [u8], me: &Identity) -> Verdict<'a> {
+    let msg = match scan(buf) {
+        Ok(Scanned::Keepalive) => return Verdict::Keepalive,
+        Ok(Scanned::Message(m)) => m,
+        Err(e) => return malformed(buf, e),
+    };
+    if !msg.is_request() {
+        return Verdict::Response(msg);
+    }
+    match plan_request(&msg, me) {
+        RequestPlan::Forward(f) => Verdict::Request(msg, f),
+        RequestPlan::DropAck => Verdict::Drop(DropReason::AckNotAnswered),
+        RequestPlan::NotARequest => Verdict::Response(msg),
+        RequestPlan::Reply(r) => Verdict::Reply(local(buf, r)),
+    }
+}
+
+fn local(buf: &[u8], r: LocalReply) -> Reject<'_> {
+    let (code, reason, extra) = match r {
+        LocalReply::Options200 => (200, "OK", Extra::None),
+        LocalReply::UnsupportedScheme => (416, "Unsupported URI Scheme", Extra::None),
+        LocalReply::BadExtension(tags) => (420, "Bad Extension", Extra::Unsupported(tags.of(buf))),
+        LocalReply::TooManyHops => (483, "Too Many Hops", Extra::None),
+    };
+    Reject {
+        code,
+        reason,
+        extra,
+    }
+}
+
+fn malformed(buf: &[u8], e: ScanError) -> Verdict<'_> {
+    let is_request = !buf.starts_with(b"SIP/") && !buf.starts_with(b"ACK ");
+    if !is_request || matches!(e, ScanError::Empty | ScanError::TooLarge) {
+        return Verdict::Drop(DropReason::Malformed(e));
+    }
+    let (code, reason) = match e {
+        ScanError::BadVersion => (505, "Version Not Supported"),
+        _ => (400, "Bad Request"),
+    };
+    Verdict::Reply(Reject {
+        code,
+        reason,
+        extra: Extra::Warning(warning(e)),
+    })
+}
+
+/// The scanner's reason as static text for a Warning header (no allocation).
+fn warning(e: ScanError) -> &'static str {
+    match e {
+        ScanError::Empty => "empty datagram",
+        ScanError::TooLarge => "datagram too large",
+        ScanError::BadStartLine => "malformed start line",
+        ScanError::BadRequestUri => "malformed Request-URI",
+        ScanError::BadVersion => "unsupported SIP version",
+        ScanError::BadStatusCode => "status code out of range",
+        ScanError::HeaderWithoutColon => "header line without a colon",
+        ScanError::BadHeaderName => "malformed header name",
+        ScanError::BadHeader(h) => match h {
+            "Via" => "malformed Via header",
+            "From" => "malformed From header",
+            "To" => "malformed To header",
+            "CSeq" => "malformed CSeq header",
+            "Call-ID" => "malformed Call-ID header",
+            "Max-Forwards" => "malformed Max-Forwards header",
+            "Content-Length" => "malformed Content-Length header",
+            "Route" => "malformed Route header",
+            "Record-Route" => "malformed Record-Route header",
+            _ => "malformed header",
+        },
+        ScanError::DuplicateHeader(_) => "a single-valued header appears more than once",
+        ScanError::MissingHeader(_) => "a mandatory header is missing",
+        ScanError::ContentLengthTooLarge => "Content-Length larger than the datagram",
+        ScanError::CSeqMethodMismatch => "CSeq method differs from the request method",
+    }
+}
