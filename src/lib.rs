@@ -6,3 +6,4 @@
 //! Everything below `io` is sans-I/O: plain functions over byte slices, addresses and time.
 
 pub mod sip;
+pub mod tune;
