@@ -179,6 +179,19 @@ pub fn find<'a>(buf: &'a [u8], headers_start: usize, name: &[u8]) -> Option<&'a 
     None
 }
 
+/// The Call-ID value, found by reading header names only: cheap enough to decide which shard
+/// owns a datagram before the full scan runs there.
+pub fn call_id(buf: &[u8]) -> Option<&[u8]> {
+    let mut pos = memchr::memchr(b'\n', buf)? + 1;
+    while let Ok(Next::Header(h)) = next(buf, pos) {
+        if Name::classify(&buf[h.name.0..h.name.1]) == Name::CallId {
+            return Some(&buf[h.value.0..h.value.1]);
+        }
+        pos = h.line.1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +226,13 @@ mod tests {
         assert_eq!(next(m, h3.line.1).unwrap(), Next::End { body: m.len() - 4 });
         assert_eq!(next(b"Foobar roobar\r\n", 0), Err(LineError::NoColon));
         assert_eq!(next(b"Bad Name: x\r\n", 0), Err(LineError::BadName));
+    }
+
+    #[test]
+    fn call_id_without_a_full_scan() {
+        let m = b"BYE sip:a@b SIP/2.0\r\nVia: x\r\ni: abc@h\r\n\r\n";
+        assert_eq!(call_id(m), Some(&b"abc@h"[..]));
+        assert_eq!(call_id(b"junk"), None);
     }
 
     #[test]
