@@ -5,5 +5,6 @@
 //! socket ([`io`]) → scan ([`sip::scan`]) → decide ([`dispatch`]) → rewrite ([`sip::proxy`]) → send.
 //! Everything below `io` is sans-I/O: plain functions over byte slices, addresses and time.
 
+pub mod dispatch;
 pub mod sip;
 pub mod tune;

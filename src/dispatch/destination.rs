@@ -1,0 +1,357 @@
+//! One destination: its URI, Kamailio flag bits, priority and attributes as loaded, and the
+//! runtime state that outlives a reload (flags as health changes them, call load, latency,
+//! overload control), shared through an `Arc` and mutated with atomics only.
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use serde::Deserialize;
+
+/// Kamailio's destination flag bits (`dispatch.h`).
+pub mod flags {
+    pub const INACTIVE: u8 = 1;
+    pub const TRYING: u8 = 2;
+    pub const DISABLED: u8 = 4;
+    pub const PROBING: u8 = 8;
+    pub const NODNSARES: u8 = 16;
+    pub const NOPING: u8 = 32;
+}
+
+/// A stable id per destination record (Kamailio's IUID): the same across reloads while the
+/// record (set, URI, duid) exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DestId(pub u32);
+
+/// Attributes from the list file's attrs token (`k=v;k=v`) or a TOML table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attrs {
+    /// The attrs token as written, for display.
+    pub body: String,
+    pub duid: Option<String>,
+    pub maxload: u32,
+    /// 1–100 (percent for algorithm 9, weight for 15); outside → 0, as Kamailio.
+    pub weight: u32,
+    /// 1–100 relative weight for algorithm 11; outside → 0.
+    pub rweight: u32,
+    pub cc: bool,
+    /// Latency seed in ms.
+    pub latency: Option<u32>,
+    pub socket: Option<String>,
+    pub sockname: Option<String>,
+    pub ping_socket: Option<String>,
+    pub ping_from: Option<String>,
+    pub obproxy: Option<String>,
+    pub ocmin: u32,
+    pub ocmax: u32,
+    pub ocrate: u32,
+    /// Keys sipdispatch does not interpret, in order.
+    pub other: Vec<(String, String)>,
+}
+
+impl Attrs {
+    /// Parses `k=v;k=v`. Numbers that don't parse are errors; unknown keys are kept.
+    pub fn parse(body: &str) -> Result<Self, String> {
+        let mut a = Attrs {
+            body: body.to_owned(),
+            ocmax: 100,
+            ..Attrs::default()
+        };
+        for item in body.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = item.split_once('=').unwrap_or((item, ""));
+            let (k, v) = (k.trim(), v.trim());
+            let num = |what: &str| -> Result<u32, String> {
+                v.parse()
+                    .map_err(|_| format!("attribute {what}: `{v}` is not a number"))
+            };
+            match k {
+                "duid" => a.duid = Some(v.to_owned()),
+                "maxload" => a.maxload = num(k)?,
+                "weight" => a.weight = Some(num(k)?).filter(|w| (1..=100).contains(w)).unwrap_or(0),
+                "rweight" => {
+                    a.rweight = Some(num(k)?).filter(|w| (1..=100).contains(w)).unwrap_or(0)
+                }
+                "cc" => a.cc = num(k)? == 1,
+                "latency" => a.latency = Some(num(k)?),
+                "socket" => a.socket = Some(v.to_owned()),
+                "sockname" => a.sockname = Some(v.to_owned()),
+                "ping_socket" => a.ping_socket = Some(v.to_owned()),
+                "ping_from" => a.ping_from = Some(v.to_owned()),
+                "obproxy" => a.obproxy = Some(v.to_owned()),
+                "ocmin" => a.ocmin = num(k)?.min(100),
+                "ocmax" => a.ocmax = num(k)?.min(100),
+                "ocrate" => a.ocrate = num(k)?.min(100),
+                _ => a.other.push((k.to_owned(), v.to_owned())),
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// A destination as configured (from a list-file line or a TOML entry), before the table is
+/// built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestSpec {
+    pub set: u32,
+    /// With `sip:` added when the list file had no scheme.
+    pub uri: String,
+    pub flags: u8,
+    pub priority: i32,
+    pub attrs: Attrs,
+    /// Where it came from, e.g. `dispatcher.list:12`, for error messages.
+    pub origin: String,
+}
+
+/// Attrs in TOML: Kamailio's string form or a table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AttrsSpec {
+    Text(String),
+    Table(toml::Table),
+}
+
+/// An inline destination in the TOML config.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSpec {
+    pub uri: String,
+    #[serde(default)]
+    pub flags: u8,
+    #[serde(default)]
+    pub priority: i32,
+    pub attrs: Option<AttrsSpec>,
+}
+
+/// An inline set in the TOML config.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetSpec {
+    pub id: u32,
+    pub destinations: Vec<DestinationSpec>,
+}
+
+impl SetSpec {
+    /// The set's destinations as [`DestSpec`]s.
+    pub fn dest_specs(&self, origin: &str) -> Result<Vec<DestSpec>, String> {
+        self.destinations
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let body = match &d.attrs {
+                    None => String::new(),
+                    Some(AttrsSpec::Text(s)) => s.clone(),
+                    Some(AttrsSpec::Table(t)) => t
+                        .iter()
+                        .map(|(k, v)| match v {
+                            toml::Value::String(s) => format!("{k}={s}"),
+                            other => format!("{k}={other}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                };
+                let origin = format!("{origin}: set {} destination {}", self.id, i + 1);
+                let uri = normalise_uri(&d.uri).map_err(|e| format!("{origin}: {e}"))?;
+                let attrs = Attrs::parse(&body).map_err(|e| format!("{origin}: {e}"))?;
+                Ok(DestSpec {
+                    set: self.id,
+                    uri,
+                    flags: d.flags,
+                    priority: d.priority,
+                    attrs,
+                    origin,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Adds `sip:` to a URI without a scheme and checks that it has a host.
+pub fn normalise_uri(uri: &str) -> Result<String, String> {
+    let uri = uri.trim();
+    let lower = uri.get(..5).unwrap_or(uri).to_ascii_lowercase();
+    let full = if lower.starts_with("sip:") || lower.starts_with("sips:") {
+        uri.to_owned()
+    } else {
+        format!("sip:{uri}")
+    };
+    let b = full.as_bytes();
+    crate::sip::uri::parse_uri(b, 0, b.len())
+        .ok_or_else(|| format!("`{uri}` is not a valid SIP URI"))?;
+    Ok(full)
+}
+
+/// The parts of a destination URI the data plane needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub secure: bool,
+    pub user: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub transport: Option<String>,
+}
+
+impl Target {
+    pub fn parse(uri: &str) -> Option<Self> {
+        let b = uri.as_bytes();
+        let u = crate::sip::uri::parse_uri(b, 0, b.len())?;
+        let text = |s: crate::sip::Span| String::from_utf8_lossy(s.of(b)).into_owned();
+        let mut transport = None;
+        for p in text(u.params).split(';') {
+            if let Some(v) = p.strip_prefix("transport=") {
+                transport = Some(v.to_ascii_lowercase());
+            }
+        }
+        Some(Self {
+            secure: u.scheme == crate::sip::uri::Scheme::Sips,
+            user: u.user.map(text).unwrap_or_default(),
+            host: String::from_utf8_lossy(u.host_bare(b)).into_owned(),
+            port: u.port,
+            transport,
+        })
+    }
+
+    /// The socket address when the host is an IP literal.
+    pub fn literal_addr(&self) -> Option<SocketAddr> {
+        let ip: IpAddr = self.host.parse().ok()?;
+        Some(SocketAddr::new(
+            ip,
+            self.port.unwrap_or(if self.secure { 5061 } else { 5060 }),
+        ))
+    }
+}
+
+/// Runtime state of a destination; survives reloads while the record exists.
+#[derive(Debug, Default)]
+pub struct DestState {
+    pub flags: AtomicU8,
+    /// Calls counted by algorithm 10 (never below zero).
+    pub active_calls: AtomicU32,
+    /// Latency estimate (EWMA) and average, µs; 0 = no samples yet.
+    pub latency_est_us: AtomicU64,
+    pub latency_avg_us: AtomicU64,
+    /// Overload control (algorithm 64): drop rate in percent, valid until `oc_until_ms`.
+    pub oc_rate: AtomicU8,
+    pub oc_until_ms: AtomicU64,
+    pub oc_seq: AtomicI64,
+    pub oc_idx: AtomicU32,
+    /// Requests sent to this destination.
+    pub requests: AtomicU64,
+}
+
+impl DestState {
+    pub fn new(flags: u8, attrs: &Attrs) -> Self {
+        let s = DestState {
+            flags: AtomicU8::new(flags),
+            ..DestState::default()
+        };
+        if let Some(ms) = attrs.latency {
+            s.latency_est_us.store(u64::from(ms) * 1000, Relaxed);
+            s.latency_avg_us.store(u64::from(ms) * 1000, Relaxed);
+        }
+        s
+    }
+
+    pub fn flags(&self) -> u8 {
+        self.flags.load(Relaxed)
+    }
+
+    /// Kamailio's `ds_skip_dst`: inactive or disabled. Trying is still selectable.
+    pub fn is_usable(&self) -> bool {
+        self.flags() & (flags::INACTIVE | flags::DISABLED) == 0
+    }
+
+    pub fn inc_load(&self) {
+        self.active_calls.fetch_add(1, Relaxed);
+    }
+
+    /// Gives back one call; saturates at zero (a counter must never wrap below it).
+    pub fn dec_load(&self) {
+        let _ = self
+            .active_calls
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
+
+    pub fn load(&self) -> u32 {
+        self.active_calls.load(Relaxed)
+    }
+
+    /// Kamailio's flag letters: `A`/`I`/`D`/`T`, then `P`/`N`/`X`.
+    pub fn letters(&self) -> String {
+        let f = self.flags();
+        let first = if f & flags::INACTIVE != 0 {
+            'I'
+        } else if f & flags::DISABLED != 0 {
+            'D'
+        } else if f & flags::TRYING != 0 {
+            'T'
+        } else {
+            'A'
+        };
+        let second = if f & flags::PROBING != 0 {
+            'P'
+        } else if f & flags::NOPING != 0 {
+            'N'
+        } else {
+            'X'
+        };
+        format!("{first}{second}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attrs_known_unknown_and_ranges() {
+        let a = Attrs::parse("duid=xyz;maxload=20;weight=150;rweight=30;cc=1;foo=bar;latency=12")
+            .unwrap();
+        assert_eq!(a.duid.as_deref(), Some("xyz"));
+        assert_eq!((a.maxload, a.weight, a.rweight, a.cc), (20, 0, 30, true));
+        assert_eq!(a.other, vec![("foo".into(), "bar".into())]);
+        assert_eq!(a.latency, Some(12));
+        assert_eq!(a.ocmax, 100);
+        assert!(Attrs::parse("maxload=lots").is_err());
+    }
+
+    #[test]
+    fn uris_get_a_scheme_and_targets_parse() {
+        assert_eq!(
+            normalise_uri("127.0.0.1:5070").unwrap(),
+            "sip:127.0.0.1:5070"
+        );
+        assert_eq!(normalise_uri("[::1]:5070").unwrap(), "sip:[::1]:5070");
+        assert_eq!(
+            normalise_uri("sips:a.example.com").unwrap(),
+            "sips:a.example.com"
+        );
+        assert!(normalise_uri("http:x").is_err());
+        let t = Target::parse("sip:10.0.0.1:5070;transport=udp").unwrap();
+        assert_eq!(t.literal_addr(), Some("10.0.0.1:5070".parse().unwrap()));
+        assert_eq!(t.transport.as_deref(), Some("udp"));
+        let t = Target::parse("sip:[2001:db8::1]").unwrap();
+        assert_eq!(
+            t.literal_addr(),
+            Some("[2001:db8::1]:5060".parse().unwrap())
+        );
+        assert_eq!(
+            Target::parse("sip:media.example.com")
+                .unwrap()
+                .literal_addr(),
+            None
+        );
+    }
+
+    #[test]
+    fn load_never_goes_below_zero_and_letters() {
+        let s = DestState::new(flags::INACTIVE | flags::PROBING, &Attrs::default());
+        s.dec_load();
+        assert_eq!(s.load(), 0);
+        s.inc_load();
+        s.dec_load();
+        s.dec_load();
+        assert_eq!(s.load(), 0);
+        assert_eq!(s.letters(), "IP");
+        assert!(!s.is_usable());
+    }
+}

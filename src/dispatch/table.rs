@@ -1,0 +1,243 @@
+//! The destination table: sets of destinations ordered as Kamailio orders them (priority,
+//! highest first), with the per-set counters the algorithms share across shards. A table is
+//! built whole from specs and never edited in place; building from a previous table carries
+//! over each surviving destination's id and runtime state, and each set's rotation.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use super::destination::{Attrs, DestId, DestSpec, DestState, Target};
+use super::hash::mix64;
+
+/// One destination of a set.
+#[derive(Debug)]
+pub struct Destination {
+    pub id: DestId,
+    pub set: u32,
+    pub uri: String,
+    pub target: Target,
+    /// Where to send; `None` until a host name is resolved.
+    pub addr: Option<SocketAddr>,
+    pub priority: i32,
+    pub attrs: Attrs,
+    pub state: Arc<DestState>,
+    pub origin: String,
+    /// Stable across restarts and instances (a hash of the URI and duid), for rendezvous.
+    pub seed: u64,
+}
+
+/// A destination set and its shared selection counters.
+#[derive(Debug)]
+pub struct Set {
+    pub id: u32,
+    pub dests: Vec<Destination>,
+    /// Round-robin position (algorithms 4, 5, 13, 14, 64).
+    pub rr: AtomicU32,
+    /// Weighted-selection cursor (algorithms 9, 11, 15 and OpenSIPS 4).
+    pub wcursor: AtomicU64,
+    /// Algorithm 14: every destination has the same priority, above 0.
+    pub rr_serial: bool,
+}
+
+/// All sets, immutable once built (runtime state lives in the `Arc<DestState>`s).
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Sorted by id.
+    pub sets: Vec<Set>,
+    index: HashMap<DestId, (usize, usize)>,
+    next_id: u32,
+}
+
+/// What identifies a destination across reloads: set, URI, duid.
+type CarryKey<'a> = (u32, &'a str, Option<&'a str>);
+
+fn seed_of(uri: &str, duid: Option<&str>) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in uri.bytes().chain([0]).chain(duid.unwrap_or("").bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix64(h)
+}
+
+impl Table {
+    /// Builds a table. With `previous`, destinations matched by (set, URI, duid) keep their id
+    /// and runtime state, and sets keep their rotation.
+    pub fn build(specs: Vec<DestSpec>, previous: Option<&Table>) -> Result<Self, String> {
+        let mut carried: HashMap<CarryKey<'_>, (DestId, &Arc<DestState>)> = HashMap::new();
+        let mut next_id = 1;
+        if let Some(p) = previous {
+            next_id = p.next_id;
+            for s in &p.sets {
+                for d in &s.dests {
+                    carried.insert((d.set, &d.uri, d.attrs.duid.as_deref()), (d.id, &d.state));
+                }
+            }
+        }
+        let mut by_set: Vec<(u32, Vec<Destination>)> = Vec::new();
+        for spec in specs {
+            let target = Target::parse(&spec.uri)
+                .ok_or_else(|| format!("{}: `{}` is not a valid SIP URI", spec.origin, spec.uri))?;
+            let key = (spec.set, spec.uri.as_str(), spec.attrs.duid.as_deref());
+            let (id, state) = match carried.get(&key) {
+                Some((id, st)) => (*id, Arc::clone(st)),
+                None => {
+                    let id = DestId(next_id);
+                    next_id += 1;
+                    (id, Arc::new(DestState::new(spec.flags, &spec.attrs)))
+                }
+            };
+            let d = Destination {
+                id,
+                set: spec.set,
+                seed: seed_of(&spec.uri, spec.attrs.duid.as_deref()),
+                addr: target.literal_addr(),
+                target,
+                uri: spec.uri,
+                priority: spec.priority,
+                attrs: spec.attrs,
+                state,
+                origin: spec.origin,
+            };
+            match by_set.iter_mut().find(|(s, _)| *s == spec.set) {
+                Some((_, v)) => v.push(d),
+                None => by_set.push((spec.set, vec![d])),
+            }
+        }
+        by_set.sort_by_key(|(s, _)| *s);
+        let mut sets = Vec::with_capacity(by_set.len());
+        let mut index = HashMap::new();
+        for (id, mut dests) in by_set {
+            // Highest priority first; equal priorities keep file order (a stable sort).
+            dests.sort_by_key(|d| std::cmp::Reverse(d.priority));
+            for (i, d) in dests.iter().enumerate() {
+                if index.insert(d.id, (sets.len(), i)).is_some() {
+                    return Err(format!(
+                        "{}: destination {} appears twice in set {id} with the same duid",
+                        d.origin, d.uri
+                    ));
+                }
+            }
+            let p0 = dests[0].priority;
+            let rr_serial = p0 > 0 && dests.iter().all(|d| d.priority == p0);
+            let prev = previous.and_then(|p| p.set(id));
+            sets.push(Set {
+                id,
+                rr: AtomicU32::new(prev.map_or(0, |s| s.rr.load(Relaxed))),
+                wcursor: AtomicU64::new(prev.map_or(0, |s| s.wcursor.load(Relaxed))),
+                rr_serial,
+                dests,
+            });
+        }
+        Ok(Self {
+            sets,
+            index,
+            next_id,
+        })
+    }
+
+    pub fn set(&self, id: u32) -> Option<&Set> {
+        self.sets
+            .binary_search_by_key(&id, |s| s.id)
+            .ok()
+            .map(|i| &self.sets[i])
+    }
+
+    pub fn dest(&self, id: DestId) -> Option<&Destination> {
+        let &(s, d) = self.index.get(&id)?;
+        self.sets.get(s)?.dests.get(d)
+    }
+
+    pub fn destinations(&self) -> impl Iterator<Item = &Destination> {
+        self.sets.iter().flat_map(|s| s.dests.iter())
+    }
+
+    /// Resolves host names (I/O happens in `f`, at load time, never per message).
+    pub fn resolve_with(&mut self, mut f: impl FnMut(&Target) -> Option<SocketAddr>) {
+        for s in &mut self.sets {
+            for d in &mut s.dests {
+                if d.addr.is_none() {
+                    d.addr = f(&d.target);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::list::parse;
+
+    #[test]
+    fn priority_order_and_carry_over() {
+        let t1 = Table::build(
+            parse(
+                "1 sip:a:5060 0 1\n1 sip:b:5060 0 5\n1 sip:c:5060 0 1\n2 sip:d 1\n",
+                "l",
+            )
+            .unwrap(),
+            None,
+        )
+        .unwrap();
+        let uris: Vec<&str> = t1
+            .set(1)
+            .unwrap()
+            .dests
+            .iter()
+            .map(|d| d.uri.as_str())
+            .collect();
+        assert_eq!(uris, ["sip:b:5060", "sip:a:5060", "sip:c:5060"]);
+        assert!(!t1.set(2).unwrap().dests[0].state.is_usable());
+        let a = t1.set(1).unwrap().dests[1].id;
+        t1.dest(a).unwrap().state.inc_load();
+        t1.set(1).unwrap().rr.store(7, Relaxed);
+        // Reload: `a` survives with its id and load, `e` is new, `c` is gone.
+        let t2 = Table::build(
+            parse("1 sip:a:5060 0 1\n1 sip:e:5060\n", "l").unwrap(),
+            Some(&t1),
+        )
+        .unwrap();
+        let a2 = t2
+            .set(1)
+            .unwrap()
+            .dests
+            .iter()
+            .find(|d| d.uri == "sip:a:5060")
+            .unwrap();
+        assert_eq!(a2.id, a);
+        assert_eq!(a2.state.load(), 1);
+        let e = t2
+            .set(1)
+            .unwrap()
+            .dests
+            .iter()
+            .find(|d| d.uri == "sip:e:5060")
+            .unwrap();
+        assert!(e.id.0 > 4, "fresh ids never reuse old ones");
+        assert_eq!(t2.set(1).unwrap().rr.load(Relaxed), 7);
+        assert!(t2.set(2).is_none());
+    }
+
+    #[test]
+    fn rr_serial_flag_and_addresses() {
+        let t = Table::build(
+            parse(
+                "1 sip:10.0.0.1 0 5\n1 sip:10.0.0.2:5070 0 5\n2 sip:x 0 0\n2 sip:y 0 0\n",
+                "l",
+            )
+            .unwrap(),
+            None,
+        )
+        .unwrap();
+        assert!(t.set(1).unwrap().rr_serial);
+        assert!(!t.set(2).unwrap().rr_serial);
+        assert_eq!(
+            t.set(1).unwrap().dests[1].addr,
+            Some("10.0.0.2:5070".parse().unwrap())
+        );
+        assert_eq!(t.set(2).unwrap().dests[0].addr, None);
+    }
+}
