@@ -5,6 +5,8 @@
 //! socket ([`io`]) → scan ([`sip::scan`]) → decide ([`dispatch`]) → rewrite ([`sip::proxy`]) → send.
 //! Everything below `io` is sans-I/O: plain functions over byte slices, addresses and time.
 
+pub mod config;
 pub mod dispatch;
+pub mod engine;
 pub mod sip;
 pub mod tune;

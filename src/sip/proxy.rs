@@ -99,6 +99,9 @@ pub struct Forward {
     pub max_forwards: u8,
     /// Whether the request had a Max-Forwards header to rewrite.
     pub has_max_forwards: bool,
+    /// 0 normally; 1, 2, … for each copy of a request forked in parallel, so every branch
+    /// gets its own Via branch.
+    pub fork: u8,
 }
 
 /// Applies RFC 3261 §16.3 (validation) and §16.4 (route preprocessing) to a request.
@@ -147,6 +150,7 @@ pub fn plan_request(msg: &Message<'_>, me: &Identity) -> RequestPlan {
         route_target,
         max_forwards,
         has_max_forwards,
+        fork: 0,
     })
 }
 
@@ -248,7 +252,9 @@ pub fn write_request(
                 o.put(b"Via: SIP/2.0/UDP ")?;
                 put_hostport(&mut o, me)?;
                 o.put(b";branch=z9hG4bK")?;
-                o.put_hex64(branch_hash(msg))?;
+                o.put_hex64(
+                    branch_hash(msg) ^ u64::from(fwd.fork).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                )?;
                 o.put(b"\r\n")?;
                 if record_route {
                     o.put(b"Record-Route: <sip:")?;

@@ -176,6 +176,14 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// The request method as on the wire (empty for a response).
+    pub fn method_bytes(&self) -> &'a [u8] {
+        match self.start {
+            StartLine::Request { method_span, .. } => method_span.of(self.buf),
+            StartLine::Response { .. } => &[],
+        }
+    }
+
     /// The CSeq method (of the request a response answers, too).
     pub fn cseq_method(&self) -> Method {
         Method::from_bytes(self.cseq_method.of(self.buf))

@@ -1,0 +1,12 @@
+//! The sans-I/O core of a shard: what happens to one datagram between the socket and the
+//! socket (scan → route → rewrite), the counters it keeps, and the outbox it writes to. The
+//! I/O layer calls in; nothing here opens a socket or reads a clock.
+
+pub mod counters;
+pub mod outbox;
+pub mod route;
+pub mod shard;
+
+pub use counters::{Counters, Snapshot};
+pub use outbox::{Outbox, VecOutbox};
+pub use shard::{Shard, Shared, owner};

@@ -1,0 +1,358 @@
+//! One shard's message path, sans I/O: judge the datagram, route it (Route header, Call-ID
+//! affinity, or the matching route's algorithm), rewrite it, and write it to an [`Outbox`].
+//! Owns the shard's Call-ID tracker and counters; reads the shared destination table. No
+//! allocation and no lock per message.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use super::counters::{Counters, Dropped};
+use super::outbox::Outbox;
+use super::route::match_route;
+use crate::config::{NoDestination, Route};
+use crate::dispatch::tracker::{Begin, CallState, Tracker, call_key};
+use crate::dispatch::{
+    Algorithm, Candidates, Destination, HeaderLookup, Keys, Rng, Table, UriKey, select,
+};
+use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request, write_response};
+use crate::sip::reply::{Extra, write_reply};
+use crate::sip::uri::{Scheme, Uri};
+use crate::sip::verdict::{DropReason, Verdict, judge};
+use crate::sip::{Message, Method, StartLine};
+
+/// How long a finished call stays routable for its last messages (RFC 3261 timer H, 64·T1).
+const LINGER_MS: u64 = 32_000;
+/// Tracker slots examined for expiry per tick.
+const SWEEP_PER_TICK: usize = 256;
+
+/// What every shard reads: who we are, the routes, and the destination table (swapped whole
+/// on reload).
+pub struct Shared {
+    pub identity: Identity,
+    pub routes: Vec<Route>,
+    pub table: ArcSwap<Table>,
+    pub no_destination: NoDestination,
+    pub init_expire_ms: u64,
+    pub expire_ms: u64,
+    /// The clock's zero for millisecond timestamps.
+    pub epoch: Instant,
+}
+
+/// The shard owning a datagram: by Call-ID hash, so a call's messages meet on one shard in
+/// the order they arrived. Datagrams without a Call-ID go to shard 0.
+pub fn owner(data: &[u8], nshards: usize) -> usize {
+    match crate::sip::header::call_id(data) {
+        Some(id) if nshards > 1 => ((call_key(id) >> 32) % nshards as u64) as usize,
+        _ => 0,
+    }
+}
+
+/// One shard's state.
+pub struct Shard {
+    shared: Arc<Shared>,
+    tracker: Tracker,
+    cands: Candidates,
+    rng: Rng,
+    pub counters: Arc<Counters>,
+}
+
+struct Headers<'m, 'a>(&'m Message<'a>);
+
+impl HeaderLookup for Headers<'_, '_> {
+    fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.0.header(name)
+    }
+}
+
+fn uri_key<'a>(buf: &'a [u8], u: &Uri) -> UriKey<'a> {
+    UriKey {
+        secure: u.scheme == Scheme::Sips,
+        user: u.user.map_or(&[][..], |s| s.of(buf)),
+        host: u.host.of(buf),
+        port: u.port,
+    }
+}
+
+/// The address of a Route URI whose host is an IP literal.
+fn route_addr(buf: &[u8], u: &Uri) -> Option<SocketAddr> {
+    let ip: IpAddr = std::str::from_utf8(u.host_bare(buf)).ok()?.parse().ok()?;
+    let default = if u.scheme == Scheme::Sips { 5061 } else { 5060 };
+    Some(SocketAddr::new(ip, u.port.unwrap_or(default)))
+}
+
+impl Shard {
+    /// A shard with a tracker for `tracker_capacity` calls.
+    pub fn new(shared: Arc<Shared>, index: usize, tracker_capacity: usize) -> Self {
+        let tracker = Tracker::new(tracker_capacity, shared.init_expire_ms, shared.expire_ms);
+        let seed = (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ shared.epoch.elapsed().as_nanos() as u64;
+        Self {
+            shared,
+            tracker,
+            cands: Candidates::default(),
+            rng: Rng::new(seed),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    fn now_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.shared.epoch).as_millis() as u64
+    }
+
+    /// Calls tracked right now.
+    pub fn tracked(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Periodic work: expire tracked calls, giving back the load of those that counted.
+    pub fn tick(&mut self, now: Instant) {
+        let now_ms = self.now_ms(now);
+        let table = self.shared.table.load();
+        self.tracker.expire(now_ms, SWEEP_PER_TICK, |e| {
+            if let Some(d) = table.dest(e.dest) {
+                d.state.dec_load();
+            }
+        });
+    }
+
+    /// Handles one datagram from `src`.
+    pub fn handle(&mut self, now: Instant, src: SocketAddr, data: &[u8], out: &mut impl Outbox) {
+        let now_ms = self.now_ms(now);
+        let Self {
+            shared,
+            tracker,
+            cands,
+            rng,
+            counters,
+        } = self;
+        let ctx = Ctx {
+            shared,
+            counters,
+            now_ms,
+        };
+        Counters::inc(&counters.received);
+        match judge(data, &shared.identity) {
+            Verdict::Keepalive => Counters::inc(&counters.keepalives),
+            Verdict::Drop(DropReason::Malformed(_)) => counters.dropped(Dropped::Malformed),
+            Verdict::Drop(DropReason::AckNotAnswered) => counters.dropped(Dropped::AckNotAnswered),
+            Verdict::Reply(r) => ctx.reply(data, r.code, r.reason, r.extra, src, out),
+            Verdict::Response(m) => ctx.response(tracker, &m, out),
+            Verdict::Request(m, f) => ctx.request(tracker, cands, rng, src, &m, &f, out),
+        }
+    }
+}
+
+/// What one datagram's handling borrows from its shard.
+struct Ctx<'s> {
+    shared: &'s Shared,
+    counters: &'s Counters,
+    now_ms: u64,
+}
+
+impl Ctx<'_> {
+    fn reply(
+        &self,
+        data: &[u8],
+        code: u16,
+        reason: &str,
+        extra: Extra<'_>,
+        src: SocketAddr,
+        out: &mut impl Outbox,
+    ) {
+        let Some(buf) = out.buffer() else {
+            return self.counters.dropped(Dropped::TxFull);
+        };
+        match write_reply(data, code, reason, extra, src, buf) {
+            Some(Ok((n, to))) => {
+                out.commit(n, to);
+                self.counters.reply(code);
+            }
+            Some(Err(_)) => self.counters.dropped(Dropped::Overflow),
+            None => self.counters.dropped(Dropped::Malformed),
+        }
+    }
+
+    fn response(&self, tracker: &mut Tracker, m: &Message<'_>, out: &mut impl Outbox) {
+        let Some(buf) = out.buffer() else {
+            return self.counters.dropped(Dropped::TxFull);
+        };
+        match write_response(m, &self.shared.identity, buf) {
+            Ok((n, to)) => {
+                out.commit(n, to);
+                Counters::inc(&self.counters.responses_forwarded);
+            }
+            Err(ResponseDrop::ForUs) => Counters::inc(&self.counters.responses_consumed),
+            Err(ResponseDrop::NotOurVia) => return self.counters.dropped(Dropped::ResponseNotOurs),
+            Err(ResponseDrop::Overflow(_)) => return self.counters.dropped(Dropped::Overflow),
+            Err(_) => return self.counters.dropped(Dropped::ResponseUnroutable),
+        }
+        // Call-load bookkeeping on final replies to the initial INVITE.
+        let StartLine::Response { code, .. } = m.start else {
+            return;
+        };
+        if m.cseq_method() != Method::Invite || code < 200 {
+            return;
+        }
+        let key = call_key(m.call_id());
+        if code < 300 {
+            tracker.confirm(key, self.now_ms);
+        } else if tracker
+            .lookup(key, self.now_ms)
+            .is_some_and(|e| e.state == CallState::Init)
+        {
+            // A failed initial INVITE; a failed re-INVITE leaves its confirmed call alone.
+            self.release(tracker, key);
+        }
+    }
+
+    fn release(&self, tracker: &mut Tracker, key: u64) {
+        if let Some(e) = tracker.release(key, self.now_ms, LINGER_MS)
+            && e.counted
+            && let Some(d) = self.shared.table.load().dest(e.dest)
+        {
+            d.state.dec_load();
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &self,
+        tracker: &mut Tracker,
+        cands: &mut Candidates,
+        rng: &mut Rng,
+        src: SocketAddr,
+        m: &Message<'_>,
+        f: &Forward,
+        out: &mut impl Outbox,
+    ) {
+        let buf = m.buf;
+        // A Route after ours names the next hop (RFC 3261 §16.6 step 7).
+        if let Some(u) = f.route_target {
+            return match route_addr(buf, &u) {
+                Some(to) => self.forward(m, f, false, src, to, out),
+                None => self.counters.dropped(Dropped::RouteUnresolvable),
+            };
+        }
+        let shared = self.shared;
+        let table = shared.table.load();
+        let key = call_key(m.call_id());
+        let method = m.method().unwrap_or(Method::Other);
+        let initial = m.to.tag.is_none();
+
+        // Affinity: everything of a tracked call goes where its INVITE went.
+        if let Some(e) = tracker.lookup(key, self.now_ms) {
+            let rr = initial && match_route(&shared.routes, m).is_some_and(|r| r.record_route);
+            if matches!(method, Method::Bye | Method::Cancel) {
+                self.release(tracker, key);
+            }
+            return match table.dest(e.dest).and_then(|d| d.addr) {
+                Some(to) => self.forward(m, f, rr, src, to, out),
+                None => self.counters.dropped(Dropped::DestinationUnresolved),
+            };
+        }
+
+        let Some(route) = match_route(&shared.routes, m) else {
+            let why = Extra::Warning("no route matches");
+            return self.reply(buf, 404, "Not Found", why, src, out);
+        };
+        let StartLine::Request { uri, .. } = m.start else {
+            return;
+        };
+        let keys = Keys {
+            method: m.method_bytes(),
+            call_id: m.call_id(),
+            from_uri: Some(uri_key(buf, &m.from.uri)),
+            to_uri: Some(uri_key(buf, &m.to.uri)),
+            ruri: Some(uri_key(buf, &uri)),
+            auth_user: m.auth_user.map(|s| s.of(buf)),
+            headers: &Headers(m),
+        };
+        let set = table.set(route.set);
+        let selected = set.map(|set| select(set, &route.selector, &keys, rng, self.now_ms, cands));
+        let (Some(set), Some(Ok(()))) = (set, selected) else {
+            let nd = &shared.no_destination;
+            let extra = nd.retry_after.map_or(Extra::None, Extra::RetryAfter);
+            return self.reply(buf, nd.code, &nd.reason, extra, src, out);
+        };
+        let record_route = route.record_route && initial;
+        if route.selector.algorithm == Algorithm::Parallel {
+            for (i, &d) in cands.as_slice().iter().enumerate() {
+                let fork = Forward {
+                    fork: (i + 1).min(255) as u8,
+                    ..*f
+                };
+                self.send_to(m, &fork, record_route, src, &set.dests[usize::from(d)], out);
+            }
+            return;
+        }
+        let Some(dest) = cands.first().map(|i| &set.dests[i]) else {
+            return;
+        };
+        if method == Method::Invite && initial {
+            let counted = route.selector.algorithm == Algorithm::CallLoad;
+            match tracker.begin(key, set.id, dest.id, counted, self.now_ms) {
+                Begin::New if counted => dest.state.inc_load(),
+                Begin::Replaced(old) => {
+                    if old.counted
+                        && let Some(d) = table.dest(old.dest)
+                    {
+                        d.state.dec_load();
+                    }
+                    if counted {
+                        dest.state.inc_load();
+                    }
+                }
+                Begin::Full => Counters::inc(&self.counters.tracker_full),
+                Begin::New | Begin::Existing(_) => {}
+            }
+        }
+        self.send_to(m, f, record_route, src, dest, out);
+    }
+
+    fn send_to(
+        &self,
+        m: &Message<'_>,
+        f: &Forward,
+        rr: bool,
+        src: SocketAddr,
+        dest: &Destination,
+        out: &mut impl Outbox,
+    ) {
+        match dest.addr {
+            Some(to) => {
+                dest.state.requests.fetch_add(1, Relaxed);
+                self.forward(m, f, rr, src, to, out);
+            }
+            None => self.counters.dropped(Dropped::DestinationUnresolved),
+        }
+    }
+
+    fn forward(
+        &self,
+        m: &Message<'_>,
+        f: &Forward,
+        rr: bool,
+        src: SocketAddr,
+        to: SocketAddr,
+        out: &mut impl Outbox,
+    ) {
+        let Some(buf) = out.buffer() else {
+            return self.counters.dropped(Dropped::TxFull);
+        };
+        match write_request(m, f, rr, &self.shared.identity, src, buf) {
+            Ok(n) => {
+                out.commit(n, to);
+                Counters::inc(&self.counters.requests_forwarded);
+            }
+            Err(_) => self.counters.dropped(Dropped::Overflow),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "shard_tests.rs"]
+mod tests;

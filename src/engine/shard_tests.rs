@@ -1,0 +1,258 @@
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use super::*;
+use crate::config::Config;
+use crate::dispatch::flags;
+use crate::engine::VecOutbox;
+use crate::sip::{Scanned, scan};
+
+const ME: &str = "127.0.0.1:5060";
+const UAC: &str = "127.0.0.1:6000";
+
+fn config(algorithm: &str) -> String {
+    format!(
+        r#"
+[listen]
+udp = ["{ME}"]
+[destinations]
+[[destinations.sets]]
+id = 1
+destinations = [
+  {{ uri = "sip:127.0.0.1:7001", attrs = "duid=a;maxload=10" }},
+  {{ uri = "sip:127.0.0.1:7002", attrs = "duid=b;maxload=10" }},
+]
+[[routes]]
+methods = ["INVITE"]
+set = 1
+algorithm = "{algorithm}"
+record_route = true
+[[routes]]
+set = 1
+algorithm = "{algorithm}"
+[no_destination]
+code = 503
+reason = "Service Unavailable"
+retry_after = 5
+"#
+    )
+}
+
+fn shard(algorithm: &str) -> Shard {
+    let cfg = Config::parse(&config(algorithm), std::path::Path::new("t.toml")).unwrap();
+    let table = Table::build(cfg.dest_specs().unwrap(), None).unwrap();
+    let (host, port) = cfg.advertise();
+    let shared = Shared {
+        identity: Identity::new(&host, port, &cfg.listen.udp),
+        routes: cfg.routes(),
+        table: ArcSwap::from_pointee(table),
+        no_destination: cfg.no_destination.clone(),
+        init_expire_ms: 10_000,
+        expire_ms: 60_000,
+        epoch: Instant::now(),
+    };
+    Shard::new(Arc::new(shared), 0, 1024)
+}
+
+fn req(method: &str, call: u32, to_tag: bool, extra: &str) -> Vec<u8> {
+    let tag = if to_tag { ";tag=uas1" } else { "" };
+    format!(
+        "{method} sip:service@{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {UAC};branch=z9hG4bK-{call}-{method}\r\n\
+From: <sip:sipp@{UAC}>;tag={call}\r\nTo: <sip:service@{ME}>{tag}\r\nCall-ID: {call}@uac\r\n\
+CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The response a uas at `uas` would send to `fwd` (our forwarded request).
+fn resp(fwd: &[u8], code: u16, uas: SocketAddr) -> (SocketAddr, Vec<u8>) {
+    let Ok(Scanned::Message(m)) = scan(fwd) else {
+        panic!()
+    };
+    let vias = String::from_utf8_lossy(m.header(b"via").unwrap()).into_owned();
+    let text = String::from_utf8_lossy(fwd);
+    let second = text
+        .lines()
+        .filter(|l| l.starts_with("Via: "))
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("Via: ")
+        .to_owned();
+    let r = format!(
+        "SIP/2.0 {code} X\r\nVia: {vias}, {second}\r\nFrom: <sip:sipp@{UAC}>;tag=1\r\nTo: <sip:service@{ME}>;tag=uas1\r\n\
+Call-ID: {}\r\nCSeq: 1 {}\r\nContent-Length: 0\r\n\r\n",
+        String::from_utf8_lossy(m.call_id()),
+        String::from_utf8_lossy(m.cseq_method.of(fwd)),
+    );
+    (uas, r.into_bytes())
+}
+
+fn run(s: &mut Shard, from: &str, data: &[u8]) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut out = VecOutbox::new();
+    s.handle(Instant::now(), from.parse().unwrap(), data, &mut out);
+    out.sent
+}
+
+#[test]
+fn a_call_flows_and_its_dialog_follows_the_invite() {
+    let mut s = shard("round-robin");
+    for call in 0..4u32 {
+        let sent = run(&mut s, UAC, &req("INVITE", call, false, ""));
+        assert_eq!(sent.len(), 1);
+        let (uas, fwd) = &sent[0];
+        let text = String::from_utf8_lossy(fwd);
+        assert!(
+            text.contains("Record-Route: <sip:127.0.0.1:5060;lr>"),
+            "{text}"
+        );
+        assert_eq!(uas.port(), 7001 + (call % 2) as u16, "round-robin");
+        // 180 and 200 go back to the uac.
+        for code in [180, 200] {
+            let (from, r) = resp(fwd, code, *uas);
+            let back = run(&mut s, &from.to_string(), &r);
+            assert_eq!(back.len(), 1);
+            assert_eq!(back[0].0, UAC.parse().unwrap());
+            assert!(back[0].1.starts_with(format!("SIP/2.0 {code}").as_bytes()));
+        }
+        // ACK and BYE (no Route, as SIPp's uac sends them) reach the same uas.
+        for m in ["ACK", "BYE"] {
+            let sent = run(&mut s, UAC, &req(m, call, true, ""));
+            assert_eq!(sent[0].0, *uas, "{m} of call {call}");
+        }
+    }
+    let c = s.counters.snapshot();
+    assert_eq!(c.requests_forwarded, 12);
+    assert_eq!(c.responses_forwarded, 8);
+}
+
+#[test]
+fn call_load_counts_and_gives_back() {
+    let mut s = shard("call-load");
+    let table = s.shared.table.load_full();
+    let loads = |t: &Table| -> Vec<u32> {
+        t.set(1)
+            .unwrap()
+            .dests
+            .iter()
+            .map(|d| d.state.load())
+            .collect()
+    };
+    let inv: Vec<_> = (0..4)
+        .map(|c| run(&mut s, UAC, &req("INVITE", c, false, "")))
+        .collect();
+    assert_eq!(loads(&table), vec![2, 2]);
+    // A retransmission counts nothing and goes to the same place.
+    let again = run(&mut s, UAC, &req("INVITE", 0, false, ""));
+    assert_eq!(again[0].0, inv[0][0].0);
+    assert_eq!(loads(&table), vec![2, 2]);
+    // Call 0: 200 then BYE; call 1: CANCEL; call 2: 486. Call 3 stays up.
+    let (f, r) = resp(&inv[0][0].1, 200, inv[0][0].0);
+    run(&mut s, &f.to_string(), &r);
+    run(&mut s, UAC, &req("BYE", 0, true, ""));
+    run(&mut s, UAC, &req("CANCEL", 1, false, ""));
+    let (f, r) = resp(&inv[2][0].1, 486, inv[2][0].0);
+    run(&mut s, &f.to_string(), &r);
+    assert_eq!(loads(&table).iter().sum::<u32>(), 1);
+    // The ACK of the failed call still finds its uas; a second BYE gives nothing back twice.
+    assert_eq!(run(&mut s, UAC, &req("ACK", 2, true, ""))[0].0, inv[2][0].0);
+    run(&mut s, UAC, &req("BYE", 0, true, ""));
+    assert_eq!(loads(&table).iter().sum::<u32>(), 1);
+    // The last call expires (init_expire 10 s, unconfirmed) and gives its load back.
+    s.tick(Instant::now() + Duration::from_secs(11));
+    for _ in 0..64 {
+        s.tick(Instant::now() + Duration::from_secs(11));
+    }
+    assert_eq!(loads(&table), vec![0, 0]);
+}
+
+#[test]
+fn local_replies_and_drops() {
+    let mut s = shard("hash-callid");
+    // Every destination inactive: the configured 503 with Retry-After.
+    for d in &s.shared.table.load().set(1).unwrap().dests {
+        d.state.flags.store(flags::INACTIVE, Relaxed);
+    }
+    let r = run(&mut s, UAC, &req("INVITE", 1, false, ""));
+    assert_eq!(r[0].0, UAC.parse().unwrap());
+    let text = String::from_utf8_lossy(&r[0].1);
+    assert!(
+        text.starts_with("SIP/2.0 503 Service Unavailable\r\n") && text.contains("Retry-After: 5"),
+        "{text}"
+    );
+    // Max-Forwards 0: 483.
+    let zero = String::from_utf8(req("OPTIONS", 2, false, ""))
+        .unwrap()
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    assert!(
+        run(&mut s, UAC, zero.as_bytes())[0]
+            .1
+            .starts_with(b"SIP/2.0 483")
+    );
+    // OPTIONS to the dispatcher itself: 200.
+    let opt = format!(
+        "OPTIONS sip:{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {UAC};branch=z9hG4bKo\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:{ME}>\r\nCall-ID: o\r\nCSeq: 1 OPTIONS\r\n\r\n"
+    );
+    assert!(
+        run(&mut s, UAC, opt.as_bytes())[0]
+            .1
+            .starts_with(b"SIP/2.0 200 OK")
+    );
+    // Garbage is counted and dropped; a malformed request gets 400.
+    assert!(run(&mut s, UAC, b"\x00\x01garbage").is_empty());
+    let bad = String::from_utf8(req("INVITE", 3, false, ""))
+        .unwrap()
+        .replace("CSeq: 1 INVITE", "CSeq: x INVITE");
+    assert!(
+        run(&mut s, UAC, bad.as_bytes())[0]
+            .1
+            .starts_with(b"SIP/2.0 400")
+    );
+    assert!(run(&mut s, UAC, b"\r\n\r\n").is_empty());
+    let c = s.counters.snapshot();
+    assert_eq!(
+        (
+            c.replies_with(503),
+            c.replies_with(483),
+            c.replies_with(200),
+            c.replies_with(400)
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(c.dropped(Dropped::Malformed), 1);
+    assert_eq!(c.keepalives, 1);
+    // A response whose top Via is not ours is dropped.
+    let r = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKx, SIP/2.0/UDP {UAC};branch=z9hG4bKy\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: n\r\nCSeq: 1 INVITE\r\n\r\n"
+    );
+    assert!(run(&mut s, "10.9.9.9:5060", r.as_bytes()).is_empty());
+    assert_eq!(s.counters.snapshot().dropped(Dropped::ResponseNotOurs), 1);
+}
+
+#[test]
+fn parallel_forks_with_distinct_branches() {
+    let mut s = shard("parallel");
+    let sent = run(&mut s, UAC, &req("INVITE", 1, false, ""));
+    assert_eq!(sent.len(), 2);
+    let branch = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(branch(&sent[0].1), branch(&sent[1].1));
+    assert_ne!(sent[0].0, sent[1].0);
+}
+
+#[test]
+fn owner_is_stable_per_call_id() {
+    let a = req("INVITE", 5, false, "");
+    let b = req("BYE", 5, true, "");
+    assert_eq!(owner(&a, 4), owner(&b, 4));
+    let spread: std::collections::HashSet<usize> = (0..64)
+        .map(|c| owner(&req("INVITE", c, false, ""), 4))
+        .collect();
+    assert_eq!(spread.len(), 4);
+    assert_eq!(owner(b"junk", 4), 0);
+}
