@@ -1,0 +1,163 @@
+//! Wiring a running sipdispatch together from a [`Config`]: the destination table (list file
+//! and inline sets, host names resolved once here), the shared state the shards read, the
+//! shard handlers on the I/O layer, and the periodic summary line.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Config, IoBackend};
+use crate::dispatch::Table;
+use crate::dispatch::destination::Target;
+use crate::engine::{Counters, Shard, Shared, Snapshot, owner};
+use crate::io::{self, Backend, Handler, IoConfig, Tx};
+use crate::sip::proxy::Identity;
+
+/// Why sipdispatch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Load(#[from] crate::dispatch::list::LoadError),
+    #[error("{0}")]
+    Table(String),
+    #[error("route `{route}` uses set {set}, which has no destinations")]
+    UnknownSet { route: String, set: u32 },
+    #[error(transparent)]
+    Io(#[from] io::IoError),
+}
+
+/// Resolves a destination host once, at load time (never per message).
+fn resolve(t: &Target) -> Option<SocketAddr> {
+    let port = t.port.unwrap_or(if t.secure { 5061 } else { 5060 });
+    (t.host.as_str(), port).to_socket_addrs().ok()?.next()
+}
+
+/// Builds the destination table a config describes, keeping the runtime state of
+/// `previous`'s surviving destinations.
+pub fn build_table(cfg: &Config, previous: Option<&Table>) -> Result<Table, StartError> {
+    let mut table = Table::build(cfg.dest_specs()?, previous).map_err(StartError::Table)?;
+    table.resolve_with(resolve);
+    for d in table.destinations().filter(|d| d.addr.is_none()) {
+        tracing::warn!(
+            "{}: cannot resolve {}; it will not receive traffic",
+            d.origin,
+            d.uri
+        );
+    }
+    for r in cfg.routes() {
+        if table.set(r.set).is_none() {
+            return Err(StartError::UnknownSet {
+                route: r.name,
+                set: r.set,
+            });
+        }
+    }
+    Ok(table)
+}
+
+/// The state shared by all shards.
+pub fn shared(cfg: &Config, table: Table) -> Shared {
+    let (host, port) = cfg.advertise();
+    let (init, exp) = cfg.tracker_expiry();
+    Shared {
+        identity: Identity::new(&host, port, &cfg.listen.udp),
+        routes: cfg.routes(),
+        table: ArcSwap::from_pointee(table),
+        no_destination: cfg.no_destination.clone(),
+        init_expire_ms: init.as_millis() as u64,
+        expire_ms: exp.as_millis() as u64,
+        epoch: Instant::now(),
+    }
+}
+
+impl Handler for Shard {
+    fn steer(&mut self, data: &[u8], nshards: usize) -> usize {
+        owner(data, nshards)
+    }
+
+    fn on_datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8], tx: &mut Tx) {
+        self.handle(now, src, data, tx);
+    }
+
+    fn on_tick(&mut self, now: Instant, _tx: &mut Tx) {
+        self.tick(now);
+    }
+}
+
+/// The I/O settings a config asks for.
+pub fn io_config(cfg: &Config) -> IoConfig {
+    let shards = cfg.shards();
+    IoConfig {
+        listen: cfg.listen.udp.clone(),
+        shards,
+        cpus: (0..shards)
+            .map(|i| cfg.runtime.cpus.get(i).copied())
+            .collect(),
+        backend: match cfg.runtime.io {
+            IoBackend::Uring => Backend::Uring,
+            IoBackend::Mmsg => Backend::Mmsg,
+            IoBackend::Auto => Backend::Auto,
+        },
+        batch: cfg.runtime.batch,
+        rcvbuf: cfg.runtime.rcvbuf.or(Some(4 << 20)),
+        sndbuf: cfg.runtime.sndbuf.or(Some(4 << 20)),
+        ..IoConfig::default()
+    }
+}
+
+/// A running instance: its shards' counters and the data plane.
+pub struct Instance {
+    pub shared: Arc<Shared>,
+    pub counters: Vec<Arc<Counters>>,
+    pub io: io::Running,
+}
+
+/// Starts the data plane for `cfg`; it runs until `stop` is set.
+pub fn start(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Instance, StartError> {
+    let table = build_table(cfg, None)?;
+    let shared = Arc::new(shared(cfg, table));
+    let io_cfg = io_config(cfg);
+    let per_shard = cfg.tracker.capacity.div_ceil(io_cfg.shards.max(1));
+    let shards: Vec<Shard> = (0..io_cfg.shards)
+        .map(|i| Shard::new(Arc::clone(&shared), i, per_shard))
+        .collect();
+    let counters: Vec<_> = shards.iter().map(|s| Arc::clone(&s.counters)).collect();
+    let io = io::start(io_cfg, shards, stop)?;
+    Ok(Instance {
+        shared,
+        counters,
+        io,
+    })
+}
+
+/// Logs one summary line per shard every `every`, until `stop`.
+pub fn summaries(inst: &Instance, every: Duration, stop: &AtomicBool) {
+    let mut last: Vec<Snapshot> = inst.counters.iter().map(|c| c.snapshot()).collect();
+    let mut next = Instant::now() + every;
+    while !stop.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if every.is_zero() || Instant::now() < next {
+            continue;
+        }
+        next += every;
+        for (i, c) in inst.counters.iter().enumerate() {
+            let now = c.snapshot();
+            let io = inst.io.counters[i].snapshot();
+            tracing::info!(
+                "shard {i}: {} | last {}s: rx={} fwd={} | io rx={} tx={} handoff_out={} handoff_in={}",
+                now,
+                every.as_secs(),
+                now.since(&last[i]).received,
+                now.since(&last[i]).forwarded(),
+                io.rx,
+                io.tx,
+                io.handoff_out,
+                io.handoff_in
+            );
+            last[i] = now;
+        }
+    }
+}
