@@ -85,6 +85,22 @@ impl Tx {
             .unwrap_or(self.current)
     }
 
+    /// The datagrams queued so far, for the ring backend: (socket index, destination, bytes).
+    pub(crate) fn pending(&self) -> impl Iterator<Item = (usize, SocketAddr, &[u8])> {
+        (0..self.n).map(|i| {
+            let s = i * self.size;
+            (
+                usize::from(self.socks[i]),
+                self.dests[i],
+                &self.bufs[s..s + self.lens[i]],
+            )
+        })
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.n = 0;
+    }
+
     /// Sends everything queued, one `sendmmsg` per socket.
     pub fn flush(&mut self) {
         if self.n == 0 {
