@@ -262,11 +262,19 @@ impl Ctx<'_> {
         let StartLine::Request { uri, .. } = m.start else {
             return;
         };
+        // From and To URIs are parsed only for the algorithms that hash them.
+        let uris = matches!(
+            route.selector.algorithm,
+            Algorithm::HashFrom | Algorithm::HashTo | Algorithm::HashKey
+        );
+        let party = |p: &crate::sip::uri::Party| {
+            p.parse_uri(buf).filter(|_| uris).map(|u| uri_key(buf, &u))
+        };
         let keys = Keys {
             method: m.method_bytes(),
             call_id: m.call_id(),
-            from_uri: Some(uri_key(buf, &m.from.uri)),
-            to_uri: Some(uri_key(buf, &m.to.uri)),
+            from_uri: party(&m.from),
+            to_uri: party(&m.to),
             ruri: Some(uri_key(buf, &uri)),
             auth_user: m.auth_user.map(|s| s.of(buf)),
             headers: &Headers(m),

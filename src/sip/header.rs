@@ -25,41 +25,39 @@ pub enum Name {
 }
 
 impl Name {
-    /// Classifies a header name (RFC 3261 §7.3.3 compact forms included).
+    /// Classifies a header name (RFC 3261 §7.3.3 compact forms included). One comparison at
+    /// most: candidates are told apart by length and first letter.
+    #[inline]
     pub fn classify(n: &[u8]) -> Self {
-        if n.len() == 1 {
-            return match n[0] | 0x20 {
-                b'i' => Self::CallId,
-                b'f' => Self::From,
-                b't' => Self::To,
-                b'v' => Self::Via,
-                b'l' => Self::ContentLength,
-                b'm' => Self::Contact,
-                _ => Self::Other,
-            };
-        }
-        let candidates: &[(&[u8], Name)] = match n.len() {
-            2 => &[(b"To", Self::To)],
-            3 => &[(b"Via", Self::Via)],
-            4 => &[(b"From", Self::From), (b"CSeq", Self::CSeq)],
-            5 => &[(b"Route", Self::Route)],
-            7 => &[(b"Call-ID", Self::CallId), (b"Contact", Self::Contact)],
-            12 => &[
-                (b"Max-Forwards", Self::MaxForwards),
-                (b"Record-Route", Self::RecordRoute),
-            ],
-            13 => &[
-                (b"Authorization", Self::Authorization),
-                (b"Proxy-Require", Self::ProxyRequire),
-            ],
-            14 => &[(b"Content-Length", Self::ContentLength)],
-            19 => &[(b"Proxy-Authorization", Self::ProxyAuthorization)],
-            _ => &[],
+        let Some(&first) = n.first() else {
+            return Self::Other;
         };
-        candidates
-            .iter()
-            .find(|(full, _)| full.eq_ignore_ascii_case(n))
-            .map_or(Self::Other, |&(_, k)| k)
+        let (full, kind): (&[u8], Name) = match (n.len(), first | 0x20) {
+            (1, b'i') => return Self::CallId,
+            (1, b'f') => return Self::From,
+            (1, b't') => return Self::To,
+            (1, b'v') => return Self::Via,
+            (1, b'l') => return Self::ContentLength,
+            (1, b'm') => return Self::Contact,
+            (2, b't') => (b"To", Self::To),
+            (3, b'v') => (b"Via", Self::Via),
+            (4, b'f') => (b"From", Self::From),
+            (4, b'c') => (b"CSeq", Self::CSeq),
+            (5, b'r') => (b"Route", Self::Route),
+            (7, b'c') if n[2] | 0x20 == b'l' => (b"Call-ID", Self::CallId),
+            (7, b'c') => (b"Contact", Self::Contact),
+            (12, b'm') => (b"Max-Forwards", Self::MaxForwards),
+            (12, b'r') => (b"Record-Route", Self::RecordRoute),
+            (13, b'a') => (b"Authorization", Self::Authorization),
+            (13, b'p') => (b"Proxy-Require", Self::ProxyRequire),
+            (14, b'c') => (b"Content-Length", Self::ContentLength),
+            (19, b'p') => (b"Proxy-Authorization", Self::ProxyAuthorization),
+            _ => return Self::Other,
+        };
+        // Names are tokens, for which OR-ing 0x20 folds case without false matches.
+        let same =
+            full.len() == n.len() && full.iter().zip(n).all(|(a, b)| (a | 0x20) == (b | 0x20));
+        if same { kind } else { Self::Other }
     }
 }
 
@@ -100,8 +98,30 @@ pub fn next(buf: &[u8], pos: usize) -> Result<Next, LineError> {
         Some([b'\n', ..]) => return Ok(Next::End { body: pos + 1 }),
         Some(_) => {}
     }
+    // The name: token bytes up to optional blanks and the colon, all on the first line.
+    let mut i = pos;
+    while i < buf.len() && is_token(buf[i]) {
+        i += 1;
+    }
+    let name_end = i;
+    while i < buf.len() && matches!(buf[i], b' ' | b'\t') {
+        i += 1;
+    }
+    match buf.get(i) {
+        Some(b':') if name_end > pos => {}
+        Some(b':') => return Err(LineError::BadName),
+        // A line with no colon before its end, or a name with other bytes in it.
+        _ => {
+            let lf = memchr::memchr(b'\n', &buf[pos..]).map_or(buf.len(), |p| pos + p);
+            return Err(match memchr::memchr(b':', &buf[pos..lf]) {
+                Some(_) => LineError::BadName,
+                None => LineError::NoColon,
+            });
+        }
+    }
+    let colon = i;
     // The line ends at a LF that is not followed by SP/HT (which would fold the next line in).
-    let mut search = pos;
+    let mut search = colon + 1;
     let line_end = loop {
         match memchr::memchr(b'\n', &buf[search..]) {
             Some(p) => {
@@ -115,15 +135,6 @@ pub fn next(buf: &[u8], pos: usize) -> Result<Next, LineError> {
             None => break buf.len(),
         }
     };
-    let first_lf = memchr::memchr(b'\n', &buf[pos..line_end]).map_or(line_end, |p| pos + p);
-    let colon = memchr::memchr(b':', &buf[pos..first_lf]).ok_or(LineError::NoColon)? + pos;
-    let mut name_end = colon;
-    while name_end > pos && matches!(buf[name_end - 1], b' ' | b'\t') {
-        name_end -= 1;
-    }
-    if name_end == pos || !buf[pos..name_end].iter().all(|&b| is_token(b)) {
-        return Err(LineError::BadName);
-    }
     let value = trim(buf, colon + 1, line_end);
     Ok(Next::Header(Line {
         name: (pos, name_end),

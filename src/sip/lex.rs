@@ -3,21 +3,47 @@
 //! Everything works on `&[u8]` and returns offsets; nothing here knows header semantics.
 #![forbid(unsafe_code)]
 
+/// Byte classes, looked up in one table instead of chains of comparisons on the hot path.
+pub(crate) const TOKEN: u8 = 1;
+pub(crate) const LWS: u8 = 2;
+/// Bytes that end or split a URI: `@ ? ; : [ ] < >` and whitespace.
+pub(crate) const URI_SPECIAL: u8 = 4;
+
+pub(crate) static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            t[b] |= TOKEN;
+        }
+        if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
+            t[b] |= LWS | URI_SPECIAL;
+        }
+        if matches!(c, b'@' | b'?' | b';' | b':' | b'[' | b']' | b'<' | b'>') {
+            t[b] |= URI_SPECIAL;
+        }
+        b += 1;
+    }
+    t
+};
+
 /// SP, HTAB, CR or LF. Inside a header value (continuation lines included) CR and LF only
 /// appear as part of folding, so they count as linear whitespace there.
 #[inline]
 pub(crate) fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    CLASS[usize::from(b)] & LWS != 0
 }
 
 /// RFC 3261 `token` characters.
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    CLASS[usize::from(b)] & TOKEN != 0
 }
 
 /// The range `[start, end)` of `s` with linear whitespace removed on both sides.
@@ -69,13 +95,19 @@ pub(crate) fn find_unquoted(s: &[u8], start: usize, end: usize, sep: u8) -> Opti
     let mut i = start;
     let mut in_angle = false;
     while i < end {
+        // Jump to the next byte that matters.
+        let Some(p) = memchr::memchr3(sep, b'"', if in_angle { b'>' } else { b'<' }, &s[i..end])
+        else {
+            return Some(end);
+        };
+        i += p;
         match s[i] {
             b'"' => i = quoted_end(s, i, end)?,
-            b'<' => {
+            b'<' if !in_angle => {
                 in_angle = true;
                 i += 1;
             }
-            b'>' => {
+            b'>' if in_angle => {
                 in_angle = false;
                 i += 1;
             }

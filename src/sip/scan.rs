@@ -7,7 +7,7 @@
 use super::Span;
 use super::header::{self, LineError, Name, Next};
 use super::lex::{find_unquoted, is_token, parse_u32, trim};
-use super::uri::{NameAddr, Uri, parse_name_addr, parse_uri};
+use super::uri::{Party, Uri, parse_name_addr, parse_party, parse_uri};
 use super::via::{Via, parse_via};
 
 /// Largest datagram the scanner accepts: offsets are stored as `u16`.
@@ -132,8 +132,8 @@ pub struct Message<'a> {
     /// after it are not part of the message and are never forwarded.
     pub body: Span,
     pub call_id: Span,
-    pub from: NameAddr,
-    pub to: NameAddr,
+    pub from: Party,
+    pub to: Party,
     pub cseq: u32,
     pub cseq_method: Span,
     /// The top Via value, parsed.
@@ -325,13 +325,11 @@ fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message
                 once(&mut call_id, Span::new(value.0, value.1), "Call-ID")?;
             }
             Name::From => {
-                let na =
-                    parse_name_addr(buf, value.0, value.1).ok_or(ScanError::BadHeader("From"))?;
+                let na = parse_party(buf, value.0, value.1).ok_or(ScanError::BadHeader("From"))?;
                 once(&mut from, na, "From")?;
             }
             Name::To => {
-                let na =
-                    parse_name_addr(buf, value.0, value.1).ok_or(ScanError::BadHeader("To"))?;
+                let na = parse_party(buf, value.0, value.1).ok_or(ScanError::BadHeader("To"))?;
                 once(&mut to, na, "To")?;
             }
             Name::CSeq => once(&mut cseq, cseq_value(buf, value)?, "CSeq")?,

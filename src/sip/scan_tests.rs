@@ -33,7 +33,7 @@ fn invite_fields() {
     assert_eq!(uri.port, Some(5060));
     assert_eq!(m.call_id(), b"1-12345@127.0.0.1");
     assert_eq!(m.from.tag.unwrap().of(b), b"1SIPpTag001");
-    assert_eq!(m.from.uri.user.unwrap().of(b), b"sipp");
+    assert_eq!(m.from.parse_uri(b).unwrap().user.unwrap().of(b), b"sipp");
     assert!(m.to.tag.is_none());
     assert_eq!(m.cseq, 1);
     assert_eq!(m.cseq_method(), Method::Invite);

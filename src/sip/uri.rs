@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
-use super::lex::{for_each_param, is_lws, parse_u32, quoted_end, trim};
+use super::lex::{CLASS, URI_SPECIAL, for_each_param, is_lws, parse_u32, quoted_end, trim};
 
 /// URI scheme. Schemes other than these are kept opaque (RFC 4475 `unksm2`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,11 +29,17 @@ pub struct Uri {
     pub params: Span,
     /// True if the URI carries a `?headers` part.
     pub has_headers: bool,
-    /// True if the `lr` parameter is present.
-    pub lr: bool,
 }
 
 impl Uri {
+    /// Whether the URI has parameter `name` (e.g. `lr`), in any case.
+    pub fn has_param(&self, buf: &[u8], name: &[u8]) -> bool {
+        self.params.of(buf).split(|&b| b == b';').any(|p| {
+            let n = p.split(|&b| b == b'=').next().unwrap_or_default();
+            n.trim_ascii().eq_ignore_ascii_case(name)
+        })
+    }
+
     /// The host without IPv6 brackets.
     pub fn host_bare<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         let h = self.host.of(buf);
@@ -47,14 +53,21 @@ impl Uri {
 /// Parses `buf[start..end]` as a URI. `None` if it is malformed.
 pub fn parse_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
     let s = &buf[..end];
-    let colon = start + s[start..].iter().position(|&b| b == b':')?;
+    // One pass: where the scheme ends, the first `@` after it, and no whitespace or `<>`.
+    let (mut colon, mut at) = (None, None);
+    for (j, &b) in s[start..].iter().enumerate() {
+        if CLASS[usize::from(b)] & URI_SPECIAL != 0 {
+            match b {
+                b':' if colon.is_none() => colon = Some(start + j),
+                b'@' if at.is_none() && colon.is_some() => at = Some(start + j),
+                b'<' | b'>' | b' ' | b'\t' | b'\r' | b'\n' => return None,
+                _ => {}
+            }
+        }
+    }
+    let colon = colon?;
     let scheme_bytes = &s[start..colon];
-    if scheme_bytes.is_empty()
-        || !scheme_bytes[0].is_ascii_alphabetic()
-        || s[start..end]
-            .iter()
-            .any(|&b| is_lws(b) || b == b'<' || b == b'>')
-    {
+    if scheme_bytes.is_empty() || !scheme_bytes[0].is_ascii_alphabetic() {
         return None;
     }
     let scheme = if scheme_bytes.eq_ignore_ascii_case(b"sip") {
@@ -70,10 +83,6 @@ pub fn parse_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
     let rest = colon + 1;
     // The user part may hold `?` and `;` (RFC 4475 intmeth, semiuri), so headers are looked
     // for only after the `@`, when there is one.
-    let at = s[rest..end]
-        .iter()
-        .position(|&b| b == b'@')
-        .map(|p| rest + p);
     let hstart = at.map_or(rest, |a| a + 1);
     let qmark = s[hstart..end]
         .iter()
@@ -88,7 +97,6 @@ pub fn parse_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
         port: None,
         params: Span::new(body_end, body_end),
         has_headers: qmark.is_some(),
-        lr: false,
     };
     match scheme {
         Scheme::Other => return Some(uri),
@@ -155,13 +163,6 @@ pub fn parse_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
             return None;
         }
         uri.params = Span::new(i + 1, body_end);
-        let mut lr = false;
-        if !for_each_param(buf, i + 1, body_end, |p| {
-            lr |= buf[p.name.0..p.name.1].eq_ignore_ascii_case(b"lr");
-        }) {
-            return None;
-        }
-        uri.lr = lr;
     }
     Some(uri)
 }
@@ -175,15 +176,43 @@ pub struct NameAddr {
     pub tag: Option<Span>,
 }
 
-/// Parses one name-addr/addr-spec value in `buf[start..end]`.
+/// A From or To value as the scanner keeps it: where the URI is and the tag. The URI itself is
+/// parsed only when something needs its parts (hashing on From or To).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Party {
+    pub uri: Span,
+    /// Header parameters after the URI, without the leading `;`.
+    pub params: Span,
+    pub tag: Option<Span>,
+}
+
+impl Party {
+    /// The URI's parts; `None` if it is not a well-formed URI.
+    pub fn parse_uri(&self, buf: &[u8]) -> Option<Uri> {
+        parse_uri(buf, self.uri.start(), self.uri.end())
+    }
+}
+
+/// Parses one name-addr/addr-spec value in `buf[start..end]`, URI included.
 pub fn parse_name_addr(buf: &[u8], start: usize, end: usize) -> Option<NameAddr> {
+    let p = parse_party(buf, start, end)?;
+    Some(NameAddr {
+        uri: p.parse_uri(buf)?,
+        params: p.params,
+        tag: p.tag,
+    })
+}
+
+/// Parses one name-addr/addr-spec value in `buf[start..end]`, leaving the URI unparsed (it
+/// must have a scheme and no whitespace or angle brackets in it).
+pub fn parse_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
     let (start, end) = trim(buf, start, end);
     if start == end {
         return None;
     }
     let (uri_start, uri_end, after) = match find_laquot(buf, start, end)? {
         Some(lt) => {
-            let gt = lt + buf[lt..end].iter().position(|&b| b == b'>')?;
+            let gt = lt + memchr::memchr(b'>', &buf[lt..end])?;
             (lt + 1, gt, gt + 1)
         }
         None => {
@@ -196,10 +225,16 @@ pub fn parse_name_addr(buf: &[u8], start: usize, end: usize) -> Option<NameAddr>
             (start, stop, stop)
         }
     };
-    let uri = parse_uri(buf, uri_start, uri_end)?;
+    let uri = &buf[uri_start..uri_end];
+    if memchr::memchr(b':', uri).is_none_or(|c| c == 0)
+        || memchr::memchr3(b' ', b'\t', b'<', uri).is_some()
+        || memchr::memchr2(b'\r', b'\n', uri).is_some()
+    {
+        return None;
+    }
     let (ps, pe) = trim(buf, after, end);
-    let mut na = NameAddr {
-        uri,
+    let mut p = Party {
+        uri: Span::new(uri_start, uri_end),
         params: Span::new(pe, pe),
         tag: None,
     };
@@ -207,18 +242,18 @@ pub fn parse_name_addr(buf: &[u8], start: usize, end: usize) -> Option<NameAddr>
         if buf[ps] != b';' {
             return None;
         }
-        na.params = Span::new(ps + 1, pe);
+        p.params = Span::new(ps + 1, pe);
         let mut tag = None;
-        if !for_each_param(buf, ps + 1, pe, |p| {
-            if buf[p.name.0..p.name.1].eq_ignore_ascii_case(b"tag") {
-                tag = p.value.map(|v| Span::new(v.0, v.1));
+        if !for_each_param(buf, ps + 1, pe, |q| {
+            if buf[q.name.0..q.name.1].eq_ignore_ascii_case(b"tag") {
+                tag = q.value.map(|v| Span::new(v.0, v.1));
             }
         }) {
             return None;
         }
-        na.tag = tag;
+        p.tag = tag;
     }
-    Some(na)
+    Some(p)
 }
 
 /// Checks the display name before `<` and returns where `<` is: `Ok(None)` when the value is an
@@ -272,7 +307,7 @@ mod tests {
         assert_eq!(u.host_bare(b), b"2001:db8::10");
         assert_eq!(u.port, Some(5070));
         assert_eq!(u.params.of(b), b"transport=udp;lr");
-        assert!(u.lr && u.has_headers);
+        assert!(u.has_param(b, b"lr") && u.has_headers);
     }
 
     #[test]

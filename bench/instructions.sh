@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# User-space instructions per forwarded message, counted by callgrind (repeatable on a noisy
+# machine): a fixed SIPp run (uac → sipdispatch → uas) twice, with N and 2N calls; the
+# difference divided by the extra forwarded messages removes start-up and shutdown.
+#   bench/instructions.sh [calls] [io]      (defaults: 2000 mmsg)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-2000}
+io=${2:-mmsg}
+cargo build --release -q
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$tmp/cg.out" "$KEEP"; rm -rf "$tmp"' EXIT
+cat > "$tmp/cfg.toml" <<CFG
+[listen]
+udp = ["127.0.0.1:7200"]
+[destinations]
+[[destinations.sets]]
+id = 1
+destinations = [ { uri = "sip:127.0.0.1:7201" } ]
+[[routes]]
+methods = ["INVITE"]
+set = 1
+algorithm = "call-load"
+[[routes]]
+set = 1
+algorithm = "hash-callid"
+[runtime]
+shards = 1
+io = "$io"
+[log]
+summary_interval = 0
+CFG
+
+measure() { # $1 = calls → prints "instructions forwarded"
+  local calls=$1
+  sipp -sn uas -i 127.0.0.1 -p 7201 -nostdin -bg -trace_stat -stf "$tmp/uas.csv" >/dev/null 2>&1 || true
+  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" target/release/sipdispatch --config "$tmp/cfg.toml" 2> "$tmp/vg.log" &
+  local vg=$!
+  for _ in $(seq 50); do grep -q "sipdispatch running" "$tmp/vg.log" && break; sleep 0.2; done
+  sipp -sn uac 127.0.0.1:7200 -i 127.0.0.1 -p 7202 -m "$calls" -r 200 -nostdin -timeout 120s >/dev/null 2>&1
+  kill -INT $vg; wait $vg || true
+  pkill -f "sipp -sn uas -i 127.0.0.1 -p 7201" || true
+  local ir fwd
+  ir=$(sed -n 's/^summary: //p' "$tmp/cg.out")
+  fwd=$(sed -n 's/.*shard 0 final: rx=[0-9]* fwd_req=\([0-9]*\) fwd_resp=\([0-9]*\).*/\1 \2/p' "$tmp/vg.log" | awk '{print $1 + $2}')
+  echo "$ir $fwd"
+}
+
+read -r ir1 f1 < <(measure "$n")
+read -r ir2 f2 < <(measure $((2 * n)))
+per=$(( (ir2 - ir1) / (f2 - f1) ))
+echo "calls $n: $ir1 instructions, $f1 forwarded; calls $((2 * n)): $ir2 instructions, $f2 forwarded"
+echo "user-space instructions per forwarded message ($io backend): $per"
