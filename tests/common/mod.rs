@@ -302,6 +302,13 @@ impl Dispatcher {
         );
     }
 
+    /// Stops it with SIGTERM (as an operator would) and returns its exit code and whole log.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        self.proc.signal("TERM");
+        let code = self.proc.wait_for(Duration::from_secs(10));
+        (code, self.log_text())
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -314,6 +321,52 @@ pub fn options(to: SocketAddr, from: SocketAddr) -> Vec<u8> {
 From: <sip:probe@{from}>;tag=probe\r\nTo: <sip:{to}>\r\nCall-ID: ready-{n}@test\r\n\
 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         n = unique()
+    )
+    .into_bytes()
+}
+
+/// The `key=value` counters of the "shard N final:" lines sipdispatch logs when it stops.
+pub fn final_counters(log: &str) -> Vec<std::collections::HashMap<String, u64>> {
+    let mut shards = Vec::new();
+    for line in log.lines() {
+        let Some(rest) = line.split_once(" final: ").map(|(_, r)| r) else {
+            continue;
+        };
+        let map = rest
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .filter_map(|(k, v)| {
+                Some((
+                    k.to_owned(),
+                    v.trim_end_matches(|c: char| !c.is_ascii_digit())
+                        .parse()
+                        .ok()?,
+                ))
+            })
+            .collect();
+        shards.push(map);
+    }
+    shards
+}
+
+/// Sends the request `req` builds for the sending socket's address, from a fresh socket, to
+/// `to`; returns the first reply (within 2 s).
+pub fn exchange(to: SocketAddr, req: impl FnOnce(SocketAddr) -> Vec<u8>) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    sock.send_to(&req(sock.local_addr().ok()?), to).ok()?;
+    let mut buf = vec![0u8; 65_536];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// An INVITE as a SIPp uac would send it, from `from` (Via/Contact) to `to`.
+pub fn invite(to: SocketAddr, from: SocketAddr, call: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "INVITE sip:service@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-{call}\r\n\
+From: sipp <sip:sipp@{from}>;tag={call}\r\nTo: sut <sip:service@{to}>\r\nCall-ID: {call}@test\r\n\
+CSeq: 1 INVITE\r\nContact: sip:sipp@{from}\r\n{extra}Content-Length: 0\r\n\r\n"
     )
     .into_bytes()
 }
