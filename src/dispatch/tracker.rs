@@ -219,7 +219,7 @@ impl Tracker {
 
     /// The call ends (BYE, CANCEL, negative final reply). Returns the entry the first time so
     /// the caller can give back its load; the call then lingers for `linger_ms`, uncounted, so
-    /// its last messages still find their destination.
+    /// its last messages still find their destination (`0`: removed at once).
     pub fn release(&mut self, key: u64, now: u64, linger_ms: u64) -> Option<Entry> {
         let i = self.find(key)?;
         let s = &mut self.slots[i];
@@ -227,6 +227,10 @@ impl Tracker {
             return None;
         }
         let e = s.entry();
+        if linger_ms == 0 {
+            self.remove_at(i);
+            return Some(e);
+        }
         s.state = CallState::Released;
         s.counted = false;
         s.expires = now + linger_ms;
