@@ -130,11 +130,12 @@ pub(crate) struct Param {
 /// closes.
 pub(crate) fn for_each_param(s: &[u8], start: usize, end: usize, mut f: impl FnMut(Param)) -> bool {
     let mut i = start;
-    while i < end {
+    loop {
         let Some(stop) = find_unquoted(s, i, end, b';') else {
             return false;
         };
         let eq = s[i..stop].iter().position(|&b| b == b'=').map(|p| i + p);
+        // Every `;` must be followed by a parameter name (RFC 4475 badinv01).
         let (ns, ne) = trim(s, i, eq.unwrap_or(stop));
         if ns == ne || !s[ns..ne].iter().all(|&b| is_token(b)) {
             return false;
@@ -144,9 +145,11 @@ pub(crate) fn for_each_param(s: &[u8], start: usize, end: usize, mut f: impl FnM
             name: (ns, ne),
             value,
         });
+        if stop >= end {
+            return true;
+        }
         i = stop + 1;
     }
-    true
 }
 
 #[cfg(test)]

@@ -177,6 +177,9 @@ mod tests {
             "SIP/2.0 host",
             "HTTP/1.1/TCP host",
             "SIP/2.0/UDP host;;",
+            // Found by the property test: a trailing `;` hid a malformed second Via.
+            "SIP/2.0/UDP host:5060;",
+            "SIP/2.0/UDP h;branch=z9hG4bK1;",
             "SIP/2.0/UDP host:70000",
             "SIP/2.0/UDP host;rport=x",
             "SIP/2.0/UDP [::1",
