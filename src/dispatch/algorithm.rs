@@ -215,7 +215,12 @@ impl Candidates {
             return;
         }
         let end = self.len.min(MAX_CANDIDATES - 1);
-        self.idx.copy_within(at..end, at + 1);
+        // A plain loop: lists are short, and `copy_within` would call memmove.
+        let mut k = end;
+        while k > at {
+            self.idx[k] = self.idx[k - 1];
+            k -= 1;
+        }
         self.idx[at] = i as u16;
         self.len = end + 1;
     }

@@ -40,6 +40,8 @@ pub struct Set {
     pub wcursor: AtomicU64,
     /// Algorithm 14: every destination has the same priority, above 0.
     pub rr_serial: bool,
+    /// Rendezvous hashing: every destination has the same weight, so scores need no logarithm.
+    pub hrw_equal: bool,
 }
 
 /// All sets, immutable once built (runtime state lives in the `Arc<DestState>`s).
@@ -122,12 +124,15 @@ impl Table {
             }
             let p0 = dests[0].priority;
             let rr_serial = p0 > 0 && dests.iter().all(|d| d.priority == p0);
+            let w0 = super::weights::hrw_weight(&dests[0]);
+            let hrw_equal = dests.iter().all(|d| super::weights::hrw_weight(d) == w0);
             let prev = previous.and_then(|p| p.set(id));
             sets.push(Set {
                 id,
                 rr: AtomicU32::new(prev.map_or(0, |s| s.rr.load(Relaxed))),
                 wcursor: AtomicU64::new(prev.map_or(0, |s| s.wcursor.load(Relaxed))),
                 rr_serial,
+                hrw_equal,
                 dests,
             });
         }

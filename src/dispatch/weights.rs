@@ -51,7 +51,7 @@ pub fn pick_weighted(
 }
 
 /// The weight rendezvous hashing gives a destination: `rweight`, else `weight`, else 1.
-fn hrw_weight(d: &Destination) -> u32 {
+pub(crate) fn hrw_weight(d: &Destination) -> u32 {
     [d.attrs.rweight, d.attrs.weight, 1]
         .into_iter()
         .find(|&w| w > 0)
@@ -61,21 +61,27 @@ fn hrw_weight(d: &Destination) -> u32 {
 /// Weighted highest-random-weight: each usable destination scores `w / -ln(u)` with `u` drawn
 /// from the key and the destination's stable seed; the best first, then the rest by score.
 pub fn rendezvous(set: &Set, key: u64, limit: usize, out: &mut Candidates) {
-    let equal = set
-        .dests
-        .windows(2)
-        .all(|p| hrw_weight(&p[0]) == hrw_weight(&p[1]));
-    let mut scores = [0f64; super::algorithm::MAX_CANDIDATES];
-    for (i, d) in set.dests.iter().enumerate().take(scores.len()) {
+    // The score array lives on the stack; small sets do not pay for zeroing a large one.
+    if set.dests.len() <= 16 {
+        rendezvous_in::<16>(set, key, limit, out)
+    } else {
+        rendezvous_in::<{ super::algorithm::MAX_CANDIDATES }>(set, key, limit, out)
+    }
+}
+
+fn rendezvous_in<const N: usize>(set: &Set, key: u64, limit: usize, out: &mut Candidates) {
+    let mut scores = [0f64; N];
+    for (i, d) in set.dests.iter().enumerate().take(N) {
         if !d.state.is_usable() {
             continue;
         }
         let x = mix64(key ^ d.seed);
-        let score = if equal {
+        let score = if set.hrw_equal {
             x as f64
         } else {
-            let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            f64::from(hrw_weight(d)) / -u.ln()
+            // 24 random bits are plenty for a ranking, and `f32::ln` costs half of `f64::ln`.
+            let u = ((x >> 40) as f32 + 0.5) / (1u32 << 24) as f32;
+            f64::from(hrw_weight(d) as f32 / -u.ln())
         };
         scores[i] = score;
         // Insertion into the descending list, kept no longer than `limit`.

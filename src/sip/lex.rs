@@ -59,6 +59,14 @@ pub(crate) fn trim(s: &[u8], mut start: usize, mut end: usize) -> (usize, usize)
     (start, end)
 }
 
+/// An IPv6 reference without its brackets; anything else as it is.
+pub(crate) fn unbracket(h: &[u8]) -> &[u8] {
+    match h {
+        [b'[', inner @ .., b']'] => inner,
+        _ => h,
+    }
+}
+
 /// Parses a run of ASCII digits as `u32`; `None` on empty input, a non-digit or overflow
 /// (RFC 4475 `bigcode`, `scalar02`: overlarge values must not wrap).
 pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {

@@ -4,6 +4,7 @@
 
 pub mod emit;
 pub mod header;
+pub mod invariants;
 pub(crate) mod lex;
 pub mod proxy;
 pub mod reply;

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::Span;
 use super::emit::{IpText, Out, Overflow, hash64};
+use super::lex::unbracket;
 use super::scan::{Message, Method, StartLine};
 use super::uri::{Scheme, Uri, parse_name_addr};
 use super::via::parse_via;
@@ -189,6 +190,7 @@ enum Ins {
     Headers,
     RportValue,
     Received,
+    ReceivedValue,
     MaxForwards,
 }
 
@@ -211,17 +213,22 @@ pub fn write_request(
     };
     edit(msg.headers_start, 0, Ins::Headers);
     // RFC 3581 §4: fill a bare rport and then always add received; RFC 3261 §18.2.1: add
-    // received when the sent-by host is not the source address.
-    let src_differs = via.host_bare(buf) != IpText::new(src.ip()).as_bytes();
-    match (via.rport, via.rport_param) {
-        (Some(None), Some(p)) => {
-            edit(p.end(), 0, Ins::RportValue);
-            if via.received.is_none() {
-                edit(via.value.end(), 0, Ins::Received);
+    // received when the sent-by host is not the source address. A `received` already there
+    // that names another address is corrected (with or without brackets, RFC 5118 §4.5).
+    let src_ip = IpText::new(src.ip());
+    let src_differs = via.host_bare(buf) != src_ip.as_bytes();
+    let bare_rport = matches!(via.rport, Some(None));
+    if let (true, Some(p)) = (bare_rport, via.rport_param) {
+        edit(p.end(), 0, Ins::RportValue);
+    }
+    if bare_rport || src_differs {
+        match via.received {
+            None => edit(via.value.end(), 0, Ins::Received),
+            Some(r) if unbracket(r.of(buf)) != src_ip.as_bytes() => {
+                edit(r.start(), r.len(), Ins::ReceivedValue)
             }
+            Some(_) => {}
         }
-        _ if src_differs && via.received.is_none() => edit(via.value.end(), 0, Ins::Received),
-        _ => {}
     }
     if fwd.has_max_forwards
         && let Some((_, span)) = msg.max_forwards
@@ -275,6 +282,7 @@ pub fn write_request(
                 o.put(b";received=")?;
                 o.put_ip(src.ip())?;
             }
+            Ins::ReceivedValue => o.put_ip(src.ip())?,
             Ins::MaxForwards => o.put_u32(u32::from(fwd.max_forwards))?,
         }
         pos = at + del;

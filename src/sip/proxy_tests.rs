@@ -119,6 +119,21 @@ fn received_and_rport_rfc3581() {
     // IPv6 source into received, without brackets (RFC 5118 §4.5).
     let out = forward(INVITE, "[2001:db8::9]:5061", false);
     assert!(out.contains(";received=2001:db8::9\r\n"), "{out}");
+    // A received naming another address is corrected; one naming the source is kept.
+    let stale = String::from_utf8(INVITE.to_vec()).unwrap().replace(
+        "branch=z9hG4bK-1-0",
+        "received=[2001:db8::1];branch=z9hG4bK-1-0",
+    );
+    let out = forward(stale.as_bytes(), "203.0.113.9:5061", false);
+    assert!(
+        out.contains(";received=203.0.113.9;branch=z9hG4bK-1-0\r\n"),
+        "{out}"
+    );
+    let out = forward(stale.as_bytes(), "[2001:db8::1]:5061", false);
+    assert!(
+        out.contains(";received=[2001:db8::1];branch=z9hG4bK-1-0\r\n"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -42,11 +42,7 @@ impl Uri {
 
     /// The host without IPv6 brackets.
     pub fn host_bare<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        let h = self.host.of(buf);
-        match h {
-            [b'[', inner @ .., b']'] => inner,
-            _ => h,
-        }
+        super::lex::unbracket(self.host.of(buf))
     }
 }
 

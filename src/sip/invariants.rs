@@ -1,0 +1,136 @@
+//! The scanner's contract as one executable check, shared by the property test
+//! (`tests/scan_props.rs`) and the fuzz targets (`fuzz/`): for any input, nothing panics, every
+//! range a scanned message holds lies inside the datagram, a local 400 built from anything
+//! scans as a response, and a message that scans, once rewritten, scans again with the same
+//! Call-ID and one more (request) or one fewer (response) Via. Not used on the message path.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+use super::proxy::{Identity, RequestPlan, plan_request, write_request, write_response};
+use super::reply::{Extra, write_reply};
+use super::verdict::judge;
+use super::{Message, Scanned, Span, StartLine, scan};
+
+fn ensure(ok: bool, what: &str) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(what.to_owned()) }
+}
+
+/// Every range a scanned message holds.
+pub fn spans(m: &Message<'_>) -> Vec<Span> {
+    let mut v = vec![
+        m.call_id,
+        m.from.uri,
+        m.from.params,
+        m.to.uri,
+        m.to.params,
+        m.cseq_method,
+        m.body,
+        m.via.value,
+        m.via.transport,
+        m.via.host,
+        m.via_header.line,
+        m.via_header.value,
+        m.routes.first_header.line,
+        m.record_routes.first_header.line,
+    ];
+    v.extend(
+        [
+            m.from.tag,
+            m.to.tag,
+            m.via.branch,
+            m.via.received,
+            m.via.rport_param,
+            m.via_second,
+            m.auth_user,
+            m.proxy_require,
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    v.extend(m.max_forwards.map(|(_, s)| s));
+    v.extend(m.routes.as_slice().iter().copied());
+    v.extend(m.record_routes.as_slice().iter().copied());
+    match m.start {
+        StartLine::Request {
+            method_span, uri, ..
+        } => {
+            v.extend([method_span, uri.whole, uri.host, uri.params]);
+            v.extend(uri.user);
+        }
+        StartLine::Response { reason, .. } => v.push(reason),
+    }
+    v
+}
+
+/// Runs every rule above on `data`; the error says which one broke.
+pub fn check(data: &[u8]) -> Result<(), String> {
+    let src: SocketAddr = "192.0.2.77:5099".parse().unwrap();
+    let mut out = vec![0u8; 140_000];
+    let _ = judge(data, &Identity::new("192.0.2.1", 5060, &[]));
+    let reply = write_reply(data, 400, "Bad Request", Extra::Warning("x"), src, &mut out);
+    let reply_len = match reply {
+        Some(Ok((n, _))) => {
+            ensure(
+                out[..n].starts_with(b"SIP/2.0 400 Bad Request\r\n"),
+                "reply start line",
+            )?;
+            ensure(
+                out[..n].ends_with(b"Content-Length: 0\r\n\r\n"),
+                "reply ending",
+            )?;
+            Some(n)
+        }
+        _ => None,
+    };
+    let Ok(Scanned::Message(m)) = scan(data) else {
+        return Ok(());
+    };
+    // A reply to a well-formed request scans as a response with the same Call-ID (one to a
+    // malformed request copies its defects, as RFC 3261 §8.2.6 asks, and may not).
+    if let Some(n) = reply_len {
+        match scan(&out[..n]) {
+            Ok(Scanned::Message(r)) => {
+                ensure(!r.is_request(), "reply scans as a request")?;
+                ensure(r.call_id() == m.call_id(), "reply Call-ID differs")?;
+            }
+            other => {
+                return Err(format!("reply does not scan: {other:?}"));
+            }
+        }
+    }
+    for s in spans(&m) {
+        if !(s.start <= s.end && s.end() <= data.len()) {
+            return Err(format!("span {s:?} outside {} bytes", data.len()));
+        }
+    }
+    if m.is_request() {
+        let me = Identity::new("192.0.2.1", 5060, &[]);
+        if let RequestPlan::Forward(f) = plan_request(&m, &me) {
+            let n = write_request(&m, &f, true, &me, src, &mut out).unwrap();
+            let Ok(Scanned::Message(again)) = scan(&out[..n]) else {
+                return Err("forwarded request does not scan".into());
+            };
+            ensure(again.call_id() == m.call_id(), "forwarded Call-ID differs")?;
+            ensure(
+                again.via_count == m.via_count + 1,
+                "forwarded request lacks one Via",
+            )?;
+        }
+    } else {
+        // Pretend the top Via is ours, as a response coming back through the proxy.
+        let host = String::from_utf8_lossy(m.via.host.of(data)).into_owned();
+        let me = Identity::new(&host, m.via.port.unwrap_or(5060), &[]);
+        if let Ok((n, _)) = write_response(&m, &me, &mut out) {
+            let Ok(Scanned::Message(again)) = scan(&out[..n]) else {
+                return Err("forwarded response does not scan".into());
+            };
+            ensure(again.call_id() == m.call_id(), "forwarded Call-ID differs")?;
+            ensure(
+                again.via_count + 1 == m.via_count,
+                "forwarded response kept its Via",
+            )?;
+        }
+    }
+    Ok(())
+}
