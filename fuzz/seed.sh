@@ -7,7 +7,8 @@ ref=../../shared/reference
 for target in scan rewrite; do
   mkdir -p "corpus/$target"
   for f in "$ref"/rfc4475/*.dat "$ref"/rfc5118/*; do
-    [ -f "$f" ] && cp "$f" "corpus/$target/$(basename "$(dirname "$f")")-$(basename "$f")"
+    case "$(basename "$f")" in INDEX.tsv | README.md | SHA256SUMS) continue ;; esac
+    cp "$f" "corpus/$target/$(basename "$(dirname "$f")")-$(basename "$f")"
   done
 done
 echo "seeded: $(ls corpus/scan | wc -l) messages per target"
