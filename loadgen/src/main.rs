@@ -1,10 +1,12 @@
-//! `sipload`: the project's SIP load generator. For now the three tools the forwarding
-//! benchmark needs: `blast` (pre-built INVITEs at a fixed or the highest rate), `sink` (counts
-//! what arrives), and `relay` (a no-parsing recvmmsg→sendmmsg forwarder: the machine's
-//! ceiling). Every loop is bounded by a count and a duration.
+//! `sipload`: the project's SIP load generator. With SIPp's command line it runs SIPp
+//! scenarios (`sipload -sn uac 127.0.0.1:5060 ...`, see [`sipp`]); the subcommands `blast`
+//! (pre-built INVITEs at a fixed or the highest rate), `sink` (counts what arrives) and
+//! `relay` (a no-parsing recvmmsg→sendmmsg forwarder: the machine's ceiling) are the
+//! forwarding benchmark's tools. Every loop is bounded by a count and a duration.
 
 mod message;
 mod net;
+mod sipp;
 mod tools;
 
 use std::net::SocketAddr;
@@ -85,6 +87,13 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !matches!(
+        args.first().map(String::as_str),
+        Some("blast" | "sink" | "relay")
+    ) {
+        return sipp::main(&args);
+    }
     let cli = Cli::parse();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

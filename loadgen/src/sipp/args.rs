@@ -1,0 +1,286 @@
+//! SIPp's command line (`sipload [options] remote_host[:port]`), with SIPp's meanings, units and
+//! defaults. A flag sipload does not implement is refused by name, never ignored.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub remote: Option<String>,
+    pub sn: Option<String>,
+    pub sf: Option<String>,
+    pub sd: Option<String>,
+    pub rate: f64,
+    pub rate_period: Duration,
+    pub limit: Option<u64>,
+    pub max_calls: Option<u64>,
+    pub pause_default: Duration,
+    pub local_ip: Option<String>,
+    pub local_port: Option<u16>,
+    pub service: String,
+    pub trace_stat: bool,
+    pub stat_file: Option<String>,
+    pub stat_period: Duration,
+    pub stat_delimiter: String,
+    pub trace_err: bool,
+    pub trace_msg: bool,
+    pub timeout: Option<Duration>,
+    pub recv_timeout: Option<Duration>,
+    pub no_retrans: bool,
+    pub max_invite_retrans: u32,
+    pub max_non_invite_retrans: u32,
+    pub t2: Duration,
+    pub keys: HashMap<String, String>,
+    pub base_cseq: u32,
+    pub cid_str: String,
+    pub buff_size: usize,
+    pub media_ip: Option<String>,
+    pub media_port: u16,
+    pub default_behaviors: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            remote: None,
+            sn: None,
+            sf: None,
+            sd: None,
+            rate: 10.0,
+            rate_period: Duration::from_secs(1),
+            limit: None,
+            max_calls: None,
+            pause_default: Duration::ZERO,
+            local_ip: None,
+            local_port: None,
+            service: "service".into(),
+            trace_stat: false,
+            stat_file: None,
+            stat_period: Duration::from_secs(60),
+            stat_delimiter: ";".into(),
+            trace_err: false,
+            trace_msg: false,
+            timeout: None,
+            recv_timeout: None,
+            no_retrans: false,
+            max_invite_retrans: 5,
+            max_non_invite_retrans: 9,
+            t2: Duration::from_millis(4000),
+            keys: HashMap::new(),
+            base_cseq: 1,
+            cid_str: "%u-%p@%s".into(),
+            buff_size: 65_535,
+            media_ip: None,
+            media_port: 6000,
+            default_behaviors: true,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<Options>),
+    /// `-v` / `-h`: print and exit 99, as SIPp does.
+    Info(String),
+}
+
+/// SIPp's time values: a number in `unit_ms` units, or with an `ms`/`s`/`m`/`h` suffix.
+fn time(v: &str, unit_ms: u64) -> Option<Duration> {
+    let (num, mult) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = v.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (v, unit_ms)
+    };
+    let n: f64 = num.parse().ok()?;
+    (n >= 0.0).then(|| Duration::from_micros((n * mult as f64 * 1000.0) as u64))
+}
+
+const ACCEPTED_NOOPS: [&str; 6] = [
+    "-timer_resol",
+    "-max_recv_loops",
+    "-max_sched_loops",
+    "-f",
+    "-watchdog_interval",
+    "-watchdog_minor_threshold",
+];
+
+pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("option {name} needs a value"))
+        };
+        let num = |name: &str, v: String| -> Result<f64, String> {
+            v.parse::<f64>()
+                .map_err(|_| format!("option {name}: `{v}` is not a number"))
+        };
+        let t = |name: &str, v: String, unit: u64| {
+            time(&v, unit).ok_or_else(|| format!("option {name}: `{v}` is not a time"))
+        };
+        match a.as_str() {
+            "-v" => {
+                return Ok(Parsed::Info(format!(
+                    "sipload {}",
+                    env!("CARGO_PKG_VERSION")
+                )));
+            }
+            "-h" | "--help" => return Ok(Parsed::Info(HELP.into())),
+            "-sn" => o.sn = Some(val(a)?),
+            "-sf" => o.sf = Some(val(a)?),
+            "-sd" => o.sd = Some(val(a)?),
+            "-r" => o.rate = num(a, val(a)?)?,
+            "-rp" => o.rate_period = t(a, val(a)?, 1)?,
+            "-l" => o.limit = Some(num(a, val(a)?)? as u64),
+            "-m" => o.max_calls = Some(num(a, val(a)?)? as u64),
+            "-d" => o.pause_default = t(a, val(a)?, 1)?,
+            "-i" => o.local_ip = Some(val(a)?),
+            "-p" => {
+                let v = val(a)?;
+                o.local_port = Some(
+                    v.parse()
+                        .map_err(|_| format!("option -p: `{v}` is not a port"))?,
+                )
+            }
+            "-s" => o.service = val(a)?,
+            "-t" => {
+                let v = val(a)?;
+                if v != "u1" {
+                    return Err(format!(
+                        "transport -t {v} is not supported by sipload (only u1)"
+                    ));
+                }
+            }
+            "-trace_stat" => o.trace_stat = true,
+            "-stf" => o.stat_file = Some(val(a)?),
+            "-fd" => o.stat_period = t(a, val(a)?, 1000)?,
+            "-stat_delimiter" => o.stat_delimiter = val(a)?,
+            "-trace_err" => o.trace_err = true,
+            "-trace_msg" => o.trace_msg = true,
+            "-nostdin" | "-skip_rlimit" => {}
+            "-timeout" => o.timeout = Some(t(a, val(a)?, 1000)?),
+            "-recv_timeout" => o.recv_timeout = Some(t(a, val(a)?, 1)?),
+            "-nr" => o.no_retrans = true,
+            "-max_invite_retrans" => o.max_invite_retrans = num(a, val(a)?)? as u32,
+            "-max_non_invite_retrans" => o.max_non_invite_retrans = num(a, val(a)?)? as u32,
+            "-max_retrans" => {
+                let n = num(a, val(a)?)? as u32;
+                o.max_invite_retrans = n;
+                o.max_non_invite_retrans = n;
+            }
+            "-T2" => o.t2 = t(a, val(a)?, 1)?,
+            "-key" => {
+                let k = val(a)?;
+                let v = val(a)?;
+                o.keys.insert(k, v);
+            }
+            "-base_cseq" => o.base_cseq = num(a, val(a)?)? as u32,
+            "-cid_str" => o.cid_str = val(a)?,
+            "-buff_size" => o.buff_size = num(a, val(a)?)? as usize,
+            "-mi" => o.media_ip = Some(val(a)?),
+            "-mp" => o.media_port = num(a, val(a)?)? as u16,
+            "-nd" => o.default_behaviors = false,
+            "-default_behaviors" => {
+                let v = val(a)?;
+                o.default_behaviors = match v.as_str() {
+                    "all" => true,
+                    "none" => false,
+                    _ => {
+                        return Err(format!(
+                            "-default_behaviors {v}: only `all` and `none` are supported by sipload"
+                        ));
+                    }
+                };
+            }
+            f if ACCEPTED_NOOPS.contains(&f) => {
+                val(f)?;
+            }
+            f if f.starts_with('-') => {
+                return Err(format!("option {f} is not supported by sipload"));
+            }
+            host => {
+                if o.remote.replace(host.to_owned()).is_some() {
+                    return Err(format!("unexpected argument `{host}`"));
+                }
+            }
+        }
+    }
+    if o.sn.is_some() && o.sf.is_some() {
+        return Err("-sn and -sf cannot be used together".into());
+    }
+    if o.rate <= 0.0 {
+        return Err("-r must be positive".into());
+    }
+    Ok(Parsed::Run(Box::new(o)))
+}
+
+const HELP: &str = "\
+sipload: a SIPp-compatible load generator.
+
+Usage: sipload [options] remote_host[:port]
+       sipload blast|sink|relay ...   (benchmark tools; sipload blast --help)
+
+Options (SIPp's meanings, units and defaults):
+  -sn uac|uas        built-in scenario          -sf FILE       scenario XML file
+  -sd uac|uas        print a built-in scenario  -r N -rp T     N calls per T (ms; default 10 per 1 s)
+  -l N               concurrent calls cap       -m N           stop after N calls
+  -d T               default <pause/> (ms)      -i IP -p PORT  local address
+  -s USER            [service]                  -t u1          transport (UDP, one socket)
+  -trace_stat        statistics CSV             -stf FILE      its name (default <scenario>_<pid>_.csv)
+  -fd T              CSV period (s; default 60) -stat_delimiter S
+  -trace_err         <scenario>_<pid>_errors.log   -trace_msg  <scenario>_<pid>_messages.log
+  -timeout T         global timeout (s)         -recv_timeout T  default recv timeout (ms)
+  -nr                no retransmissions         -max_retrans/-max_invite_retrans/-max_non_invite_retrans N
+  -T2 T              non-INVITE retransmission cap (ms)
+  -key NAME VALUE    generic [NAME] keyword     -base_cseq N   -cid_str FMT
+  -buff_size BYTES   socket buffers             -mi IP -mp PORT  [media_ip] [media_port]
+  -nd | -default_behaviors all|none             -nostdin
+  -v, -h
+Exit codes: 0 all calls succeeded, 1 some failed (or a start-up error), 97 timeout with no
+call processed, 99 -v/-h/-sd, 254 port in use, 255 fatal error.
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Parsed, String> {
+        parse(&s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn sipp_recipe_parses() {
+        let Parsed::Run(o) = p("-sn uac 127.0.0.1:5060 -i 127.0.0.1 -p 5071 -r 100 -rp 2s -l 50 -m 500 -d 2000 -trace_stat -fd 1 -stf x.csv -nostdin -key tgt sip:x -timeout 30").unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.remote.as_deref(), Some("127.0.0.1:5060"));
+        assert_eq!(o.rate_period, Duration::from_secs(2));
+        assert_eq!(o.pause_default, Duration::from_secs(2));
+        assert_eq!(o.stat_period, Duration::from_secs(1));
+        assert_eq!(o.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(o.keys["tgt"], "sip:x");
+        assert_eq!(
+            (o.limit, o.max_calls, o.local_port),
+            (Some(50), Some(500), Some(5071))
+        );
+    }
+
+    #[test]
+    fn unsupported_flags_are_named() {
+        assert_eq!(
+            p("-3pcc x").unwrap_err(),
+            "option -3pcc is not supported by sipload"
+        );
+        assert!(p("-t tn").unwrap_err().contains("-t tn"));
+        assert!(p("-r").unwrap_err().contains("needs a value"));
+    }
+}

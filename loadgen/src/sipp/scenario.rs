@@ -1,0 +1,433 @@
+//! SIPp scenario XML compiled into steps: labels resolved to indexes, messages compiled to
+//! templates, response matching prepared (the methods sent before each `recv`). Anything
+//! sipload does not implement is refused with its name and line, never ignored.
+
+use std::collections::HashMap;
+
+use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
+
+use super::template::{Template, TemplateError, compile};
+
+#[derive(Clone, Debug)]
+pub enum Kind {
+    Send {
+        msg: Template,
+        /// Retransmission T1 in ms (UDP).
+        retrans: Option<u64>,
+    },
+    Recv {
+        response: Option<u16>,
+        request: Option<String>,
+        optional: bool,
+        rrs: bool,
+        timeout: Option<u64>,
+        ontimeout: Option<usize>,
+        /// Request methods sent by earlier `send`s: a response matches only if its CSeq method
+        /// is one of them.
+        sent_methods: Vec<String>,
+    },
+    /// `None`: the `-d` value.
+    Pause(Option<u64>),
+    Nop,
+    Timewait(u64),
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub kind: Kind,
+    pub line: usize,
+    pub next: Option<usize>,
+    /// Response-time timer stopped here / started here (indexes into `Scenario::rtds`).
+    pub rtd: Option<usize>,
+    pub start_rtd: Option<usize>,
+    pub repeat_rtd: bool,
+    pub counter: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Scenario {
+    pub name: String,
+    pub steps: Vec<Step>,
+    /// UAC when the first send/recv is a send.
+    pub uac: bool,
+    pub rtds: Vec<String>,
+    pub counters: Vec<String>,
+    pub rt_repartition: Vec<u64>,
+    pub cl_repartition: Vec<u64>,
+}
+
+/// A scenario that cannot be run, with the line it was found on.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {reason}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+const COMMON: [&str; 8] = [
+    "crlf",
+    "hide",
+    "display",
+    "rtd",
+    "start_rtd",
+    "repeat_rtd",
+    "counter",
+    "next",
+];
+
+/// Compiles scenario XML; `file` names it in errors, `generic` holds `-key` keywords.
+pub fn parse(
+    xml: &str,
+    file: &str,
+    generic: &HashMap<String, String>,
+) -> Result<Scenario, ScenarioError> {
+    let line_of = |pos: u64| xml[..(pos as usize).min(xml.len())].matches('\n').count() + 1;
+    let err = |line: usize, reason: String| ScenarioError {
+        file: file.to_owned(),
+        line,
+        reason,
+    };
+    let mut r = Reader::from_str(xml);
+    let mut sc = Scenario::default();
+    let mut labels: HashMap<String, usize> = HashMap::new();
+    let mut pending_next: Vec<(usize, String, usize, bool)> = Vec::new();
+    let mut sent: Vec<String> = Vec::new();
+    // The open element a CDATA message belongs to.
+    let mut open_send: Option<(usize, Option<u64>, Vec<Attr>)> = None;
+    let mut depth_in_scenario = false;
+    loop {
+        let pos = r.buffer_position();
+        let ev = r
+            .read_event()
+            .map_err(|e| err(line_of(r.error_position()), format!("XML: {e}")))?;
+        let line = line_of(pos) + leading_newlines(xml, pos);
+        let (start, empty) = match &ev {
+            Event::Start(s) => (Some(s.clone()), false),
+            Event::Empty(s) => (Some(s.clone()), true),
+            _ => (None, false),
+        };
+        if let Some(s) = start {
+            let name = String::from_utf8_lossy(s.name().as_ref()).into_owned();
+            let attrs = attrs(&s).map_err(|e| err(line, e))?;
+            let get = |k: &str| attrs.iter().find(|a| a.0 == k).map(|a| a.1.clone());
+            let allow = |extra: &[&str]| -> Result<(), ScenarioError> {
+                for (k, _) in &attrs {
+                    if !COMMON.contains(&k.as_str()) && !extra.contains(&k.as_str()) {
+                        return Err(err(
+                            line,
+                            format!("attribute `{k}` of <{name}> is not supported by sipload"),
+                        ));
+                    }
+                }
+                Ok(())
+            };
+            let ms = |k: &str| -> Result<Option<u64>, ScenarioError> {
+                get(k)
+                    .map(|v| {
+                        v.trim()
+                            .parse()
+                            .map_err(|_| err(line, format!("{k}=\"{v}\" is not a number of ms")))
+                    })
+                    .transpose()
+            };
+            let index = sc.steps.len();
+            let kind = match name.as_str() {
+                "scenario" => {
+                    sc.name = get("name").unwrap_or_default();
+                    depth_in_scenario = true;
+                    continue;
+                }
+                "send" => {
+                    allow(&["retrans", "start_txn"])?;
+                    if get("start_txn").is_some() {
+                        return Err(err(
+                            line,
+                            "attribute `start_txn` of <send> is not supported by sipload".into(),
+                        ));
+                    }
+                    open_send = Some((line, ms("retrans")?, attrs.clone()));
+                    if empty {
+                        return Err(err(line, "<send> without a message".into()));
+                    }
+                    continue;
+                }
+                "recv" => {
+                    allow(&[
+                        "response",
+                        "request",
+                        "optional",
+                        "rrs",
+                        "timeout",
+                        "ontimeout",
+                    ])?;
+                    let response = get("response")
+                        .map(|v| {
+                            v.parse::<u16>().map_err(|_| {
+                                err(line, format!("response=\"{v}\" is not a status code"))
+                            })
+                        })
+                        .transpose()?;
+                    let request = get("request");
+                    if response.is_some() == request.is_some() {
+                        return Err(err(
+                            line,
+                            "<recv> needs exactly one of response= or request=".into(),
+                        ));
+                    }
+                    let optional = match get("optional").as_deref() {
+                        None | Some("false") => false,
+                        Some("true") => true,
+                        Some(o) => {
+                            return Err(err(
+                                line,
+                                format!("optional=\"{o}\" is not supported by sipload"),
+                            ));
+                        }
+                    };
+                    if let Some(l) = get("ontimeout") {
+                        pending_next.push((index, l, line, true));
+                    }
+                    Kind::Recv {
+                        response,
+                        request,
+                        optional,
+                        rrs: get("rrs").as_deref() == Some("true"),
+                        timeout: ms("timeout")?,
+                        ontimeout: None,
+                        sent_methods: sent.clone(),
+                    }
+                }
+                "pause" => {
+                    allow(&["milliseconds"])?;
+                    Kind::Pause(ms("milliseconds")?)
+                }
+                "nop" => {
+                    allow(&[])?;
+                    Kind::Nop
+                }
+                "timewait" => {
+                    allow(&["milliseconds"])?;
+                    Kind::Timewait(ms("milliseconds")?.unwrap_or(0))
+                }
+                "label" => {
+                    let id = get("id").ok_or_else(|| err(line, "<label> without id".into()))?;
+                    if labels.insert(id.clone(), index).is_some() {
+                        return Err(err(line, format!("label `{id}` defined twice")));
+                    }
+                    continue;
+                }
+                "ResponseTimeRepartition" | "CallLengthRepartition" => {
+                    let v = get("value").unwrap_or_default();
+                    let borders = v
+                        .split(',')
+                        .map(|b| b.trim().parse::<u64>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|_| {
+                            err(line, format!("{name} value=\"{v}\" is not a list of ms"))
+                        })?;
+                    if name == "ResponseTimeRepartition" {
+                        sc.rt_repartition = borders;
+                    } else {
+                        sc.cl_repartition = borders;
+                    }
+                    continue;
+                }
+                "Reference" | "Global" | "User" => continue,
+                "action" => {
+                    return Err(err(line, "<action> is not supported by sipload yet".into()));
+                }
+                other => {
+                    let what = match other {
+                        "sendCmd" | "recvCmd" => " (3PCC)",
+                        _ => "",
+                    };
+                    return Err(err(
+                        line,
+                        format!("element <{other}>{what} is not supported by sipload"),
+                    ));
+                }
+            };
+            let s = step(&mut sc, kind, line, &attrs, &mut pending_next)?;
+            sc.steps.push(s);
+            continue;
+        }
+        match ev {
+            Event::CData(c) => {
+                let Some((line, retrans, attrs)) = open_send.take() else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&c.into_inner()).into_owned();
+                let msg =
+                    compile(&text, generic).map_err(|e: TemplateError| err(line, e.to_string()))?;
+                if let Some(m) = &msg.method {
+                    sent.push(m.clone());
+                }
+                let kind = Kind::Send { msg, retrans };
+                let s = step(&mut sc, kind, line, &attrs, &mut pending_next)?;
+                sc.steps.push(s);
+            }
+            Event::End(e) if e.name().as_ref() == b"send" => {
+                if let Some((line, ..)) = open_send.take() {
+                    return Err(err(line, "<send> without a CDATA message".into()));
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !depth_in_scenario {
+        return Err(err(1, "no <scenario> element".into()));
+    }
+    for (at, label, line, timeout) in pending_next {
+        let target = *labels
+            .get(&label)
+            .ok_or_else(|| err(line, format!("unknown label `{label}`")))?;
+        if timeout {
+            if let Kind::Recv { ontimeout, .. } = &mut sc.steps[at].kind {
+                *ontimeout = Some(target);
+            }
+        } else {
+            sc.steps[at].next = Some(target);
+        }
+    }
+    if let Some(p) = sc
+        .steps
+        .iter()
+        .position(|s| matches!(s.kind, Kind::Timewait(_)))
+        && p + 1 != sc.steps.len()
+    {
+        return Err(err(
+            sc.steps[p].line,
+            "<timewait> must be the last command".into(),
+        ));
+    }
+    sc.uac = match sc
+        .steps
+        .iter()
+        .find(|s| matches!(s.kind, Kind::Send { .. } | Kind::Recv { .. }))
+    {
+        Some(s) => matches!(s.kind, Kind::Send { .. }),
+        None => return Err(err(1, "the scenario has no <send> or <recv>".into())),
+    };
+    Ok(sc)
+}
+
+type Attr = (String, String);
+
+fn attrs(s: &BytesStart<'_>) -> Result<Vec<Attr>, String> {
+    s.attributes()
+        .map(|a| {
+            let a = a.map_err(|e| format!("XML attribute: {e}"))?;
+            let v = a
+                .unescape_value()
+                .map_err(|e| format!("XML attribute: {e}"))?;
+            Ok((
+                String::from_utf8_lossy(a.key.as_ref()).into_owned(),
+                v.into_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// quick-xml reports the position before the whitespace that precedes an element.
+fn leading_newlines(xml: &str, pos: u64) -> usize {
+    let rest = &xml[(pos as usize).min(xml.len())..];
+    let ws = rest.len() - rest.trim_start().len();
+    rest[..ws].matches('\n').count()
+}
+
+fn step(
+    sc: &mut Scenario,
+    kind: Kind,
+    line: usize,
+    attrs: &[Attr],
+    pending_next: &mut Vec<(usize, String, usize, bool)>,
+) -> Result<Step, ScenarioError> {
+    let get = |k: &str| attrs.iter().find(|a| a.0 == k).map(|a| a.1.clone());
+    let intern = |list: &mut Vec<String>, v: String| -> usize {
+        let v = if v == "true" { "1".to_owned() } else { v };
+        list.iter().position(|x| *x == v).unwrap_or_else(|| {
+            list.push(v);
+            list.len() - 1
+        })
+    };
+    let rtd = get("rtd").map(|v| intern(&mut sc.rtds, v));
+    let start_rtd = get("start_rtd").map(|v| intern(&mut sc.rtds, v));
+    let counter = get("counter").map(|v| intern(&mut sc.counters, v));
+    if let Some(l) = get("next") {
+        pending_next.push((sc.steps.len(), l, line, false));
+    }
+    Ok(Step {
+        kind,
+        line,
+        next: None,
+        rtd,
+        start_rtd,
+        repeat_rtd: get("repeat_rtd").as_deref() == Some("true"),
+        counter,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(xml: &str) -> Result<Scenario, ScenarioError> {
+        parse(xml, "t.xml", &HashMap::new())
+    }
+
+    #[test]
+    fn builtins_compile() {
+        let uac = p(super::super::builtin::UAC).unwrap();
+        assert!(uac.uac);
+        assert_eq!(uac.rtds, vec!["1"]);
+        assert_eq!(uac.rt_repartition, vec![10, 20, 30, 40, 50, 100, 150, 200]);
+        let uas = p(super::super::builtin::UAS).unwrap();
+        assert!(!uas.uac);
+        assert!(matches!(
+            uas.steps.last().unwrap().kind,
+            Kind::Timewait(4000)
+        ));
+    }
+
+    #[test]
+    fn unsupported_things_are_refused_with_their_line() {
+        let e = p(
+            "<scenario>\n<recv request=\"INVITE\">\n  <action>\n  </action>\n</recv>\n</scenario>",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.to_string().contains("<action>"), "{e}");
+        let e = p("<scenario>\n\n<sendCmd/>\n</scenario>").unwrap_err();
+        assert_eq!((e.line, e.reason.contains("3PCC")), (3, true), "{e}");
+        let e = p("<scenario>\n<recv request=\"BYE\" lost=\"10\"/>\n</scenario>").unwrap_err();
+        assert!(
+            e.to_string().starts_with("t.xml:2: attribute `lost`"),
+            "{e}"
+        );
+        let e =
+            p("<scenario>\n<send><![CDATA[\nINVITE sip:[bogus] SIP/2.0\n]]></send>\n</scenario>")
+                .unwrap_err();
+        assert!(e.to_string().contains("[bogus]"), "{e}");
+    }
+
+    #[test]
+    fn labels_and_matching_prepared() {
+        let sc = p(r#"<scenario>
+<send><![CDATA[OPTIONS sip:x SIP/2.0]]></send>
+<recv response="200" next="end"/>
+<pause milliseconds="5"/>
+<label id="end"/>
+<nop/>
+</scenario>"#)
+        .unwrap();
+        assert_eq!(sc.steps[1].next, Some(3));
+        let Kind::Recv { sent_methods, .. } = &sc.steps[1].kind else {
+            panic!()
+        };
+        assert_eq!(sent_methods, &["OPTIONS"]);
+        assert!(p("<scenario><recv response=\"200\" next=\"nowhere\"/></scenario>").is_err());
+    }
+}

@@ -1,0 +1,358 @@
+//! A `<send>` message compiled once: the CDATA cleaned as SIPp cleans it (indentation and
+//! surrounding whitespace dropped, CRLF line ends, an empty line guaranteed) and split into
+//! literal bytes and `[keyword]` slots, rendered per message into a caller-owned buffer.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// A keyword whose value comes from the run or the call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Keyword {
+    Service,
+    RemoteIp,
+    RemoteHost,
+    RemotePort,
+    LocalIp,
+    LocalIpType,
+    LocalPort,
+    Transport,
+    MediaIp,
+    MediaIpType,
+    MediaPort,
+    CallNumber,
+    CallId,
+    Cseq,
+    LastCseqNumber,
+    Branch,
+    MsgIndex,
+    Pid,
+    Len,
+    PeerTagParam,
+    /// `[last_Name:]`: the header line(s) of the last received message.
+    LastHeader(String),
+    LastRequestUri,
+    LastMessage,
+    Routes,
+    NextUrl,
+}
+
+impl Keyword {
+    fn numeric(&self) -> bool {
+        matches!(
+            self,
+            Keyword::RemotePort
+                | Keyword::LocalPort
+                | Keyword::MediaPort
+                | Keyword::CallNumber
+                | Keyword::Cseq
+                | Keyword::LastCseqNumber
+                | Keyword::Branch
+                | Keyword::MsgIndex
+                | Keyword::Len
+        )
+    }
+
+    /// Keywords that may come out empty and then take their line's CRLF with them.
+    fn drops_line(&self) -> bool {
+        matches!(self, Keyword::LastHeader(_) | Keyword::Routes)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seg {
+    Lit(Vec<u8>),
+    Key(Keyword, i64),
+}
+
+/// A compiled message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    segs: Vec<Seg>,
+    /// The request method, or `None` for a response.
+    pub method: Option<String>,
+    /// For a response: the status code.
+    pub code: Option<u16>,
+}
+
+/// Why a message could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unknown keyword [{0}]")]
+    UnknownKeyword(String),
+    #[error("keyword [{0}] is not supported by sipload")]
+    Unsupported(String),
+    #[error("unclosed [ in message")]
+    Unclosed,
+    #[error("the first line must start with a literal method or SIP/2.0")]
+    KeywordInStartLine,
+    #[error("response code {0} is outside 100..699")]
+    BadCode(u32),
+}
+
+/// SIPp's `clean_cdata`: the whole text trimmed, every line trimmed of blanks, `\n` line ends,
+/// and an empty line added when there is none (a message without a body).
+pub fn clean(cdata: &str) -> String {
+    let mut out = String::new();
+    let mut blank = false;
+    for line in cdata.trim().lines() {
+        let l = line.trim_matches([' ', '\t']);
+        blank |= l.is_empty();
+        out.push_str(l);
+        out.push('\n');
+    }
+    if !blank {
+        out.push('\n');
+    }
+    out
+}
+
+/// Compiles cleaned-or-raw CDATA; `generic` holds the `-key name value` keywords.
+pub fn compile(cdata: &str, generic: &HashMap<String, String>) -> Result<Template, TemplateError> {
+    let text = clean(cdata);
+    let first = text.lines().next().unwrap_or_default();
+    if first.starts_with('[') {
+        return Err(TemplateError::KeywordInStartLine);
+    }
+    let (method, code) = if let Some(rest) = first.strip_prefix("SIP/2.0 ") {
+        let c: u32 = rest
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .ok_or(TemplateError::KeywordInStartLine)?;
+        if !(100..=699).contains(&c) {
+            return Err(TemplateError::BadCode(c));
+        }
+        (None, Some(c as u16))
+    } else {
+        (first.split(' ').next().map(str::to_owned), None)
+    };
+    let mut segs = Vec::new();
+    let mut lit = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' => {
+                lit.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b'\\' if bytes.get(i + 1) == Some(&b'x') => {
+                let hex = text
+                    .get(i + 2..i + 4)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        lit.push(b);
+                        i += 4;
+                    }
+                    None => {
+                        lit.push(b'\\');
+                        i += 1;
+                    }
+                }
+            }
+            b'[' => {
+                let end = text[i..].find(']').ok_or(TemplateError::Unclosed)? + i;
+                let name = &text[i + 1..end];
+                if let Some(v) = generic.get(name) {
+                    lit.extend_from_slice(v.as_bytes());
+                } else {
+                    let (kw, off) = keyword(name)?;
+                    if !lit.is_empty() {
+                        segs.push(Seg::Lit(std::mem::take(&mut lit)));
+                    }
+                    segs.push(Seg::Key(kw, off));
+                }
+                i = end + 1;
+            }
+            b => {
+                lit.push(b);
+                i += 1;
+            }
+        }
+    }
+    if !lit.is_empty() {
+        segs.push(Seg::Lit(lit));
+    }
+    Ok(Template { segs, method, code })
+}
+
+fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
+    use Keyword::*;
+    if let Some(h) = name.strip_prefix("last_") {
+        return match h {
+            "Request_URI" => Ok((LastRequestUri, 0)),
+            "message" => Ok((LastMessage, 0)),
+            "cseq_number" => Ok((LastCseqNumber, 0)),
+            _ => match h.strip_suffix(':') {
+                Some(hdr) if !hdr.is_empty() => Ok((LastHeader(hdr.to_owned()), 0)),
+                _ => Err(TemplateError::UnknownKeyword(name.to_owned())),
+            },
+        };
+    }
+    // `[kw+N]` / `[kw-N]` offsets on numeric keywords.
+    let (base, off) = match name.find(['+', '-']) {
+        Some(p) if name[p + 1..].chars().all(|c| c.is_ascii_digit()) && p + 1 < name.len() => {
+            let n: i64 = name[p + 1..].parse().unwrap_or(0);
+            (&name[..p], if &name[p..=p] == "-" { -n } else { n })
+        }
+        _ => (name, 0),
+    };
+    let kw = match base {
+        "service" => Service,
+        "remote_ip" => RemoteIp,
+        "remote_host" => RemoteHost,
+        "remote_port" => RemotePort,
+        "local_ip" => LocalIp,
+        "local_ip_type" => LocalIpType,
+        "local_port" => LocalPort,
+        "transport" => Transport,
+        "media_ip" => MediaIp,
+        "media_ip_type" => MediaIpType,
+        "media_port" => MediaPort,
+        "call_number" => CallNumber,
+        "call_id" => CallId,
+        "cseq" => Cseq,
+        "branch" => Branch,
+        "msg_index" => MsgIndex,
+        "pid" => Pid,
+        "len" => Len,
+        "peer_tag_param" => PeerTagParam,
+        "routes" => Routes,
+        "next_url" => NextUrl,
+        _ if base.starts_with('$')
+            || base.starts_with("field")
+            || base.starts_with("authentication")
+            || base.starts_with("file ")
+            || base.starts_with("fill ")
+            || matches!(
+                base,
+                "tdmmap" | "auto_media_port" | "dynamic_id" | "users" | "userid"
+            ) =>
+        {
+            return Err(TemplateError::Unsupported(name.to_owned()));
+        }
+        _ => return Err(TemplateError::UnknownKeyword(name.to_owned())),
+    };
+    if off != 0 && !kw.numeric() {
+        return Err(TemplateError::UnknownKeyword(name.to_owned()));
+    }
+    Ok((kw, off))
+}
+
+/// Where keyword values come from while rendering.
+pub trait Values {
+    /// Appends the keyword's value; returns false when it came out empty.
+    fn put(&self, kw: &Keyword, offset: i64, out: &mut Vec<u8>);
+}
+
+impl Template {
+    /// Renders into `out` (cleared first); `[len]` is the body length, `%5u` as SIPp writes it.
+    pub fn render(&self, v: &impl Values, out: &mut Vec<u8>) {
+        out.clear();
+        let mut len_at = Vec::new();
+        let mut skip_crlf = false;
+        for seg in &self.segs {
+            match seg {
+                Seg::Lit(l) => {
+                    let l = if skip_crlf {
+                        l.strip_prefix(b"\r\n").unwrap_or(l)
+                    } else {
+                        l
+                    };
+                    skip_crlf = false;
+                    out.extend_from_slice(l);
+                }
+                Seg::Key(Keyword::Len, off) => {
+                    len_at.push((out.len(), *off));
+                    out.extend_from_slice(b"     ");
+                }
+                Seg::Key(kw, off) => {
+                    let before = out.len();
+                    v.put(kw, *off, out);
+                    skip_crlf = kw.drops_line() && out.len() == before;
+                }
+            }
+        }
+        if len_at.is_empty() {
+            return;
+        }
+        let body = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |p| out.len() - p - 4);
+        // Back-patch from the last slot so earlier offsets stay valid.
+        for &(at, off) in len_at.iter().rev() {
+            let mut s = String::new();
+            let _ = write!(s, "{:5}", (body as i64 + off).max(0));
+            out.splice(at..at + 5, s.into_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct V;
+    impl Values for V {
+        fn put(&self, kw: &Keyword, off: i64, out: &mut Vec<u8>) {
+            match kw {
+                Keyword::Cseq => out.extend_from_slice((1 + off).to_string().as_bytes()),
+                Keyword::LocalIp => out.extend_from_slice(b"127.0.0.1"),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn cleaned_like_sipp() {
+        let t = compile(
+            "\n   ACK sip:a SIP/2.0\n   CSeq: [cseq+1] ACK\n   [last_Via:]\n   Content-Length: [len]\n  ",
+            &HashMap::new(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        t.render(&V, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ACK sip:a SIP/2.0\r\nCSeq: 2 ACK\r\nContent-Length:     0\r\n\r\n"
+        );
+        assert_eq!(t.method.as_deref(), Some("ACK"));
+    }
+
+    #[test]
+    fn body_length_is_padded() {
+        let t = compile(
+            "SIP/2.0 200 OK\nContent-Length: [len]\n\nv=0\no=x [local_ip]\n",
+            &HashMap::new(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        t.render(&V, &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("SIP/2.0 200 OK\r\nContent-Length:    20\r\n\r\n"),
+            "{s}"
+        );
+        assert!(s.ends_with("o=x 127.0.0.1\r\n"));
+        assert_eq!(t.code, Some(200));
+    }
+
+    #[test]
+    fn bad_keywords_are_named() {
+        let g = HashMap::from([("target".to_owned(), "sip:x".to_owned())]);
+        assert!(compile("INVITE [target] SIP/2.0\n", &g).is_ok());
+        assert_eq!(
+            compile("INVITE sip:[nope] SIP/2.0\n", &g),
+            Err(TemplateError::UnknownKeyword("nope".into()))
+        );
+        assert_eq!(
+            compile("INVITE sip:[field0] SIP/2.0\n", &g),
+            Err(TemplateError::Unsupported("field0".into()))
+        );
+        assert_eq!(
+            compile("SIP/2.0 999 X\n", &g),
+            Err(TemplateError::BadCode(999))
+        );
+    }
+}
