@@ -216,3 +216,114 @@ fn unsupported_scenario_is_refused_with_its_line() {
     let out = run(env!("CARGO_BIN_EXE_sipload"), &dir, &["-3pcc", "x.xml"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("-3pcc"));
 }
+
+/// One call's `-trace_msg` log with what legitimately differs between two runs masked: the
+/// process ids (in Call-IDs, tags and branches), the ports, the log's timestamps, and the
+/// media port (SIPp binds RTP sockets and advertises the port it got; sipload opens none).
+fn masked_log(dir: &Path, uac_pid: u32, ports: [&str; 2]) -> String {
+    let log = std::fs::read_to_string(dir.join(format!("uac_{uac_pid}_messages.log"))).unwrap();
+    let mut out = String::new();
+    for line in log.lines() {
+        let mut l = if line.starts_with("-----------") {
+            "----".to_owned()
+        } else if line.starts_with("m=audio ") {
+            "m=audio MEDIA".to_owned()
+        } else {
+            line.replace(&uac_pid.to_string(), "PID")
+        };
+        l = l.replace(ports[0], "RPORT").replace(ports[1], "LPORT");
+        // The answering SIPp's pid, in its To-tag.
+        if let Some(p) = l.find(";tag=")
+            && let Some(t) = l[p + 5..].find("SIPpTag01")
+        {
+            l.replace_range(p + 5..p + 5 + t, "PEER");
+        }
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn builtin_uac_puts_the_same_messages_on_the_wire_as_sipp() {
+    let mut logs = Vec::new();
+    for exe in ["sipp", env!("CARGO_BIN_EXE_sipload")] {
+        let dir = tmpdir(if exe == "sipp" {
+            "wire-sipp"
+        } else {
+            "wire-sipload"
+        });
+        let (up, cp) = (port().to_string(), port().to_string());
+        let uas = spawn("sipp", &dir, &uas_args(&up, "uas.csv", "1"));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let target = format!("127.0.0.1:{up}");
+        let mut args = uac_args(&target, &cp, "uac.csv", "1");
+        args.push("-trace_msg");
+        let child = spawn(exe, &dir, &args);
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{exe}");
+        uas.wait_with_output().unwrap();
+        logs.push(masked_log(&dir, pid, [&up, &cp]));
+    }
+    assert!(logs[0].contains("UDP message sent"), "{}", logs[0]);
+    assert_eq!(logs[0], logs[1]);
+}
+
+#[test]
+fn unexpected_bye_is_answered_counted_and_logged() {
+    let dir = tmpdir("unexpected");
+    let up = port().to_string();
+    let uas = spawn(
+        env!("CARGO_BIN_EXE_sipload"),
+        &dir,
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &up,
+            "-nostdin",
+            "-timeout",
+            "2",
+            "-trace_err",
+            "-trace_stat",
+            "-stf",
+            "uas.csv",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let me = s.local_addr().unwrap();
+    let bye = format!(
+        "BYE sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: stray-1\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.send_to(bye.as_bytes(), format!("127.0.0.1:{up}"))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = s.recv_from(&mut buf).expect("a 200 to the stray BYE");
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 OK\r\n"));
+    let out = uas.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed call makes the exit code 1"
+    );
+    assert_eq!(
+        last(&dir.join("uas.csv"), "FailedUnexpectedMessage(C)"),
+        "1"
+    );
+    let log = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+        .expect("uas_<pid>_errors.log");
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        text.contains("unexpected message for Call-Id 'stray-1'"),
+        "{text}"
+    );
+}

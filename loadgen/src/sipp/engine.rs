@@ -106,6 +106,8 @@ pub struct Engine {
     pub max_calls: Option<u64>,
     /// No new calls at all (quitting).
     pub closed: bool,
+    /// Error-log lines (`-trace_err`) for the caller to write, when enabled.
+    pub errors: Option<Vec<String>>,
     scratch: Vec<u8>,
 }
 
@@ -131,6 +133,7 @@ impl Engine {
             created: 0,
             max_calls,
             closed: false,
+            errors: None,
             scratch: Vec::with_capacity(4096),
         }
     }
@@ -431,6 +434,16 @@ impl Engine {
     /// SIPp's default behaviours: answer an unexpected BYE or CANCEL with 200, ACK a final
     /// error response; the call fails as `FailedUnexpectedMessage`.
     fn unexpected(&mut self, slot: usize, now: Instant, m: &Message<'_>, net: &mut impl Net) {
+        if let (Some(log), Some(call)) = (self.errors.as_mut(), self.calls[slot].as_ref()) {
+            let first = m.buf.split(|&b| b == b'\r').next().unwrap_or_default();
+            log.push(format!(
+                "Aborting call on unexpected message for Call-Id '{}': while expecting step {} (line {}), received '{}'",
+                String::from_utf8_lossy(&call.call_id),
+                call.idx,
+                self.sc.steps.get(call.idx).map_or(0, |s| s.line),
+                String::from_utf8_lossy(first)
+            ));
+        }
         if self.env.default_behaviors
             && let Some(call) = self.calls[slot].as_ref()
         {

@@ -83,7 +83,7 @@ impl Net for UdpNet<'_> {
             let _ = write!(
                 f,
                 "----------------------------------------------- {}\nUDP message sent ({} bytes):\n\n{}\n",
-                stats::timestamp(SystemTime::now()),
+                stats::log_time(SystemTime::now()),
                 data.len(),
                 String::from_utf8_lossy(data)
             );
@@ -185,6 +185,11 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         errors: 0,
     };
     let mut engine = Engine::new(sc, env, if uac { None } else { o.max_calls });
+    let err_path = format!("{file_stem}_{pid}_errors.log");
+    let mut err_log: Option<File> = None;
+    if o.trace_err {
+        engine.errors = Some(Vec::new());
+    }
     let limit = o.limit.unwrap_or_else(|| {
         let span = o.pause_default.max(Duration::from_secs(1)).as_secs_f64();
         ((3.0 * o.rate * span / o.rate_period.as_secs_f64()).ceil() as u64).max(1)
@@ -260,7 +265,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
                     let _ = write!(
                         f,
                         "----------------------------------------------- {}\nUDP message received [{}] bytes :\n\n{}\n",
-                        stats::timestamp(SystemTime::now()),
+                        stats::log_time(SystemTime::now()),
                         n,
                         String::from_utf8_lossy(&buf[..n])
                     );
@@ -269,6 +274,21 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(_) => {}
+        }
+        if let Some(lines) = engine.errors.as_mut()
+            && !lines.is_empty()
+        {
+            // Created at the first event, as SIPp does.
+            if err_log.is_none() {
+                err_log = Some(
+                    File::create(&err_path).map_err(|e| Fatal(255, format!("{err_path}: {e}")))?,
+                );
+            }
+            if let Some(f) = err_log.as_mut() {
+                for l in lines.drain(..) {
+                    let _ = writeln!(f, "{}      {l}", stats::log_time(SystemTime::now()));
+                }
+            }
         }
         if now - last_row.0 >= o.stat_period {
             write_row(&mut engine, &mut csv, &mut last_row, now);

@@ -224,21 +224,35 @@ fn repartition_cols(cols: &mut Vec<String>, name: &str, borders: &[u64]) {
 
 /// `YYYY-MM-DD\tHH:MM:SS.uuuuuu\tEPOCH.uuuuuu` in local time, as SIPp writes its time columns.
 pub fn timestamp(t: SystemTime) -> String {
+    let (date, time, epoch) = local(t);
+    format!("{date}\t{time}\t{epoch}")
+}
+
+/// `YYYY-MM-DD HH:MM:SS.uuuuuu`, as SIPp heads each entry of its message log.
+pub fn log_time(t: SystemTime) -> String {
+    let (date, time, _) = local(t);
+    format!("{date} {time}")
+}
+
+fn local(t: SystemTime) -> (String, String, String) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as libc::time_t;
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: `localtime_r` only writes the `tm` we own; `secs` is a valid time_t.
     unsafe { libc::localtime_r(&secs, &mut tm) };
     let us = d.subsec_micros();
-    format!(
-        "{:04}-{:02}-{:02}\t{:02}:{:02}:{:02}.{us:06}\t{}.{us:06}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        d.as_secs()
+    (
+        format!(
+            "{:04}-{:02}-{:02}",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday
+        ),
+        format!(
+            "{:02}:{:02}:{:02}.{us:06}",
+            tm.tm_hour, tm.tm_min, tm.tm_sec
+        ),
+        format!("{}.{us:06}", d.as_secs()),
     )
 }
 

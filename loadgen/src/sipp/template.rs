@@ -241,7 +241,7 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
 
 /// Where keyword values come from while rendering.
 pub trait Values {
-    /// Appends the keyword's value; returns false when it came out empty.
+    /// Appends the keyword's value (nothing when it has none).
     fn put(&self, kw: &Keyword, offset: i64, out: &mut Vec<u8>);
 }
 
