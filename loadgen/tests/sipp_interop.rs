@@ -61,49 +61,47 @@ fn first_line(p: &Path) -> String {
         .to_owned()
 }
 
-fn uas_args<'a>(p: &'a str, stf: &'a str, calls: &'a str) -> Vec<&'a str> {
-    vec![
-        "-sn",
-        "uas",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        p,
-        "-m",
-        calls,
-        "-nostdin",
-        "-timeout",
-        "60",
-        "-trace_stat",
-        "-fd",
-        "1",
-        "-stf",
-        stf,
-    ]
+/// One run: a uas (`-m calls`) started first, then a uac calling it, each writing its
+/// statistics to `<tag>-uas.csv` / `<tag>-uac.csv` in `dir`. Returns both outputs, the uac's
+/// pid and the two ports.
+struct Pair {
+    uac: Output,
+    uas: Output,
+    uac_pid: u32,
+    ports: [String; 2],
 }
 
-fn uac_args<'a>(target: &'a str, p: &'a str, stf: &'a str, calls: &'a str) -> Vec<&'a str> {
-    vec![
-        "-sn",
-        "uac",
-        target,
-        "-i",
-        "127.0.0.1",
-        "-p",
-        p,
-        "-r",
-        "200",
-        "-m",
-        calls,
-        "-nostdin",
-        "-timeout",
-        "60",
-        "-trace_stat",
-        "-fd",
-        "1",
-        "-stf",
-        stf,
-    ]
+fn call_pair(
+    dir: &Path,
+    uas_exe: &str,
+    uac_exe: &str,
+    calls: &str,
+    tag: &str,
+    extra: &[&str],
+) -> Pair {
+    let (up, cp) = (port().to_string(), port().to_string());
+    let uas_cmd = format!(
+        "-sn uas -i 127.0.0.1 -p {up} -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uas.csv"
+    );
+    let uac_cmd = format!(
+        "-sn uac 127.0.0.1:{up} -i 127.0.0.1 -p {cp} -r 200 -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uac.csv"
+    );
+    let uas = spawn(
+        uas_exe,
+        dir,
+        &uas_cmd.split_whitespace().collect::<Vec<_>>(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut args: Vec<&str> = uac_cmd.split_whitespace().collect();
+    args.extend_from_slice(extra);
+    let uac = spawn(uac_exe, dir, &args);
+    let uac_pid = uac.id();
+    Pair {
+        uac: uac.wait_with_output().unwrap(),
+        uas: uas.wait_with_output().unwrap(),
+        uac_pid,
+        ports: [up, cp],
+    }
 }
 
 fn check_clean(csv: &Path) {
@@ -112,52 +110,36 @@ fn check_clean(csv: &Path) {
     assert_eq!(last(csv, "FailedCall(C)"), "0", "{}", csv.display());
 }
 
+const SIPLOAD: &str = env!("CARGO_BIN_EXE_sipload");
+
 #[test]
 fn sipload_uac_calls_sipp_uas() {
     let dir = tmpdir("uac");
-    let (up, cp) = (port().to_string(), port().to_string());
-    let uas = spawn("sipp", &dir, &uas_args(&up, "sipp-uas.csv", CALLS));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let target = format!("127.0.0.1:{up}");
-    let out = run(
-        env!("CARGO_BIN_EXE_sipload"),
-        &dir,
-        &uac_args(&target, &cp, "sipload-uac.csv", CALLS),
-    );
-    let uas = uas.wait_with_output().unwrap();
+    let p = call_pair(&dir, "sipp", SIPLOAD, CALLS, "x", &[]);
     assert_eq!(
-        out.status.code(),
+        p.uac.status.code(),
         Some(0),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&p.uac.stderr)
     );
-    assert_eq!(uas.status.code(), Some(0), "SIPp uas failed");
-    check_clean(&dir.join("sipload-uac.csv"));
-    check_clean(&dir.join("sipp-uas.csv"));
+    assert_eq!(p.uas.status.code(), Some(0), "SIPp uas failed");
+    check_clean(&dir.join("x-uac.csv"));
+    check_clean(&dir.join("x-uas.csv"));
 }
 
 #[test]
 fn sipp_uac_calls_sipload_uas() {
     let dir = tmpdir("uas");
-    let (up, cp) = (port().to_string(), port().to_string());
-    let uas = spawn(
-        env!("CARGO_BIN_EXE_sipload"),
-        &dir,
-        &uas_args(&up, "sipload-uas.csv", CALLS),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let target = format!("127.0.0.1:{up}");
-    let out = run("sipp", &dir, &uac_args(&target, &cp, "sipp-uac.csv", CALLS));
-    let uas = uas.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "SIPp uac failed");
+    let p = call_pair(&dir, SIPLOAD, "sipp", CALLS, "x", &[]);
+    assert_eq!(p.uac.status.code(), Some(0), "SIPp uac failed");
     assert_eq!(
-        uas.status.code(),
+        p.uas.status.code(),
         Some(0),
         "{}",
-        String::from_utf8_lossy(&uas.stderr)
+        String::from_utf8_lossy(&p.uas.stderr)
     );
-    check_clean(&dir.join("sipp-uac.csv"));
-    check_clean(&dir.join("sipload-uas.csv"));
+    check_clean(&dir.join("x-uac.csv"));
+    check_clean(&dir.join("x-uas.csv"));
 }
 
 #[test]
@@ -165,25 +147,15 @@ fn csv_headers_are_byte_identical_to_sipp() {
     // Each side of a call writes the header of its own scenario: run sipload uac against
     // SIPp uas and SIPp uac against sipload uas, then compare uac with uac, uas with uas.
     let dir = tmpdir("csv");
-    for (uas_exe, uac_exe, tag) in [
-        ("sipp", env!("CARGO_BIN_EXE_sipload"), "a"),
-        (env!("CARGO_BIN_EXE_sipload"), "sipp", "b"),
-    ] {
-        let (up, cp) = (port().to_string(), port().to_string());
-        let target = format!("127.0.0.1:{up}");
-        let (us, cs) = (format!("uas-{tag}.csv"), format!("uac-{tag}.csv"));
-        let uas = spawn(uas_exe, &dir, &uas_args(&up, &us, "20"));
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        run(uac_exe, &dir, &uac_args(&target, &cp, &cs, "20"));
-        uas.wait_with_output().unwrap();
-    }
+    call_pair(&dir, "sipp", SIPLOAD, "20", "a", &[]);
+    call_pair(&dir, SIPLOAD, "sipp", "20", "b", &[]);
     assert_eq!(
-        first_line(&dir.join("uac-a.csv")),
-        first_line(&dir.join("uac-b.csv"))
+        first_line(&dir.join("a-uac.csv")),
+        first_line(&dir.join("b-uac.csv"))
     );
     assert_eq!(
-        first_line(&dir.join("uas-a.csv")),
-        first_line(&dir.join("uas-b.csv"))
+        first_line(&dir.join("a-uas.csv")),
+        first_line(&dir.join("b-uas.csv"))
     );
 }
 
@@ -213,7 +185,7 @@ fn unsupported_scenario_is_refused_with_its_line() {
         err.contains("media.xml:4:") && err.contains("<action>"),
         "{err}"
     );
-    let out = run(env!("CARGO_BIN_EXE_sipload"), &dir, &["-3pcc", "x.xml"]);
+    let out = run(SIPLOAD, &dir, &["-3pcc", "x.xml"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("-3pcc"));
 }
 
@@ -247,24 +219,11 @@ fn masked_log(dir: &Path, uac_pid: u32, ports: [&str; 2]) -> String {
 #[test]
 fn builtin_uac_puts_the_same_messages_on_the_wire_as_sipp() {
     let mut logs = Vec::new();
-    for exe in ["sipp", env!("CARGO_BIN_EXE_sipload")] {
-        let dir = tmpdir(if exe == "sipp" {
-            "wire-sipp"
-        } else {
-            "wire-sipload"
-        });
-        let (up, cp) = (port().to_string(), port().to_string());
-        let uas = spawn("sipp", &dir, &uas_args(&up, "uas.csv", "1"));
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let target = format!("127.0.0.1:{up}");
-        let mut args = uac_args(&target, &cp, "uac.csv", "1");
-        args.push("-trace_msg");
-        let child = spawn(exe, &dir, &args);
-        let pid = child.id();
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{exe}");
-        uas.wait_with_output().unwrap();
-        logs.push(masked_log(&dir, pid, [&up, &cp]));
+    for (exe, name) in [("sipp", "wire-sipp"), (SIPLOAD, "wire-sipload")] {
+        let dir = tmpdir(name);
+        let p = call_pair(&dir, "sipp", exe, "1", "x", &["-trace_msg"]);
+        assert_eq!(p.uac.status.code(), Some(0), "{exe}");
+        logs.push(masked_log(&dir, p.uac_pid, [&p.ports[0], &p.ports[1]]));
     }
     assert!(logs[0].contains("UDP message sent"), "{}", logs[0]);
     assert_eq!(logs[0], logs[1]);
@@ -275,7 +234,7 @@ fn unexpected_bye_is_answered_counted_and_logged() {
     let dir = tmpdir("unexpected");
     let up = port().to_string();
     let uas = spawn(
-        env!("CARGO_BIN_EXE_sipload"),
+        SIPLOAD,
         &dir,
         &[
             "-sn",
