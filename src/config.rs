@@ -24,8 +24,13 @@ pub enum ConfigError {
     /// The TOML parser's message already carries the line and column.
     #[error("{file}: {message}")]
     Parse { file: PathBuf, message: String },
-    #[error("{file}: {message}")]
-    Invalid { file: PathBuf, message: String },
+    /// A value the parser accepted but sipdispatch cannot use; `line` is where its key is.
+    #[error("{file}{}: {message}", line.map_or_else(String::new, |l| format!(":{l}")))]
+    Invalid {
+        file: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +239,36 @@ pub struct Route {
     pub record_route: bool,
 }
 
+/// The 1-based line of `key` in the `nth` table named `table` (`[table]` or `[[table]]`), or
+/// of that table's header when the key is not written there; `None` when neither is.
+fn line_of(text: &str, table: &str, nth: usize, key: Option<&str>) -> Option<usize> {
+    let mut seen = 0;
+    let mut header = None;
+    for (n, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            if header.is_some() {
+                break;
+            }
+            if l.trim_matches(['[', ']']).trim() == table {
+                if seen == nth {
+                    header = Some(n + 1);
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if header.is_some()
+            && let Some(k) = key
+            && l.strip_prefix(k)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some(n + 1);
+        }
+    }
+    header
+}
+
 impl Config {
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -250,12 +285,17 @@ impl Config {
             file: file.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        let invalid = |message: String| ConfigError::Invalid {
+        // `at` = (table, which one of an array of tables, key).
+        let invalid = |at: (&str, usize, Option<&str>), message: String| ConfigError::Invalid {
             file: file.to_owned(),
+            line: line_of(text, at.0, at.1, at.2),
             message,
         };
         if cfg.listen.udp.is_empty() {
-            return Err(invalid("listen.udp: at least one address is needed".into()));
+            return Err(invalid(
+                ("listen", 0, Some("udp")),
+                "listen.udp: at least one address is needed".into(),
+            ));
         }
         if let Some(p) = cfg.destinations.list_file.as_mut()
             && p.is_relative()
@@ -264,48 +304,69 @@ impl Config {
         }
         if cfg.destinations.list_file.is_none() && cfg.destinations.sets.is_empty() {
             return Err(invalid(
+                ("destinations", 0, None),
                 "destinations: give a list_file or at least one inline set".into(),
             ));
         }
         if cfg.routes.is_empty() {
-            return Err(invalid("routes: at least one [[routes]] is needed".into()));
+            return Err(invalid(
+                ("", 0, None),
+                "routes: at least one [[routes]] is needed".into(),
+            ));
         }
         if !(300..=699).contains(&cfg.no_destination.code) {
-            return Err(invalid(format!(
-                "no_destination.code: {} is not a final error code (300-699)",
-                cfg.no_destination.code
-            )));
+            return Err(invalid(
+                ("no_destination", 0, Some("code")),
+                format!(
+                    "no_destination.code: {} is not a final error code (300-699)",
+                    cfg.no_destination.code
+                ),
+            ));
         }
         if cfg.runtime.batch == 0 || cfg.runtime.batch > 1024 {
-            return Err(invalid("runtime.batch: must be 1..=1024".into()));
+            return Err(invalid(
+                ("runtime", 0, Some("batch")),
+                "runtime.batch: must be 1..=1024".into(),
+            ));
         }
         if cfg.runtime.shards == Some(0) {
-            return Err(invalid("runtime.shards: must be at least 1".into()));
+            return Err(invalid(
+                ("runtime", 0, Some("shards")),
+                "runtime.shards: must be at least 1".into(),
+            ));
         }
         if cfg.tracker.capacity == 0 {
-            return Err(invalid("tracker.capacity: must be at least 1".into()));
+            return Err(invalid(
+                ("tracker", 0, Some("capacity")),
+                "tracker.capacity: must be at least 1".into(),
+            ));
         }
         for (i, r) in cfg.routes.iter().enumerate() {
-            cfg.route(i, r)
-                .map_err(|m| invalid(format!("routes[{i}]: {m}")))?;
+            cfg.route(i, r).map_err(|(key, m)| {
+                invalid(("routes", i, Some(key)), format!("routes[{i}]: {m}"))
+            })?;
         }
         Ok(cfg)
     }
 
-    fn route(&self, i: usize, r: &RouteSpec) -> Result<Route, String> {
+    /// The route; on error, the key at fault and why.
+    fn route(&self, i: usize, r: &RouteSpec) -> Result<Route, (&'static str, String)> {
         let algorithm = match &r.algorithm {
             AlgorithmName::Number(n) => Algorithm::from_number(*n, r.numbering),
             AlgorithmName::Name(s) => Algorithm::from_name(s, r.numbering),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ("algorithm", e.to_string()))?;
         let key = r
             .key
             .as_deref()
             .map(KeyTemplate::parse)
             .transpose()
-            .map_err(|e| format!("key: {e}"))?;
+            .map_err(|e| ("key", format!("key: {e}")))?;
         if algorithm == Algorithm::HashKey && key.is_none() {
-            return Err("algorithm 7 (hash-key) needs a `key` template".into());
+            return Err((
+                "algorithm",
+                "algorithm 7 (hash-key) needs a `key` template".into(),
+            ));
         }
         Ok(Route {
             name: r.name.clone().unwrap_or_else(|| format!("route{i}")),

@@ -59,8 +59,24 @@ fn errors_name_file_line_and_reason() {
 
     let bad = MINIMAL.replace("algorithm = 0", "algorithm = 99");
     let e = parse(&bad).unwrap_err().to_string();
+    let line = 1 + MINIMAL
+        .lines()
+        .position(|l| l.contains("algorithm = 0"))
+        .unwrap();
     assert!(
-        e.contains("routes[1]") && e.contains("unknown algorithm 99"),
+        e.starts_with(&format!(
+            "/etc/sipdispatch/sipdispatch.toml:{line}: routes[1]"
+        )) && e.contains("unknown algorithm 99"),
+        "{e}"
+    );
+    // Values the TOML parser accepts but sipdispatch cannot use also name their line.
+    let bad = format!("{MINIMAL}\n[runtime]\nshards = 1\nbatch = 0\n");
+    let e = parse(&bad).unwrap_err().to_string();
+    let line = bad.lines().count();
+    assert!(
+        e.starts_with(&format!(
+            "/etc/sipdispatch/sipdispatch.toml:{line}: runtime.batch"
+        )),
         "{e}"
     );
 
