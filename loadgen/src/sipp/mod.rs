@@ -13,6 +13,7 @@ pub mod template;
 use std::fs::File;
 use std::io::{ErrorKind, Write as _};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +22,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use args::{Options, Parsed};
 use engine::{Engine, Env, Net};
+use sipdispatch::engine::Outbox;
+use sipdispatch::io::counters::IoCounters;
+use sipdispatch::io::sys::{self, RecvBatch};
+use sipdispatch::io::tx::Tx;
 use stats::RowTimes;
 
 /// Runs SIPp mode with `args` (without the program name); returns SIPp's exit code.
@@ -68,16 +73,19 @@ fn resolve(host: &str) -> Result<SocketAddr, Fatal> {
         .ok_or_else(|| start_err(format!("cannot resolve remote host `{host}`")))
 }
 
-struct UdpNet<'a> {
-    sock: &'a UdpSocket,
+/// Sends queue into the data plane's `sendmmsg` batch, flushed once per loop turn.
+struct UdpNet {
+    tx: Tx,
     log: Option<File>,
-    errors: u64,
 }
 
-impl Net for UdpNet<'_> {
+impl Net for UdpNet {
     fn send(&mut self, to: SocketAddr, data: &[u8]) {
-        if self.sock.send_to(data, to).is_err() {
-            self.errors += 1;
+        if let Some(b) = self.tx.buffer()
+            && let Some(dst) = b.get_mut(..data.len())
+        {
+            dst.copy_from_slice(data);
+            self.tx.commit(data.len(), to);
         }
         if let Some(f) = self.log.as_mut() {
             let _ = write!(
@@ -179,10 +187,17 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     } else {
         None
     };
+    const BATCH: usize = 64;
+    let fd = sock.as_raw_fd();
     let mut net = UdpNet {
-        sock: &sock,
+        tx: Tx::new(
+            BATCH,
+            65_536,
+            vec![fd],
+            vec![local.is_ipv6()],
+            Arc::new(IoCounters::default()),
+        ),
         log,
-        errors: 0,
     };
     let mut engine = Engine::new(sc, env, if uac { None } else { o.max_calls });
     let err_path = format!("{file_stem}_{pid}_errors.log");
@@ -199,8 +214,6 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
-    sock.set_read_timeout(Some(Duration::from_millis(1)))
-        .map_err(|e| start_err(e.to_string()))?;
 
     let start = Instant::now();
     let wall_start = SystemTime::now();
@@ -230,7 +243,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     write_row(&mut engine, &mut csv, &mut last_row, start);
     let mut started: u64 = 0;
     let mut timed_out = false;
-    let mut buf = vec![0u8; 65_536];
+    let mut rx = RecvBatch::new(BATCH, 65_536);
     loop {
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) {
@@ -259,21 +272,32 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             break;
         }
         engine.on_timers(now, &mut net);
-        match sock.recv_from(&mut buf) {
-            Ok((n, src)) => {
-                if let Some(f) = net.log.as_mut() {
-                    let _ = write!(
-                        f,
-                        "----------------------------------------------- {}\nUDP message received [{}] bytes :\n\n{}\n",
-                        stats::log_time(SystemTime::now()),
-                        n,
-                        String::from_utf8_lossy(&buf[..n])
-                    );
-                }
-                engine.on_datagram(Instant::now(), src, &buf[..n], &mut net);
+        net.tx.flush();
+        let n = rx.recv(fd).unwrap_or(0);
+        for i in 0..n {
+            let (Some(src), data, false) = rx.get(i) else {
+                continue;
+            };
+            if let Some(f) = net.log.as_mut() {
+                let _ = write!(
+                    f,
+                    "----------------------------------------------- {}\nUDP message received [{}] bytes :\n\n{}\n",
+                    stats::log_time(SystemTime::now()),
+                    data.len(),
+                    String::from_utf8_lossy(data)
+                );
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => {}
+            engine.on_datagram(Instant::now(), src, data, &mut net);
+        }
+        net.tx.flush();
+        if n == 0 {
+            // Idle: sleep until a datagram arrives or the next millisecond's work is due.
+            let mut p = [libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            let _ = sys::poll(&mut p, 1);
         }
         if let Some(lines) = engine.errors.as_mut()
             && !lines.is_empty()
@@ -340,10 +364,5 @@ fn bind(o: &Options, remote: Option<SocketAddr>) -> Result<UdpSocket, Fatal> {
 }
 
 fn new_socket(addr: SocketAddr, buf: usize) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    let _ = s.set_recv_buffer_size(buf);
-    let _ = s.set_send_buffer_size(buf);
-    s.bind(&addr.into())?;
-    Ok(s.into())
+    Ok(sys::udp_socket(addr, Some(buf), Some(buf))?.into())
 }
