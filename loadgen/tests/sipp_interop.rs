@@ -201,9 +201,15 @@ fn masked_log(dir: &Path, uac_pid: u32, ports: [&str; 2]) -> String {
         } else if line.starts_with("m=audio ") {
             "m=audio MEDIA".to_owned()
         } else {
-            line.replace(&uac_pid.to_string(), "PID")
+            // Only where SIPp puts its pid: a bare replace would also hit a port or an SDP
+            // number that happens to contain the same digits.
+            line.replace(&format!("-{uac_pid}@"), "-PID@")
+                .replace(&format!("{uac_pid}SIPpTag"), "PIDSIPpTag")
+                .replace(&format!("z9hG4bK-{uac_pid}-"), "z9hG4bK-PID-")
         };
-        l = l.replace(ports[0], "RPORT").replace(ports[1], "LPORT");
+        l = l
+            .replace(&format!("127.0.0.1:{}", ports[0]), "127.0.0.1:RPORT")
+            .replace(&format!("127.0.0.1:{}", ports[1]), "127.0.0.1:LPORT");
         // The answering SIPp's pid, in its To-tag.
         if let Some(p) = l.find(";tag=")
             && let Some(t) = l[p + 5..].find("SIPpTag01")
