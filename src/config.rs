@@ -48,6 +48,8 @@ pub struct Config {
     pub tracker: TrackerConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -339,6 +341,17 @@ impl Config {
             return Err(invalid(
                 ("tracker", 0, Some("capacity")),
                 "tracker.capacity: must be at least 1".into(),
+            ));
+        }
+        cfg.health
+            .probe_settings()
+            .map_err(|(key, m)| invalid(("health", 0, Some(key)), m))?;
+        if let Some(a) = cfg.health.ping_socket
+            && !cfg.listen.udp.contains(&a)
+        {
+            return Err(invalid(
+                ("health", 0, Some("ping_socket")),
+                format!("health.ping_socket: {a} is not one of listen.udp"),
             ));
         }
         for (i, r) in cfg.routes.iter().enumerate() {

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod dispatch;
 pub mod engine;
+pub mod health;
 pub mod io;
 pub mod runtime;
 pub mod sip;

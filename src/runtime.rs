@@ -5,6 +5,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -13,6 +14,7 @@ use crate::config::{Config, IoBackend};
 use crate::dispatch::Table;
 use crate::dispatch::destination::Target;
 use crate::engine::{Counters, Shard, Shared, Snapshot, owner};
+use crate::health::{Change, HealthConfig, Prober};
 use crate::io::{self, Backend, Handler, IoConfig, Tx};
 use crate::sip::proxy::Identity;
 
@@ -69,6 +71,7 @@ pub fn shared(cfg: &Config, table: Table) -> Shared {
         no_destination: cfg.no_destination.clone(),
         init_expire_ms: init.as_millis() as u64,
         expire_ms: exp.as_millis() as u64,
+        retain_latency_stats: cfg.health.retain_latency_stats,
         epoch: Instant::now(),
     }
 }
@@ -82,8 +85,9 @@ impl Handler for Shard {
         self.handle(now, src, data, tx);
     }
 
-    fn on_tick(&mut self, now: Instant, _tx: &mut Tx) {
-        self.tick(now);
+    fn on_tick(&mut self, now: Instant, tx: &mut Tx) {
+        tx.current = self.ping_socket;
+        self.tick(now, tx);
     }
 }
 
@@ -121,9 +125,30 @@ pub fn start(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Instance, StartError
     let shared = Arc::new(shared(cfg, table));
     let io_cfg = io_config(cfg);
     let per_shard = cfg.tracker.capacity.div_ceil(io_cfg.shards.max(1));
-    let shards: Vec<Shard> = (0..io_cfg.shards)
+    let mut shards: Vec<Shard> = (0..io_cfg.shards)
         .map(|i| Shard::new(Arc::clone(&shared), i, per_shard))
         .collect();
+    let settings = cfg
+        .health
+        .probe_settings()
+        .map_err(|(_, m)| StartError::Table(m))?;
+    if settings.interval_ms > 0 {
+        // One shard probes; its keepalives' Call-IDs make the replies come back to it.
+        let prober = Prober::new(settings, 0, shards.len());
+        prober.active.store(cfg.health.pinging, Relaxed);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let first = shards.remove(0);
+        shards.insert(0, first.with_prober(prober, Some(tx)));
+        health_events(rx, cfg.health.clone());
+    }
+    let ping_socket = cfg
+        .health
+        .ping_socket
+        .and_then(|a| cfg.listen.udp.iter().position(|&l| l == a))
+        .unwrap_or(0);
+    for s in &mut shards {
+        s.ping_socket = ping_socket;
+    }
     let counters: Vec<_> = shards.iter().map(|s| Arc::clone(&s.counters)).collect();
     let io = io::start(io_cfg, shards, stop)?;
     Ok(Instance {
@@ -159,5 +184,61 @@ pub fn summaries(inst: &Instance, every: Duration, stop: &AtomicBool) {
             );
             last[i] = now;
         }
+    }
+}
+
+/// Logs every destination state change the prober reports and runs the configured hook when
+/// a destination stops or starts being selectable, on a thread of its own so that a slow hook
+/// never holds up a shard.
+fn health_events(rx: Receiver<Change>, cfg: HealthConfig) {
+    let spawned = std::thread::Builder::new()
+        .name("health-events".into())
+        .spawn(move || {
+            for c in rx {
+                let old = crate::dispatch::DestState::letters_of(c.old);
+                let new = crate::dispatch::DestState::letters_of(c.new);
+                let why = if c.code == 408 { "no reply" } else { "reply" };
+                tracing::info!(
+                    "destination {} (set {}): {old} -> {new} ({why}, code {})",
+                    c.uri,
+                    c.set,
+                    c.code
+                );
+                let hook = match c.up {
+                    Some(true) => cfg.on_up.as_deref(),
+                    Some(false) => cfg.on_down.as_deref(),
+                    None => None,
+                };
+                if let Some(cmd) = hook {
+                    run_hook(cmd, &c, &new);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the health event thread: {e}");
+    }
+}
+
+fn run_hook(cmd: &str, c: &Change, state: &str) {
+    let status = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("SIPDISPATCH_URI", &c.uri)
+        .env("SIPDISPATCH_SET", c.set.to_string())
+        .env("SIPDISPATCH_STATE", state)
+        .env("SIPDISPATCH_CODE", c.code.to_string())
+        .env(
+            "SIPDISPATCH_EVENT",
+            if c.up == Some(true) {
+                "dst-up"
+            } else {
+                "dst-down"
+            },
+        )
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => tracing::warn!("hook `{cmd}` for {}: {s}", c.uri),
+        Err(e) => tracing::warn!("hook `{cmd}` for {}: {e}", c.uri),
     }
 }

@@ -277,7 +277,11 @@ impl DestState {
 
     /// Kamailio's flag letters: `A`/`I`/`D`/`T`, then `P`/`N`/`X`.
     pub fn letters(&self) -> String {
-        let f = self.flags();
+        Self::letters_of(self.flags())
+    }
+
+    /// The letters of flag bits `f`.
+    pub fn letters_of(f: u8) -> String {
         let first = if f & flags::INACTIVE != 0 {
             'I'
         } else if f & flags::DISABLED != 0 {

@@ -69,6 +69,9 @@ pub struct Counters {
     pub responses_consumed: AtomicU64,
     /// Initial INVITEs that could not be tracked because the tracker was full.
     pub tracker_full: AtomicU64,
+    /// Keepalives this shard's prober sent, and the destination state changes they caused.
+    pub keepalives_sent: AtomicU64,
+    pub health_changes: AtomicU64,
     replies: [AtomicU64; REPLY_CODES.len() + 1],
     dropped: [AtomicU64; Dropped::ALL.len()],
 }
@@ -103,6 +106,8 @@ impl Counters {
             responses_forwarded: self.responses_forwarded.load(Relaxed),
             responses_consumed: self.responses_consumed.load(Relaxed),
             tracker_full: self.tracker_full.load(Relaxed),
+            keepalives_sent: self.keepalives_sent.load(Relaxed),
+            health_changes: self.health_changes.load(Relaxed),
             replies: std::array::from_fn(|i| self.replies[i].load(Relaxed)),
             dropped: std::array::from_fn(|i| self.dropped[i].load(Relaxed)),
         }
@@ -118,6 +123,8 @@ pub struct Snapshot {
     pub responses_forwarded: u64,
     pub responses_consumed: u64,
     pub tracker_full: u64,
+    pub keepalives_sent: u64,
+    pub health_changes: u64,
     /// By [`REPLY_CODES`] index, then `other`.
     pub replies: [u64; REPLY_CODES.len() + 1],
     /// By [`Drop`] discriminant.
@@ -158,6 +165,8 @@ impl Snapshot {
             responses_forwarded: self.responses_forwarded - before.responses_forwarded,
             responses_consumed: self.responses_consumed - before.responses_consumed,
             tracker_full: self.tracker_full - before.tracker_full,
+            keepalives_sent: self.keepalives_sent - before.keepalives_sent,
+            health_changes: self.health_changes - before.health_changes,
             replies: std::array::from_fn(|i| self.replies[i] - before.replies[i]),
             dropped: std::array::from_fn(|i| self.dropped[i] - before.dropped[i]),
         }
@@ -182,6 +191,13 @@ impl fmt::Display for Snapshot {
                 Some(code) => write!(f, " reply_{code}={n}")?,
                 None => write!(f, " reply_other={n}")?,
             }
+        }
+        if self.keepalives_sent > 0 {
+            write!(
+                f,
+                " pings={} health_changes={}",
+                self.keepalives_sent, self.health_changes
+            )?;
         }
         for d in Dropped::ALL {
             let n = self.dropped(d);

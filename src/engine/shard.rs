@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -18,6 +19,7 @@ use crate::dispatch::tracker::{Begin, CallState, Tracker, call_key};
 use crate::dispatch::{
     Algorithm, Candidates, Destination, HeaderLookup, Keys, Rng, Table, UriKey, select,
 };
+use crate::health::{Change, Prober};
 use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request, write_response};
 use crate::sip::reply::{Extra, write_reply};
 use crate::sip::uri::{Scheme, Uri};
@@ -38,6 +40,8 @@ pub struct Shared {
     pub no_destination: NoDestination,
     pub init_expire_ms: u64,
     pub expire_ms: u64,
+    /// Whether keepalive latency figures survive a reload.
+    pub retain_latency_stats: bool,
     /// The clock's zero for millisecond timestamps.
     pub epoch: Instant,
 }
@@ -58,6 +62,12 @@ pub struct Shard {
     cands: Candidates,
     rng: Rng,
     pub counters: Arc<Counters>,
+    /// The keepalive prober, on the one shard that runs it, with the table it last adopted.
+    prober: Option<(Prober, Arc<Table>)>,
+    /// Where destination state changes are reported (logging and hooks live outside).
+    changes: Option<Sender<Change>>,
+    /// The listen socket (by index) keepalives leave from; the I/O layer reads it.
+    pub ping_socket: usize,
 }
 
 struct Headers<'m, 'a>(&'m Message<'a>);
@@ -96,7 +106,24 @@ impl Shard {
             cands: Candidates::default(),
             rng: Rng::new(seed),
             counters: Arc::new(Counters::default()),
+            prober: None,
+            changes: None,
+            ping_socket: 0,
         }
+    }
+
+    /// Makes this shard run `prober`, reporting state changes to `changes`.
+    pub fn with_prober(mut self, mut prober: Prober, changes: Option<Sender<Change>>) -> Self {
+        let table = self.shared.table.load_full();
+        prober.adopt(&table, false);
+        self.prober = Some((prober, table));
+        self.changes = changes;
+        self
+    }
+
+    /// The prober, if this shard runs it.
+    pub fn prober(&self) -> Option<&Prober> {
+        self.prober.as_ref().map(|(p, _)| p)
     }
 
     fn now_ms(&self, now: Instant) -> u64 {
@@ -108,8 +135,9 @@ impl Shard {
         self.tracker.len()
     }
 
-    /// Periodic work: expire tracked calls, giving back the load of those that counted.
-    pub fn tick(&mut self, now: Instant) {
+    /// Periodic work: expire tracked calls, giving back the load of those that counted, and
+    /// run the keepalive prober, whose requests go to `out`.
+    pub fn tick(&mut self, now: Instant, out: &mut impl Outbox) {
         let now_ms = self.now_ms(now);
         let table = self.shared.table.load();
         self.tracker.expire(now_ms, SWEEP_PER_TICK, |e| {
@@ -117,6 +145,24 @@ impl Shard {
                 d.state.dec_load();
             }
         });
+        let Some((prober, adopted)) = self.prober.as_mut() else {
+            return;
+        };
+        if !Arc::ptr_eq(adopted, &*table) {
+            // A reload swapped the table: carry the prober over to its destinations.
+            *adopted = self.shared.table.load_full();
+            prober.adopt(adopted, self.shared.retain_latency_stats);
+        }
+        let mut counted = CountingOutbox { out, sent: 0 };
+        prober.poll(now_ms, adopted, &self.shared.identity, &mut counted);
+        let sent = counted.sent;
+        self.counters.keepalives_sent.fetch_add(sent, Relaxed);
+        for c in prober.take_changes() {
+            Counters::inc(&self.counters.health_changes);
+            if let Some(tx) = &self.changes {
+                let _ = tx.send(c);
+            }
+        }
     }
 
     /// Handles one datagram from `src`.
@@ -128,6 +174,8 @@ impl Shard {
             cands,
             rng,
             counters,
+            prober,
+            ..
         } = self;
         let ctx = Ctx {
             shared,
@@ -140,9 +188,26 @@ impl Shard {
             Verdict::Drop(DropReason::Malformed(_)) => counters.dropped(Dropped::Malformed),
             Verdict::Drop(DropReason::AckNotAnswered) => counters.dropped(Dropped::AckNotAnswered),
             Verdict::Reply(r) => ctx.reply(data, r.code, r.reason, r.extra, src, out),
-            Verdict::Response(m) => ctx.response(tracker, &m, out),
+            Verdict::Response(m) => ctx.response(tracker, prober, &m, out),
             Verdict::Request(m, f) => ctx.request(tracker, cands, rng, src, &m, &f, out),
         }
+    }
+}
+
+/// Counts what the prober sends.
+struct CountingOutbox<'o, O> {
+    out: &'o mut O,
+    sent: u64,
+}
+
+impl<O: Outbox> Outbox for CountingOutbox<'_, O> {
+    fn buffer(&mut self) -> Option<&mut [u8]> {
+        self.out.buffer()
+    }
+
+    fn commit(&mut self, len: usize, to: SocketAddr) {
+        self.sent += 1;
+        self.out.commit(len, to);
     }
 }
 
@@ -176,7 +241,13 @@ impl Ctx<'_> {
         }
     }
 
-    fn response(&self, tracker: &mut Tracker, m: &Message<'_>, out: &mut impl Outbox) {
+    fn response(
+        &self,
+        tracker: &mut Tracker,
+        prober: &mut Option<(Prober, Arc<Table>)>,
+        m: &Message<'_>,
+        out: &mut impl Outbox,
+    ) {
         let Some(buf) = out.buffer() else {
             return self.counters.dropped(Dropped::TxFull);
         };
@@ -185,7 +256,12 @@ impl Ctx<'_> {
                 out.commit(n, to);
                 Counters::inc(&self.counters.responses_forwarded);
             }
-            Err(ResponseDrop::ForUs) => Counters::inc(&self.counters.responses_consumed),
+            Err(ResponseDrop::ForUs) => {
+                if let Some((p, table)) = prober.as_mut() {
+                    p.on_reply(self.now_ms, m, table);
+                }
+                return Counters::inc(&self.counters.responses_consumed);
+            }
             Err(ResponseDrop::NotOurVia) => return self.counters.dropped(Dropped::ResponseNotOurs),
             Err(ResponseDrop::Overflow(_)) => return self.counters.dropped(Dropped::Overflow),
             Err(_) => return self.counters.dropped(Dropped::ResponseUnroutable),

@@ -49,6 +49,7 @@ fn shard(algorithm: &str) -> Shard {
         no_destination: cfg.no_destination.clone(),
         init_expire_ms: 10_000,
         expire_ms: 60_000,
+        retain_latency_stats: false,
         epoch: Instant::now(),
     };
     Shard::new(Arc::new(shared), 0, 1024)
@@ -158,9 +159,15 @@ fn call_load_counts_and_gives_back() {
     run(&mut s, UAC, &req("BYE", 0, true, ""));
     assert_eq!(loads(&table).iter().sum::<u32>(), 1);
     // The last call expires (init_expire 10 s, unconfirmed) and gives its load back.
-    s.tick(Instant::now() + Duration::from_secs(11));
+    s.tick(
+        Instant::now() + Duration::from_secs(11),
+        &mut VecOutbox::new(),
+    );
     for _ in 0..64 {
-        s.tick(Instant::now() + Duration::from_secs(11));
+        s.tick(
+            Instant::now() + Duration::from_secs(11),
+            &mut VecOutbox::new(),
+        );
     }
     assert_eq!(loads(&table), vec![0, 0]);
 }

