@@ -104,9 +104,15 @@ fn a_dead_backend_is_taken_out_and_put_back() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // interval 0.5 s × threshold 2 + timeout 0.5 s: down within 1.5 s (plus one round's phase).
-    let health = "ping_interval = \"500ms\"\nping_timeout = \"500ms\"\nprobing_mode = 1\n\
-                  probing_threshold = 2\ninactive_threshold = 2\n";
-    let d = Dispatcher::start(&dir, addr, &config(port, &ports, "round-robin", health));
+    let hooks = dir.join("hooks.log");
+    let health = format!(
+        "ping_interval = \"500ms\"\nping_timeout = \"500ms\"\nprobing_mode = 1\n\
+         probing_threshold = 2\ninactive_threshold = 2\n\
+         on_down = 'echo \"$SIPDISPATCH_EVENT $SIPDISPATCH_URI $SIPDISPATCH_CODE\" >> {0}'\n\
+         on_up = 'echo \"$SIPDISPATCH_EVENT $SIPDISPATCH_URI $SIPDISPATCH_STATE\" >> {0}'\n",
+        hooks.display()
+    );
+    let d = Dispatcher::start(&dir, addr, &config(port, &ports, "round-robin", &health));
     let b_uri = format!("sip:127.0.0.1:{}", ports[1]);
     std::thread::sleep(Duration::from_millis(1200));
     assert!(
@@ -147,9 +153,13 @@ fn a_dead_backend_is_taken_out_and_put_back() {
     Sipp::stop_all(vec![a, b]);
     let (exit, log) = d.stop();
     assert_eq!(exit, Some(0));
-    // Calls went to b again: its address appears as a forwarding target in no log line, so
-    // look at the per-shard counters instead: every request of uac2 was forwarded.
     assert!(!log.contains("panicked"), "{log}");
+    let hooks = std::fs::read_to_string(&hooks).unwrap_or_default();
+    assert_eq!(
+        hooks.lines().collect::<Vec<_>>(),
+        vec![format!("dst-down {b_uri} 408"), format!("dst-up {b_uri} AP")],
+        "the hooks ran once each"
+    );
 }
 
 #[test]
