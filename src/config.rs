@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::dispatch::list::LoadError;
 use crate::dispatch::{Algorithm, DestSpec, HashMode, KeyTemplate, Numbering, Selector, SetSpec};
+use crate::engine::failover::{FailoverSpec, Policy};
 
 /// A config file that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,8 @@ pub struct RouteSpec {
     /// Hash only the URI user part (Kamailio's `flags=1`).
     #[serde(default)]
     pub user_only: bool,
+    /// Retry an initial INVITE on the next candidate (see docs/health-and-failover.md).
+    pub failover: Option<FailoverSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,6 +192,20 @@ pub struct TrackerConfig {
     /// Seconds a confirmed call is kept (Kamailio `ds_hash_expire`).
     #[serde(default = "default_expire")]
     pub expire: u64,
+    /// INVITE transactions under failover at once (over all shards), and the largest request
+    /// a record can copy; larger ones are forwarded without failover.
+    #[serde(default = "default_failover_records")]
+    pub failover_records: usize,
+    #[serde(default = "default_failover_slot")]
+    pub failover_slot: usize,
+}
+
+fn default_failover_records() -> usize {
+    8192
+}
+
+fn default_failover_slot() -> usize {
+    4096
 }
 
 fn default_capacity() -> usize {
@@ -205,6 +222,8 @@ impl Default for TrackerConfig {
             capacity: default_capacity(),
             init_expire: default_expire(),
             expire: default_expire(),
+            failover_records: default_failover_records(),
+            failover_slot: default_failover_slot(),
         }
     }
 }
@@ -239,6 +258,7 @@ pub struct Route {
     pub set: u32,
     pub selector: Selector,
     pub record_route: bool,
+    pub failover: Option<Policy>,
 }
 
 /// The 1-based line of `key` in the `nth` table named `table` (`[table]` or `[[table]]`), or
@@ -402,6 +422,12 @@ impl Config {
                 limit: r.limit,
             },
             record_route: r.record_route,
+            failover: r
+                .failover
+                .as_ref()
+                .map(FailoverSpec::policy)
+                .transpose()
+                .map_err(|e| ("failover", e))?,
         })
     }
 

@@ -14,7 +14,7 @@ use crate::config::{Config, IoBackend};
 use crate::dispatch::Table;
 use crate::dispatch::destination::Target;
 use crate::engine::{Counters, Shard, Shared, Snapshot, owner};
-use crate::health::{Change, HealthConfig, Prober};
+use crate::health::{Cause, Change, HealthConfig, Prober};
 use crate::io::{self, Backend, Handler, IoConfig, Tx};
 use crate::sip::proxy::Identity;
 
@@ -72,6 +72,8 @@ pub fn shared(cfg: &Config, table: Table) -> Shared {
         init_expire_ms: init.as_millis() as u64,
         expire_ms: exp.as_millis() as u64,
         retain_latency_stats: cfg.health.retain_latency_stats,
+        failover_records: cfg.tracker.failover_records.div_ceil(cfg.shards()),
+        failover_slot: cfg.tracker.failover_slot,
         epoch: Instant::now(),
     }
 }
@@ -125,8 +127,11 @@ pub fn start(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Instance, StartError
     let shared = Arc::new(shared(cfg, table));
     let io_cfg = io_config(cfg);
     let per_shard = cfg.tracker.capacity.div_ceil(io_cfg.shards.max(1));
+    // State changes (keepalives, failover marks) from every shard go to one logging thread.
+    let (changes, rx) = std::sync::mpsc::channel();
+    health_events(rx, cfg.health.clone());
     let mut shards: Vec<Shard> = (0..io_cfg.shards)
-        .map(|i| Shard::new(Arc::clone(&shared), i, per_shard))
+        .map(|i| Shard::new(Arc::clone(&shared), i, per_shard).report_to(changes.clone()))
         .collect();
     let settings = cfg
         .health
@@ -136,10 +141,8 @@ pub fn start(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Instance, StartError
         // One shard probes; its keepalives' Call-IDs make the replies come back to it.
         let prober = Prober::new(settings, 0, shards.len());
         prober.active.store(cfg.health.pinging, Relaxed);
-        let (tx, rx) = std::sync::mpsc::channel();
         let first = shards.remove(0);
-        shards.insert(0, first.with_prober(prober, Some(tx)));
-        health_events(rx, cfg.health.clone());
+        shards.insert(0, first.with_prober(prober, Some(changes.clone())));
     }
     let ping_socket = cfg
         .health
@@ -197,7 +200,11 @@ fn health_events(rx: Receiver<Change>, cfg: HealthConfig) {
             for c in rx {
                 let old = crate::dispatch::DestState::letters_of(c.old);
                 let new = crate::dispatch::DestState::letters_of(c.new);
-                let why = if c.code == 408 { "no reply" } else { "reply" };
+                let why = match c.cause {
+                    Cause::Failover => "failover",
+                    Cause::Keepalive if c.code == 408 => "no reply",
+                    Cause::Keepalive => "reply",
+                };
                 tracing::info!(
                     "destination {} (set {}): {old} -> {new} ({why}, code {})",
                     c.uri,

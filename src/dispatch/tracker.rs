@@ -39,6 +39,9 @@ pub struct Entry {
     pub state: CallState,
     /// Whether this call counts in its destination's load (algorithm 10).
     pub counted: bool,
+    /// Which try of the INVITE the destination got (0 unless failover moved the call), so
+    /// its CANCEL and non-2xx ACK leave with that try's branch.
+    pub fork: u8,
 }
 
 /// The result of [`Tracker::begin`].
@@ -63,6 +66,7 @@ struct Slot {
     dest: u32,
     state: CallState,
     counted: bool,
+    fork: u8,
 }
 
 const EMPTY: Slot = Slot {
@@ -72,6 +76,7 @@ const EMPTY: Slot = Slot {
     dest: 0,
     state: CallState::Init,
     counted: false,
+    fork: 0,
 };
 
 impl Slot {
@@ -81,6 +86,7 @@ impl Slot {
             dest: DestId(self.dest),
             state: self.state,
             counted: self.counted,
+            fork: self.fork,
         }
     }
 }
@@ -179,6 +185,7 @@ impl Tracker {
             dest: dest.0,
             state: CallState::Init,
             counted,
+            fork: 0,
         };
         if let Some(i) = self.find(key) {
             let old = self.slots[i];
@@ -237,10 +244,13 @@ impl Tracker {
         Some(e)
     }
 
-    /// Moves a call to another destination (failover), keeping its state.
-    pub fn retarget(&mut self, key: u64, dest: DestId) -> bool {
+    /// Moves a call to another destination and try (failover), keeping its state.
+    pub fn retarget(&mut self, key: u64, dest: DestId, fork: u8) -> bool {
         self.find(key)
-            .map(|i| self.slots[i].dest = dest.0)
+            .map(|i| {
+                self.slots[i].dest = dest.0;
+                self.slots[i].fork = fork;
+            })
             .is_some()
     }
 

@@ -72,6 +72,9 @@ pub struct Counters {
     /// Keepalives this shard's prober sent, and the destination state changes they caused.
     pub keepalives_sent: AtomicU64,
     pub health_changes: AtomicU64,
+    /// Tries sent to a next candidate, and INVITEs that could not get a failover record.
+    pub failovers: AtomicU64,
+    pub failover_untracked: AtomicU64,
     replies: [AtomicU64; REPLY_CODES.len() + 1],
     dropped: [AtomicU64; Dropped::ALL.len()],
 }
@@ -108,6 +111,8 @@ impl Counters {
             tracker_full: self.tracker_full.load(Relaxed),
             keepalives_sent: self.keepalives_sent.load(Relaxed),
             health_changes: self.health_changes.load(Relaxed),
+            failovers: self.failovers.load(Relaxed),
+            failover_untracked: self.failover_untracked.load(Relaxed),
             replies: std::array::from_fn(|i| self.replies[i].load(Relaxed)),
             dropped: std::array::from_fn(|i| self.dropped[i].load(Relaxed)),
         }
@@ -125,6 +130,8 @@ pub struct Snapshot {
     pub tracker_full: u64,
     pub keepalives_sent: u64,
     pub health_changes: u64,
+    pub failovers: u64,
+    pub failover_untracked: u64,
     /// By [`REPLY_CODES`] index, then `other`.
     pub replies: [u64; REPLY_CODES.len() + 1],
     /// By [`Drop`] discriminant.
@@ -167,6 +174,8 @@ impl Snapshot {
             tracker_full: self.tracker_full - before.tracker_full,
             keepalives_sent: self.keepalives_sent - before.keepalives_sent,
             health_changes: self.health_changes - before.health_changes,
+            failovers: self.failovers - before.failovers,
+            failover_untracked: self.failover_untracked - before.failover_untracked,
             replies: std::array::from_fn(|i| self.replies[i] - before.replies[i]),
             dropped: std::array::from_fn(|i| self.dropped[i] - before.dropped[i]),
         }
@@ -197,6 +206,13 @@ impl fmt::Display for Snapshot {
                 f,
                 " pings={} health_changes={}",
                 self.keepalives_sent, self.health_changes
+            )?;
+        }
+        if self.failovers + self.failover_untracked > 0 {
+            write!(
+                f,
+                " failovers={} failover_untracked={}",
+                self.failovers, self.failover_untracked
             )?;
         }
         for d in Dropped::ALL {

@@ -3,6 +3,7 @@
 //! I/O layer calls in; nothing here opens a socket or reads a clock.
 
 pub mod counters;
+pub mod failover;
 pub mod outbox;
 pub mod route;
 pub mod shard;

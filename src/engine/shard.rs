@@ -19,6 +19,7 @@ use crate::dispatch::tracker::{Begin, CallState, Tracker, call_key};
 use crate::dispatch::{
     Algorithm, Candidates, Destination, HeaderLookup, Keys, Rng, Table, UriKey, select,
 };
+use crate::engine::failover::Failover;
 use crate::health::{Change, Prober};
 use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request, write_response};
 use crate::sip::reply::{Extra, write_reply};
@@ -42,6 +43,9 @@ pub struct Shared {
     pub expire_ms: u64,
     /// Whether keepalive latency figures survive a reload.
     pub retain_latency_stats: bool,
+    /// Failover records per shard, and the largest request one can copy.
+    pub failover_records: usize,
+    pub failover_slot: usize,
     /// The clock's zero for millisecond timestamps.
     pub epoch: Instant,
 }
@@ -68,6 +72,8 @@ pub struct Shard {
     changes: Option<Sender<Change>>,
     /// The listen socket (by index) keepalives leave from; the I/O layer reads it.
     pub ping_socket: usize,
+    /// INVITE transactions under failover.
+    failover: Failover,
 }
 
 struct Headers<'m, 'a>(&'m Message<'a>);
@@ -98,6 +104,11 @@ impl Shard {
     /// A shard with a tracker for `tracker_capacity` calls.
     pub fn new(shared: Arc<Shared>, index: usize, tracker_capacity: usize) -> Self {
         let tracker = Tracker::new(tracker_capacity, shared.init_expire_ms, shared.expire_ms);
+        let failover = if shared.routes.iter().any(|r| r.failover.is_some()) {
+            Failover::new(shared.failover_records, shared.failover_slot)
+        } else {
+            Failover::new(1, 0)
+        };
         let seed = (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
             ^ shared.epoch.elapsed().as_nanos() as u64;
         Self {
@@ -109,6 +120,7 @@ impl Shard {
             prober: None,
             changes: None,
             ping_socket: 0,
+            failover,
         }
     }
 
@@ -119,6 +131,17 @@ impl Shard {
         self.prober = Some((prober, table));
         self.changes = changes;
         self
+    }
+
+    /// Reports destination state changes this shard makes (failover marks) to `changes`.
+    pub fn report_to(mut self, changes: Sender<Change>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    /// INVITE transactions under failover right now.
+    pub fn failover_records(&self) -> usize {
+        self.failover.len()
     }
 
     /// The prober, if this shard runs it.
@@ -145,6 +168,18 @@ impl Shard {
                 d.state.dec_load();
             }
         });
+        let ctx = Ctx {
+            shared: &self.shared,
+            counters: &self.counters,
+            now_ms,
+        };
+        let mut fo = FailoverState {
+            records: &mut self.failover,
+            changes: self.changes.as_ref(),
+        };
+        if !fo.records.is_empty() {
+            ctx.failover_timeouts(&mut fo, &mut self.tracker, out);
+        }
         let Some((prober, adopted)) = self.prober.as_mut() else {
             return;
         };
@@ -175,8 +210,14 @@ impl Shard {
             rng,
             counters,
             prober,
+            changes,
+            failover,
             ..
         } = self;
+        let mut fo = FailoverState {
+            records: failover,
+            changes: changes.as_ref(),
+        };
         let ctx = Ctx {
             shared,
             counters,
@@ -188,8 +229,8 @@ impl Shard {
             Verdict::Drop(DropReason::Malformed(_)) => counters.dropped(Dropped::Malformed),
             Verdict::Drop(DropReason::AckNotAnswered) => counters.dropped(Dropped::AckNotAnswered),
             Verdict::Reply(r) => ctx.reply(data, r.code, r.reason, r.extra, src, out),
-            Verdict::Response(m) => ctx.response(tracker, prober, &m, out),
-            Verdict::Request(m, f) => ctx.request(tracker, cands, rng, src, &m, &f, out),
+            Verdict::Response(m) => ctx.response(tracker, &mut fo, prober, &m, out),
+            Verdict::Request(m, f) => ctx.request(tracker, &mut fo, cands, rng, src, &m, &f, out),
         }
     }
 }
@@ -244,10 +285,18 @@ impl Ctx<'_> {
     fn response(
         &self,
         tracker: &mut Tracker,
+        fo: &mut FailoverState<'_>,
         prober: &mut Option<(Prober, Arc<Table>)>,
         m: &Message<'_>,
         out: &mut impl Outbox,
     ) {
+        if let StartLine::Response { code, .. } = m.start
+            && m.cseq_method() == Method::Invite
+            && !fo.records.is_empty()
+            && self.failover_reply(fo, tracker, m, code, out)
+        {
+            return Counters::inc(&self.counters.responses_consumed);
+        }
         let Some(buf) = out.buffer() else {
             return self.counters.dropped(Dropped::TxFull);
         };
@@ -298,6 +347,7 @@ impl Ctx<'_> {
     fn request(
         &self,
         tracker: &mut Tracker,
+        fo: &mut FailoverState<'_>,
         cands: &mut Candidates,
         rng: &mut Rng,
         src: SocketAddr,
@@ -325,6 +375,13 @@ impl Ctx<'_> {
             if matches!(method, Method::Bye | Method::Cancel) {
                 self.release(tracker, key);
             }
+            if method == Method::Cancel
+                && let Some(r) = fo.records.get_mut(key)
+            {
+                r.cancelled = true;
+            }
+            // The try the destination got, so a CANCEL or non-2xx ACK matches its INVITE.
+            let f = &Forward { fork: e.fork, ..*f };
             return match table.dest(e.dest).and_then(|d| d.addr) {
                 Some(to) => self.forward(m, f, rr, src, to, out),
                 None => self.counters.dropped(Dropped::DestinationUnresolved),
@@ -393,6 +450,14 @@ impl Ctx<'_> {
                 Begin::Full => Counters::inc(&self.counters.tracker_full),
                 Begin::New | Begin::Existing(_) => {}
             }
+            if let Some(policy) = &route.failover {
+                let idx = shared
+                    .routes
+                    .iter()
+                    .position(|r| std::ptr::eq(r, route))
+                    .unwrap_or(0);
+                self.start_failover(fo.records, idx, policy, set, cands, m, src, record_route);
+            }
         }
         self.send_to(m, f, record_route, src, dest, out);
     }
@@ -436,6 +501,10 @@ impl Ctx<'_> {
         }
     }
 }
+
+#[path = "retry.rs"]
+mod retry;
+use retry::FailoverState;
 
 #[cfg(test)]
 #[path = "shard_tests.rs"]

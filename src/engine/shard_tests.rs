@@ -7,8 +7,8 @@ use crate::dispatch::flags;
 use crate::engine::VecOutbox;
 use crate::sip::{Scanned, scan};
 
-const ME: &str = "127.0.0.1:5060";
-const UAC: &str = "127.0.0.1:6000";
+pub(super) const ME: &str = "127.0.0.1:5060";
+pub(super) const UAC: &str = "127.0.0.1:6000";
 
 fn config(algorithm: &str) -> String {
     format!(
@@ -39,7 +39,12 @@ retry_after = 5
 }
 
 fn shard(algorithm: &str) -> Shard {
-    let cfg = Config::parse(&config(algorithm), std::path::Path::new("t.toml")).unwrap();
+    shard_from(&config(algorithm))
+}
+
+/// A shard on the config `text`.
+pub(super) fn shard_from(text: &str) -> Shard {
+    let cfg = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
     let table = Table::build(cfg.dest_specs().unwrap(), None).unwrap();
     let (host, port) = cfg.advertise();
     let shared = Shared {
@@ -50,12 +55,14 @@ fn shard(algorithm: &str) -> Shard {
         init_expire_ms: 10_000,
         expire_ms: 60_000,
         retain_latency_stats: false,
+        failover_records: 64,
+        failover_slot: 4096,
         epoch: Instant::now(),
     };
     Shard::new(Arc::new(shared), 0, 1024)
 }
 
-fn req(method: &str, call: u32, to_tag: bool, extra: &str) -> Vec<u8> {
+pub(super) fn req(method: &str, call: u32, to_tag: bool, extra: &str) -> Vec<u8> {
     let tag = if to_tag { ";tag=uas1" } else { "" };
     format!(
         "{method} sip:service@{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {UAC};branch=z9hG4bK-{call}-{method}\r\n\
@@ -66,7 +73,7 @@ CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
 }
 
 /// The response a uas at `uas` would send to `fwd` (our forwarded request).
-fn resp(fwd: &[u8], code: u16, uas: SocketAddr) -> (SocketAddr, Vec<u8>) {
+pub(super) fn resp(fwd: &[u8], code: u16, uas: SocketAddr) -> (SocketAddr, Vec<u8>) {
     let Ok(Scanned::Message(m)) = scan(fwd) else {
         panic!()
     };
@@ -88,7 +95,7 @@ Call-ID: {}\r\nCSeq: 1 {}\r\nContent-Length: 0\r\n\r\n",
     (uas, r.into_bytes())
 }
 
-fn run(s: &mut Shard, from: &str, data: &[u8]) -> Vec<(SocketAddr, Vec<u8>)> {
+pub(super) fn run(s: &mut Shard, from: &str, data: &[u8]) -> Vec<(SocketAddr, Vec<u8>)> {
     let mut out = VecOutbox::new();
     s.handle(Instant::now(), from.parse().unwrap(), data, &mut out);
     out.sent

@@ -9,6 +9,6 @@ pub mod settings;
 pub mod state;
 
 pub use latency::LatencyStats;
-pub use prober::{Change, ProbeSettings, Prober};
+pub use prober::{Cause, Change, ProbeSettings, Prober};
 pub use settings::HealthConfig;
 pub use state::{AcceptCodes, Machine, ProbingMode};

@@ -53,6 +53,31 @@ pub struct Change {
     /// Whether the destination stopped (`Some(false)`) or started (`Some(true)`) being
     /// selectable; `None` when only the trying/probing bits moved.
     pub up: Option<bool>,
+    pub cause: Cause,
+}
+
+/// What changed a destination's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    Keepalive,
+    /// A try of a call failed and the route's failover policy marks its destination.
+    Failover,
+}
+
+impl Change {
+    pub fn new(d: &Destination, old: u8, new: u8, code: u16, cause: Cause) -> Self {
+        let usable = |f: u8| f & (flags::INACTIVE | flags::DISABLED) == 0;
+        Self {
+            dest: d.id,
+            set: d.set,
+            uri: d.uri.clone(),
+            old,
+            new,
+            code,
+            up: (usable(old) != usable(new)).then_some(usable(new)),
+            cause,
+        }
+    }
 }
 
 /// What the prober remembers per destination record.
@@ -259,17 +284,8 @@ impl Prober {
         {
             return;
         }
-        let usable = |f: u8| f & (flags::INACTIVE | flags::DISABLED) == 0;
-        let up = (usable(old) != usable(next.flags)).then_some(usable(next.flags));
-        self.changes.push(Change {
-            dest: d.id,
-            set: d.set,
-            uri: d.uri.clone(),
-            old,
-            new: next.flags,
-            code,
-            up,
-        });
+        self.changes
+            .push(Change::new(d, old, next.flags, code, Cause::Keepalive));
     }
 }
 

@@ -2,6 +2,7 @@
 //! the stateless-proxy rules that turn a scanned message into the bytes to send.
 #![forbid(unsafe_code)]
 
+pub mod ack;
 pub mod emit;
 pub mod header;
 pub mod invariants;
