@@ -315,6 +315,40 @@ mod tests {
     }
 
     #[test]
+    fn every_kamailio_attribute_is_read() {
+        let a = Attrs::parse(
+            "duid=gw1;maxload=30;weight=40;rweight=60;cc=1;latency=25;socket=udp:10.0.0.1:5060;\
+sockname=s1;ping_socket=udp:10.0.0.1:5062;ping_from=sip:ping@example.com;\
+obproxy=sip:10.0.0.9;ocmin=10;ocmax=80;ocrate=20;pipe=p10",
+        )
+        .unwrap();
+        assert_eq!(a.duid.as_deref(), Some("gw1"));
+        assert_eq!((a.maxload, a.weight, a.rweight, a.cc), (30, 40, 60, true));
+        assert_eq!(a.latency, Some(25));
+        assert_eq!(a.socket.as_deref(), Some("udp:10.0.0.1:5060"));
+        assert_eq!(a.sockname.as_deref(), Some("s1"));
+        assert_eq!(a.ping_socket.as_deref(), Some("udp:10.0.0.1:5062"));
+        assert_eq!(a.ping_from.as_deref(), Some("sip:ping@example.com"));
+        assert_eq!(a.obproxy.as_deref(), Some("sip:10.0.0.9"));
+        assert_eq!((a.ocmin, a.ocmax, a.ocrate), (10, 80, 20));
+        assert_eq!(a.other, [("pipe".to_owned(), "p10".to_owned())]);
+        // Kamailio's code defaults, and its clamps: oc values at 100, weights outside 1-100 at 0.
+        let d = Attrs::parse("").unwrap();
+        assert_eq!((d.ocmin, d.ocmax, d.ocrate, d.maxload), (0, 100, 0, 0));
+        let c = Attrs::parse("ocmax=250;weight=0;rweight=101;cc=0").unwrap();
+        assert_eq!((c.ocmax, c.weight, c.rweight, c.cc), (100, 0, 0, false));
+        // A bare key and a value containing `=` are kept as written.
+        let k = Attrs::parse("flag;x=a=b").unwrap();
+        assert_eq!(
+            k.other,
+            [
+                ("flag".to_owned(), String::new()),
+                ("x".to_owned(), "a=b".to_owned())
+            ]
+        );
+    }
+
+    #[test]
     fn uris_get_a_scheme_and_targets_parse() {
         assert_eq!(
             normalise_uri("127.0.0.1:5070").unwrap(),
