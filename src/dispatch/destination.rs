@@ -120,6 +120,10 @@ pub struct DestinationSpec {
     #[serde(default)]
     pub priority: i32,
     pub attrs: Option<AttrsSpec>,
+    /// The 1-based line of the config file it is written on (0 = unknown), filled in by the
+    /// config parser so errors and `check-config` can point at it.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 /// An inline set in the TOML config.
@@ -127,14 +131,28 @@ pub struct DestinationSpec {
 #[serde(deny_unknown_fields)]
 pub struct SetSpec {
     pub id: u32,
-    pub destinations: Vec<DestinationSpec>,
+    pub destinations: Vec<toml::Spanned<DestinationSpec>>,
 }
 
 impl SetSpec {
-    /// The set's destinations as [`DestSpec`]s.
-    pub fn dest_specs(&self, origin: &str) -> Result<Vec<DestSpec>, String> {
+    /// Records, for each destination, the line of `text` (the config it was parsed from) where
+    /// it starts.
+    pub fn locate(&mut self, text: &str) {
+        for d in &mut self.destinations {
+            let start = d.span().start.min(text.len());
+            d.get_mut().line = 1 + text.as_bytes()[..start]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+        }
+    }
+
+    /// The set's destinations as [`DestSpec`]s; `file` names the config in origins and errors
+    /// (`file:line`, with the lines [`SetSpec::locate`] recorded).
+    pub fn dest_specs(&self, file: &str) -> Result<Vec<DestSpec>, super::list::LoadError> {
         self.destinations
             .iter()
+            .map(|d| d.get_ref())
             .enumerate()
             .map(|(i, d)| {
                 let body = match &d.attrs {
@@ -149,9 +167,18 @@ impl SetSpec {
                         .collect::<Vec<_>>()
                         .join(";"),
                 };
-                let origin = format!("{origin}: set {} destination {}", self.id, i + 1);
-                let uri = normalise_uri(&d.uri).map_err(|e| format!("{origin}: {e}"))?;
-                let attrs = Attrs::parse(&body).map_err(|e| format!("{origin}: {e}"))?;
+                let err = |reason: String| super::list::LoadError {
+                    file: file.to_owned(),
+                    line: d.line,
+                    reason: format!("set {} destination {}: {reason}", self.id, i + 1),
+                };
+                let origin = if d.line > 0 {
+                    format!("{file}:{}", d.line)
+                } else {
+                    format!("{file}: set {} destination {}", self.id, i + 1)
+                };
+                let uri = normalise_uri(&d.uri).map_err(err)?;
+                let attrs = Attrs::parse(&body).map_err(err)?;
                 Ok(DestSpec {
                     set: self.id,
                     uri,
