@@ -229,6 +229,10 @@ destinations = [{{ uri = \"sip:127.0.0.1:{}\" }}]\n[[routes]]\nset = 1\nalgorith
             line.contains(" INFO ") && line.contains("| last 1s:"),
             "{line}"
         );
+        // What the I/O layer dropped is in it too, by reason.
+        for io in ["tx_errors=", "truncated=", "handoff_full="] {
+            assert!(line.contains(io), "{line}");
+        }
     }
     d.proc.signal("INT");
     let code = d.proc.wait_for(Duration::from_secs(10));
