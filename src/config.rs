@@ -51,6 +51,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub health: crate::health::HealthConfig,
+    /// The file it was read from (for error messages and destination origins).
+    #[serde(skip)]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -319,10 +322,33 @@ impl Config {
                 "listen.udp: at least one address is needed".into(),
             ));
         }
+        if let Some(a) = cfg.listen.advertise.as_deref()
+            && !valid_advertise(a)
+        {
+            return Err(invalid(
+                ("listen", 0, Some("advertise")),
+                format!(
+                    "listen.advertise: `{a}` is not host[:port] (a name, an IPv4 address or a bracketed IPv6 address, port 1-65535)"
+                ),
+            ));
+        }
         if let Some(p) = cfg.destinations.list_file.as_mut()
             && p.is_relative()
         {
             *p = file.parent().unwrap_or(Path::new(".")).join(&*p);
+        }
+        cfg.file = file.to_owned();
+        for set in &mut cfg.destinations.sets {
+            set.locate(text);
+        }
+        // Inline destinations are checked here, so a bad one is refused with its line.
+        for set in &cfg.destinations.sets {
+            set.dest_specs(&file.display().to_string())
+                .map_err(|e| ConfigError::Invalid {
+                    file: file.to_owned(),
+                    line: Some(e.line).filter(|&l| l > 0),
+                    message: format!("destinations.sets: {}", e.reason),
+                })?;
         }
         if cfg.destinations.list_file.is_none() && cfg.destinations.sets.is_empty() {
             return Err(invalid(
@@ -446,12 +472,9 @@ impl Config {
             Some(p) => crate::dispatch::list::load(p)?,
             None => Vec::new(),
         };
+        let file = self.file.display().to_string();
         for set in &self.destinations.sets {
-            specs.extend(set.dest_specs("config").map_err(|reason| LoadError {
-                file: "config".into(),
-                line: 0,
-                reason,
-            })?);
+            specs.extend(set.dest_specs(&file)?);
         }
         Ok(specs)
     }
@@ -489,6 +512,23 @@ fn host_text(a: SocketAddr) -> String {
         SocketAddr::V4(v) => v.ip().to_string(),
         SocketAddr::V6(v) => format!("[{}]", v.ip()),
     }
+}
+
+/// Whether an `advertise` value can be written into Via and Record-Route as it is.
+fn valid_advertise(a: &str) -> bool {
+    let Some((host, port)) = split_hostport(a) else {
+        return false;
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        }
+    };
+    host_ok && port != 0
 }
 
 /// Splits `host:port`, `[v6]:port`, `host` or `[v6]`.

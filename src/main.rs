@@ -14,7 +14,17 @@ use sipdispatch::runtime;
 
 /// A SIP load balancer with Kamailio's dispatcher semantics.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    after_help = "\
+Running: `sipdispatch --config FILE` forwards until SIGINT or SIGTERM, then sends what is in \
+flight, closes its sockets and exits 0. Every `[log] summary_interval` seconds it logs one \
+counter line per shard at info level; RUST_LOG sets the level (default info), logs go to stderr.
+Exit status: 0 on success, 1 when the config is refused (the error names file, line and reason) \
+or the data plane cannot start."
+)]
 struct Cli {
     /// Config file to run (TOML; see examples/sipdispatch.toml and docs/configuration.md).
     #[arg(long, short, value_name = "FILE")]
@@ -42,6 +52,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log redirected to a file stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match (cli.command, cli.config) {
         (Some(Command::CheckConfig { file }), _) => check_config(&file),

@@ -175,15 +175,18 @@ pub fn summaries(inst: &Instance, every: Duration, stop: &AtomicBool) {
             let now = c.snapshot();
             let io = inst.io.counters[i].snapshot();
             tracing::info!(
-                "shard {i}: {} | last {}s: rx={} fwd={} | io rx={} tx={} handoff_out={} handoff_in={}",
+                "shard {i}: {} | last {}s: rx={} fwd={} | io rx={} tx={} tx_errors={} truncated={} handoff_out={} handoff_in={} handoff_full={}",
                 now,
                 every.as_secs(),
                 now.since(&last[i]).received,
                 now.since(&last[i]).forwarded(),
                 io.rx,
                 io.tx,
+                io.tx_errors,
+                io.truncated,
                 io.handoff_out,
-                io.handoff_in
+                io.handoff_in,
+                io.handoff_full
             );
             last[i] = now;
         }

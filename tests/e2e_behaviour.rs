@@ -1,15 +1,16 @@
 //! End-to-end behaviour of a running sipdispatch on loopback, with real SIPp where a SIP peer
 //! is needed: one upstream spread over both shards, local replies (483, the configured 503),
-//! malformed datagrams during a call load, and a clean stop on SIGTERM.
+//! malformed datagrams during a call load, and a clean stop on SIGTERM; the SIPp ones over both
+//! I/O backends.
 
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{Dispatcher, Sipp, exchange, final_counters, free_port, invite, scratch};
+use common::{Dispatcher, Sipp, backends, exchange, final_counters, free_port, invite, scratch};
 
-fn config(port: u16, uas: &[u16], shards: usize, flags: u8, extra: &str) -> String {
+fn config(port: u16, uas: &[u16], shards: usize, io: &str, flags: u8, extra: &str) -> String {
     let dests: String = uas
         .iter()
         .map(|p| format!("  {{ uri = \"sip:127.0.0.1:{p}\", flags = {flags} }},\n"))
@@ -29,6 +30,7 @@ algorithm = "round-robin"
 record_route = true
 [runtime]
 shards = {shards}
+io = "{io}"
 [log]
 summary_interval = 0
 {extra}
@@ -39,7 +41,13 @@ summary_interval = 0
 #[test]
 fn one_upstream_is_spread_over_both_shards_and_stops_cleanly() {
     require_sipp!();
-    let dir = scratch("spread");
+    for io in backends() {
+        spread_over_both_shards(io);
+    }
+}
+
+fn spread_over_both_shards(io: &str) {
+    let dir = scratch(&format!("spread-{io}"));
     let ports = [free_port(), free_port()];
     let uas: Vec<Sipp> = ports
         .iter()
@@ -48,9 +56,11 @@ fn one_upstream_is_spread_over_both_shards_and_stops_cleanly() {
         .collect();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Dispatcher::start(&dir, addr, &config(port, &ports, 2, 0, ""));
+    let d = Dispatcher::start(&dir, addr, &config(port, &ports, 2, io, 0, ""));
     let (code, stats) = Sipp::uac(&dir, "uac", addr, 400, 200, &[]).finish(Duration::from_secs(60));
-    Sipp::stop_all(uas);
+    for (i, u) in Sipp::stop_all(uas).iter().enumerate() {
+        assert_eq!((u.failed(), u.unexpected()), (0, 0), "{io}: uas{i}");
+    }
     assert_eq!(
         (code, stats.failed(), stats.successful()),
         (Some(0), 0, 400)
@@ -64,7 +74,15 @@ fn one_upstream_is_spread_over_both_shards_and_stops_cleanly() {
     // The uac is one 5-tuple, so one socket receives it all; the Call-ID hand-off shares it.
     assert!(
         rx.iter().all(|&n| n * 10 > total * 3),
-        "unbalanced shards: {rx:?}"
+        "{io}: unbalanced shards: {rx:?}"
+    );
+    let fwd: Vec<u64> = shards
+        .iter()
+        .map(|s| s["fwd_req"] + s["fwd_resp"])
+        .collect();
+    assert!(
+        fwd.iter().all(|&n| n * 10 > fwd.iter().sum::<u64>() * 3),
+        "{io}: unbalanced forwarding: {fwd:?}"
     );
 }
 
@@ -75,7 +93,11 @@ fn max_forwards_zero_gets_483_and_no_destination_gets_the_configured_503() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // Every destination inactive (flag 1), a custom answer.
     let extra = "[no_destination]\ncode = 503\nreason = \"No Media Server\"\nretry_after = 7\n";
-    let d = Dispatcher::start(&dir, addr, &config(port, &[free_port()], 1, 1, extra));
+    let d = Dispatcher::start(
+        &dir,
+        addr,
+        &config(port, &[free_port()], 1, "auto", 1, extra),
+    );
     let r = exchange(addr, |me| invite(addr, me, "mf0", "Max-Forwards: 0\r\n")).expect("a reply");
     assert!(
         r.starts_with(b"SIP/2.0 483 Too Many Hops\r\n"),
@@ -103,7 +125,13 @@ fn max_forwards_zero_gets_483_and_no_destination_gets_the_configured_503() {
 #[test]
 fn malformed_datagrams_during_a_call_load_are_counted_and_dropped() {
     require_sipp!();
-    let dir = scratch("malformed");
+    for io in backends() {
+        malformed_during_load(io);
+    }
+}
+
+fn malformed_during_load(io: &str) {
+    let dir = scratch(&format!("malformed-{io}"));
     let ports = [free_port(), free_port()];
     let uas: Vec<Sipp> = ports
         .iter()
@@ -112,7 +140,7 @@ fn malformed_datagrams_during_a_call_load_are_counted_and_dropped() {
         .collect();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Dispatcher::start(&dir, addr, &config(port, &ports, 2, 0, ""));
+    let d = Dispatcher::start(&dir, addr, &config(port, &ports, 2, io, 0, ""));
     let uac = Sipp::uac(&dir, "uac", addr, 300, 100, &[]);
     // Garbage, a truncated INVITE, a response with a broken status line, a request with a
     // malformed Via, interleaved with the calls.
@@ -130,7 +158,9 @@ fn malformed_datagrams_during_a_call_load_are_counted_and_dropped() {
         }
     }
     let (code, stats) = uac.finish(Duration::from_secs(60));
-    Sipp::stop_all(uas);
+    for (i, u) in Sipp::stop_all(uas).iter().enumerate() {
+        assert_eq!((u.failed(), u.unexpected()), (0, 0), "{io}: uas{i}");
+    }
     assert_eq!(
         (code, stats.failed(), stats.successful()),
         (Some(0), 0, 300)

@@ -157,7 +157,10 @@ fn a_dead_backend_is_taken_out_and_put_back() {
     let hooks = std::fs::read_to_string(&hooks).unwrap_or_default();
     assert_eq!(
         hooks.lines().collect::<Vec<_>>(),
-        vec![format!("dst-down {b_uri} 408"), format!("dst-up {b_uri} AP")],
+        vec![
+            format!("dst-down {b_uri} 408"),
+            format!("dst-up {b_uri} AP")
+        ],
         "the hooks ran once each"
     );
 }

@@ -1,13 +1,17 @@
 //! End to end with real SIPp on loopback: SIPp uac → sipdispatch → two or three SIPp uas, for
 //! algorithms 0, 4 and 10, one and two shards, both I/O backends. Every call must succeed,
-//! with no unexpected message, and each uas must get the calls the algorithm implies.
+//! with no unexpected message on either side (so ACK and BYE reached the uas that got the
+//! INVITE), and each uas must get the calls the algorithm implies: exactly half each for
+//! round-robin, exactly what Kamailio's hash of SIPp's Call-IDs gives for hash-callid, within a
+//! few calls of each other for call-load.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Dispatcher, Sipp, free_port, scratch};
+use common::{Dispatcher, Sipp, backends, free_port, scratch};
+use sipdispatch::dispatch::hash::kamailio_hash;
 
 struct Setup {
     algorithm: &'static str,
@@ -51,8 +55,9 @@ summary_interval = 1
     )
 }
 
-/// Runs `calls` calls through sipdispatch and returns the calls each uas completed.
-fn run(s: &Setup, calls: u32, rate: u32, uac_args: &[&str]) -> Vec<u64> {
+/// Runs `calls` calls through sipdispatch and returns the calls each uas completed and the
+/// uac's process id (SIPp's Call-IDs are `<call number>-<pid>@<local ip>`).
+fn run(s: &Setup, calls: u32, rate: u32, uac_args: &[&str]) -> (Vec<u64>, u32) {
     let dir = scratch(&format!("e2e-{}-{}-{}", s.algorithm, s.shards, s.io));
     let uas_ports: Vec<u16> = (0..s.uas).map(|_| free_port()).collect();
     let uas: Vec<Sipp> = uas_ports
@@ -67,26 +72,27 @@ fn run(s: &Setup, calls: u32, rate: u32, uac_args: &[&str]) -> Vec<u64> {
         addr,
         &config(port, &uas_ports, s.algorithm, s.shards, s.io, ""),
     );
-    let (code, stats) =
-        Sipp::uac(&dir, "uac", addr, calls, rate, uac_args).finish(Duration::from_secs(90));
-    let per_uas: Vec<u64> = Sipp::stop_all(uas).iter().map(|u| u.successful()).collect();
+    let uac = Sipp::uac(&dir, "uac", addr, calls, rate, uac_args);
+    let pid = uac.proc.child.id();
+    let (code, stats) = uac.finish(Duration::from_secs(90));
+    let uas_stats = Sipp::stop_all(uas);
+    let per_uas: Vec<u64> = uas_stats.iter().map(|u| u.successful()).collect();
     let log = d.log_text();
+    // A uas that got an ACK or BYE of a call whose INVITE went elsewhere counts it as an
+    // unexpected message and a failed call: none may.
+    for (i, u) in uas_stats.iter().enumerate() {
+        assert_eq!(
+            (u.failed(), u.unexpected()),
+            (0, 0),
+            "uas{i}: failed calls or unexpected messages; sipdispatch log:\n{log}"
+        );
+    }
     assert_eq!(stats.failed(), 0, "failed calls; sipdispatch log:\n{log}");
     assert_eq!(stats.unexpected(), 0, "unexpected messages");
     assert_eq!(stats.successful(), u64::from(calls), "log:\n{log}");
     assert_eq!(code, Some(0));
     assert_eq!(per_uas.iter().sum::<u64>(), u64::from(calls), "{per_uas:?}");
-    per_uas
-}
-
-fn backends() -> Vec<&'static str> {
-    let mut b = vec!["mmsg"];
-    if sipdispatch::io::uring_available().is_ok() {
-        b.push("uring");
-    } else if std::env::var_os("CI").is_none() {
-        eprintln!("io_uring unavailable here: testing mmsg only");
-    }
-    b
+    (per_uas, pid)
 }
 
 #[test]
@@ -94,7 +100,7 @@ fn round_robin_spreads_exactly() {
     require_sipp!();
     for io in backends() {
         for shards in [1, 2] {
-            let got = run(
+            let (got, _) = run(
                 &Setup {
                     algorithm: "round-robin",
                     shards,
@@ -116,7 +122,7 @@ fn hash_callid_spreads_over_three() {
     require_sipp!();
     for io in backends() {
         for shards in [1, 2] {
-            let got = run(
+            let (got, pid) = run(
                 &Setup {
                     algorithm: "hash-callid",
                     shards,
@@ -127,7 +133,13 @@ fn hash_callid_spreads_over_three() {
                 150,
                 &[],
             );
-            assert!(got.iter().all(|&n| n > 40), "{io} {shards}: {got:?}");
+            // Exactly the calls Kamailio's hash of each Call-ID puts on each uas.
+            let mut want = vec![0u64; 3];
+            for n in 1..=300 {
+                let cid = format!("{n}-{pid}@127.0.0.1");
+                want[kamailio_hash(cid.as_bytes(), None) as usize % 3] += 1;
+            }
+            assert_eq!(got, want, "{io} {shards} shard(s)");
         }
     }
 }
@@ -139,7 +151,7 @@ fn call_load_balances_concurrent_calls() {
         for shards in [1, 2] {
             // Calls last 1 s, so about a hundred are up at once: the least-loaded destination
             // alternates and the two stay within a few calls of each other.
-            let got = run(
+            let (got, _) = run(
                 &Setup {
                     algorithm: "call-load",
                     shards,

@@ -357,7 +357,15 @@ pub fn select(
         CallLoad if keys.method == b"INVITE" => call_load(set, limit, out),
         CallLoad => hash(kamailio_hash(keys.call_id, None), rng, out),
         Parallel => walk(set, 0, MAX_CANDIDATES, out, |_| true),
-        Latency => super::weights::latency(set, limit, out),
+        Latency => {
+            // As Kamailio: start at the rotation point, then move it past the chosen one, so
+            // the best destinations take turns exactly (not by how many worse ones precede them).
+            let start = set.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize % n;
+            super::weights::latency(set, start, limit, out);
+            if let Some(c) = out.first() {
+                advance_rr(set, start, c);
+            }
+        }
         RoundRobinOc => {
             let start = set.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize % n;
             walk(set, start, limit, out, |i| !overloaded(set, i, now_ms, rng));
@@ -552,3 +560,7 @@ pub fn oc_set(
 #[cfg(test)]
 #[path = "algorithm_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "algorithm_exact_tests.rs"]
+mod exact_tests;

@@ -12,18 +12,18 @@ impl HeaderLookup for NoHeaders {
     }
 }
 
-fn table(lines: &str) -> Table {
+pub(super) fn table(lines: &str) -> Table {
     Table::build(parse(lines, "t.list").unwrap(), None).unwrap()
 }
 
-fn set_of(n: usize, attrs: impl Fn(usize) -> String) -> Table {
+pub(super) fn set_of(n: usize, attrs: impl Fn(usize) -> String) -> Table {
     let text: String = (0..n)
         .map(|i| format!("1 sip:10.0.0.{}:5060 0 0 {}\n", i + 1, attrs(i)))
         .collect();
     table(&text)
 }
 
-fn sel(algorithm: Algorithm) -> Selector {
+pub(super) fn sel(algorithm: Algorithm) -> Selector {
     Selector {
         algorithm,
         hash: HashMode::Kamailio,
@@ -33,7 +33,7 @@ fn sel(algorithm: Algorithm) -> Selector {
     }
 }
 
-fn keys<'a>(call_id: &'a [u8], user: &'a [u8]) -> Keys<'a> {
+pub(super) fn keys<'a>(call_id: &'a [u8], user: &'a [u8]) -> Keys<'a> {
     let u = UriKey {
         secure: false,
         user,
@@ -52,7 +52,7 @@ fn keys<'a>(call_id: &'a [u8], user: &'a [u8]) -> Keys<'a> {
 }
 
 /// Picks per destination over `n` synthetic calls.
-fn spread(t: &Table, s: &Selector, n: usize) -> Vec<usize> {
+pub(super) fn spread(t: &Table, s: &Selector, n: usize) -> Vec<usize> {
     let set = t.set(1).unwrap();
     let mut counts = vec![0; set.dests.len()];
     let mut c = Candidates::default();
@@ -74,7 +74,7 @@ fn spread(t: &Table, s: &Selector, n: usize) -> Vec<usize> {
     counts
 }
 
-fn within(counts: &[usize], shares: &[f64], tol: f64) {
+pub(super) fn within(counts: &[usize], shares: &[f64], tol: f64) {
     let total: usize = counts.iter().sum();
     for (c, s) in counts.iter().zip(shares) {
         let got = *c as f64 / total as f64;

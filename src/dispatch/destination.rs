@@ -120,6 +120,10 @@ pub struct DestinationSpec {
     #[serde(default)]
     pub priority: i32,
     pub attrs: Option<AttrsSpec>,
+    /// The 1-based line of the config file it is written on (0 = unknown), filled in by the
+    /// config parser so errors and `check-config` can point at it.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 /// An inline set in the TOML config.
@@ -127,14 +131,28 @@ pub struct DestinationSpec {
 #[serde(deny_unknown_fields)]
 pub struct SetSpec {
     pub id: u32,
-    pub destinations: Vec<DestinationSpec>,
+    pub destinations: Vec<toml::Spanned<DestinationSpec>>,
 }
 
 impl SetSpec {
-    /// The set's destinations as [`DestSpec`]s.
-    pub fn dest_specs(&self, origin: &str) -> Result<Vec<DestSpec>, String> {
+    /// Records, for each destination, the line of `text` (the config it was parsed from) where
+    /// it starts.
+    pub fn locate(&mut self, text: &str) {
+        for d in &mut self.destinations {
+            let start = d.span().start.min(text.len());
+            d.get_mut().line = 1 + text.as_bytes()[..start]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+        }
+    }
+
+    /// The set's destinations as [`DestSpec`]s; `file` names the config in origins and errors
+    /// (`file:line`, with the lines [`SetSpec::locate`] recorded).
+    pub fn dest_specs(&self, file: &str) -> Result<Vec<DestSpec>, super::list::LoadError> {
         self.destinations
             .iter()
+            .map(|d| d.get_ref())
             .enumerate()
             .map(|(i, d)| {
                 let body = match &d.attrs {
@@ -149,9 +167,18 @@ impl SetSpec {
                         .collect::<Vec<_>>()
                         .join(";"),
                 };
-                let origin = format!("{origin}: set {} destination {}", self.id, i + 1);
-                let uri = normalise_uri(&d.uri).map_err(|e| format!("{origin}: {e}"))?;
-                let attrs = Attrs::parse(&body).map_err(|e| format!("{origin}: {e}"))?;
+                let err = |reason: String| super::list::LoadError {
+                    file: file.to_owned(),
+                    line: d.line,
+                    reason: format!("set {} destination {}: {reason}", self.id, i + 1),
+                };
+                let origin = if d.line > 0 {
+                    format!("{file}:{}", d.line)
+                } else {
+                    format!("{file}: set {} destination {}", self.id, i + 1)
+                };
+                let uri = normalise_uri(&d.uri).map_err(err)?;
+                let attrs = Attrs::parse(&body).map_err(err)?;
                 Ok(DestSpec {
                     set: self.id,
                     uri,
@@ -316,6 +343,40 @@ mod tests {
         assert_eq!(a.latency, Some(12));
         assert_eq!(a.ocmax, 100);
         assert!(Attrs::parse("maxload=lots").is_err());
+    }
+
+    #[test]
+    fn every_kamailio_attribute_is_read() {
+        let a = Attrs::parse(
+            "duid=gw1;maxload=30;weight=40;rweight=60;cc=1;latency=25;socket=udp:10.0.0.1:5060;\
+sockname=s1;ping_socket=udp:10.0.0.1:5062;ping_from=sip:ping@example.com;\
+obproxy=sip:10.0.0.9;ocmin=10;ocmax=80;ocrate=20;pipe=p10",
+        )
+        .unwrap();
+        assert_eq!(a.duid.as_deref(), Some("gw1"));
+        assert_eq!((a.maxload, a.weight, a.rweight, a.cc), (30, 40, 60, true));
+        assert_eq!(a.latency, Some(25));
+        assert_eq!(a.socket.as_deref(), Some("udp:10.0.0.1:5060"));
+        assert_eq!(a.sockname.as_deref(), Some("s1"));
+        assert_eq!(a.ping_socket.as_deref(), Some("udp:10.0.0.1:5062"));
+        assert_eq!(a.ping_from.as_deref(), Some("sip:ping@example.com"));
+        assert_eq!(a.obproxy.as_deref(), Some("sip:10.0.0.9"));
+        assert_eq!((a.ocmin, a.ocmax, a.ocrate), (10, 80, 20));
+        assert_eq!(a.other, [("pipe".to_owned(), "p10".to_owned())]);
+        // Kamailio's code defaults, and its clamps: oc values at 100, weights outside 1-100 at 0.
+        let d = Attrs::parse("").unwrap();
+        assert_eq!((d.ocmin, d.ocmax, d.ocrate, d.maxload), (0, 100, 0, 0));
+        let c = Attrs::parse("ocmax=250;weight=0;rweight=101;cc=0").unwrap();
+        assert_eq!((c.ocmax, c.weight, c.rweight, c.cc), (100, 0, 0, false));
+        // A bare key and a value containing `=` are kept as written.
+        let k = Attrs::parse("flag;x=a=b").unwrap();
+        assert_eq!(
+            k.other,
+            [
+                ("flag".to_owned(), String::new()),
+                ("x".to_owned(), "a=b".to_owned())
+            ]
+        );
     }
 
     #[test]

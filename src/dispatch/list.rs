@@ -95,8 +95,9 @@ fn parse_flags(f: &str) -> Option<u8> {
 mod tests {
     use super::*;
 
-    /// The examples of Kamailio's documentation (doc/dispatcher.list and the admin guide).
-    const KAMAILIO_DOC: &str = "\
+    /// `doc/dispatcher.list` of Kamailio's dispatcher module, as shipped (the admin guide
+    /// includes it as "dispatcher list file").
+    const KAMAILIO_DOC_LIST: &str = "\
 # $Id$
 # dispatcher destination sets
 #
@@ -112,33 +113,96 @@ mod tests {
 1 sip:127.0.0.1:7070
 1 sip:127.0.0.1:7072
 1 sip:127.0.0.1:7074
+";
 
-1 sip:127.0.0.1:7070 0 0 duid=xyz;maxload=20
-1 sip:127.0.0.1:5080;transport=tcp 0 10 class=4;prefix=448;strip=2
-2 sip:127.0.0.1:5082;transport=tls 8 5 socket=tls:127.0.0.1:5061;ping_from=sip:pinger@example.com
-3 127.0.0.1:6060 0x8 0 weight=50;rweight=50;cc=1
-3 sip:[2001:db8::1]:5060 0x20 1 latency=20
+    /// Every other list line of the admin guide: the two "full line examples", the
+    /// `dispatcher.add` RPC examples (whose arguments are list-file fields), and the
+    /// congestion-control example's record (given there as SQL, trailing `;` included).
+    const KAMAILIO_DOC_LINES: &str = "\
+1 sip:127.0.0.1:5080 0 0 duid=abc;socket=udp:127.0.0.1:5060;my=xyz;ping_from=sip:myproxy.com
+1 sip:127.0.0.1:5090 0x8 0 socket=udp:127.0.0.1:5060;prefix=49
+2 sip:127.0.0.1:5080
+3 sip:127.0.0.1:5075 8
+3 sip:127.0.0.1:5075 0 0 duid=abc;socket=udp:127.0.0.1:5060
+1 sip:192.168.0.1:5060 0 12 rweight=50;weight=50;cc=1;
 ";
 
     #[test]
-    fn kamailio_documentation_examples_parse() {
-        let d = parse(KAMAILIO_DOC, "dispatcher.list").unwrap();
-        assert_eq!(d.len(), 10);
-        assert_eq!(d[0].set, 2);
-        assert_eq!(d[5].attrs.duid.as_deref(), Some("xyz"));
-        assert_eq!(d[5].attrs.maxload, 20);
-        assert_eq!(d[6].priority, 10);
-        assert_eq!(d[6].attrs.other[0], ("class".into(), "4".into()));
-        assert_eq!(d[7].flags, 8);
+    fn kamailio_documentation_list_file_parses() {
+        let d = parse(KAMAILIO_DOC_LIST, "dispatcher.list").unwrap();
+        let got: Vec<(u32, &str, u8, i32)> = d
+            .iter()
+            .map(|d| (d.set, d.uri.as_str(), d.flags, d.priority))
+            .collect();
         assert_eq!(
-            d[7].attrs.ping_from.as_deref(),
-            Some("sip:pinger@example.com")
+            got,
+            [
+                (2, "sip:127.0.0.1:5080", 0, 0),
+                (2, "sip:127.0.0.1:5082", 0, 0),
+                (1, "sip:127.0.0.1:7070", 0, 0),
+                (1, "sip:127.0.0.1:7072", 0, 0),
+                (1, "sip:127.0.0.1:7074", 0, 0),
+            ]
         );
-        assert_eq!(d[8].uri, "sip:127.0.0.1:6060");
-        assert_eq!(d[8].flags, 8);
-        assert!(d[8].attrs.cc);
-        assert_eq!(d[9].flags, 32);
-        assert_eq!(d[9].origin, "dispatcher.list:21");
+        assert_eq!(d[0].origin, "dispatcher.list:9");
+        assert_eq!(d[4].origin, "dispatcher.list:15");
+        let t = crate::dispatch::Table::build(d, None).unwrap();
+        assert_eq!(t.set(1).unwrap().dests.len(), 3);
+        assert_eq!(t.set(2).unwrap().dests.len(), 2);
+    }
+
+    #[test]
+    fn kamailio_documentation_lines_parse() {
+        let d = parse(KAMAILIO_DOC_LINES, "doc").unwrap();
+        assert_eq!(d.len(), 6);
+        let a = &d[0].attrs;
+        assert_eq!(a.duid.as_deref(), Some("abc"));
+        assert_eq!(a.socket.as_deref(), Some("udp:127.0.0.1:5060"));
+        assert_eq!(a.ping_from.as_deref(), Some("sip:myproxy.com"));
+        assert_eq!(a.other, [("my".to_owned(), "xyz".to_owned())]);
+        assert_eq!(
+            a.body,
+            "duid=abc;socket=udp:127.0.0.1:5060;my=xyz;ping_from=sip:myproxy.com"
+        );
+        assert_eq!((d[1].flags, d[1].priority), (8, 0));
+        assert_eq!(d[1].attrs.other, [("prefix".to_owned(), "49".to_owned())]);
+        assert_eq!((d[2].set, d[2].uri.as_str()), (2, "sip:127.0.0.1:5080"));
+        assert_eq!((d[3].set, d[3].flags, d[3].priority), (3, 8, 0));
+        assert_eq!(d[4].attrs.duid.as_deref(), Some("abc"));
+        let cc = &d[5];
+        assert_eq!(cc.priority, 12);
+        assert_eq!(
+            (cc.attrs.rweight, cc.attrs.weight, cc.attrs.cc),
+            (50, 50, true)
+        );
+        assert!(cc.attrs.other.is_empty());
+        // The same URI twice in set 3, once without and once with a duid: two records.
+        let t = crate::dispatch::Table::build(d, None).unwrap();
+        assert_eq!(t.set(3).unwrap().dests.len(), 2);
+        // Probing (8) alone is still selectable: Kamailio shows it as `AP`.
+        assert_eq!(t.set(3).unwrap().dests[0].state.letters(), "AP");
+        assert!(t.set(3).unwrap().dests[0].state.is_usable());
+    }
+
+    /// Forms the documentation describes but shows no line for: hex flags in either case,
+    /// a URI without a scheme, IPv6, `sips:`, transport parameters, trailing comments.
+    #[test]
+    fn described_forms_parse() {
+        let text = "\
+1 127.0.0.1:6060 0x8 0 weight=50;rweight=50;cc=1  # no scheme
+1 sip:[2001:db8::1]:5060 0X20 1 latency=20
+1 sips:gw.example.com 0 5
+1 sip:127.0.0.1:5080;transport=tcp 0 10 class=4;prefix=448;strip=2
+2 sip:127.0.0.1:5082;transport=tls 8 5 socket=tls:127.0.0.1:5061;ping_from=sip:pinger@example.com
+";
+        let d = parse(text, "dispatcher.list").unwrap();
+        assert_eq!(d[0].uri, "sip:127.0.0.1:6060");
+        assert_eq!((d[0].flags, d[1].flags), (8, 32));
+        assert_eq!(d[1].attrs.latency, Some(20));
+        assert_eq!(d[2].uri, "sips:gw.example.com");
+        assert_eq!(d[3].attrs.other.len(), 3);
+        assert_eq!(d[4].attrs.socket.as_deref(), Some("tls:127.0.0.1:5061"));
+        assert_eq!(d[4].origin, "dispatcher.list:5");
     }
 
     #[test]

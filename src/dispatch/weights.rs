@@ -97,12 +97,11 @@ fn rendezvous_in<const N: usize>(set: &Set, key: u64, limit: usize, out: &mut Ca
     }
 }
 
-/// Algorithm 13: from the rotation point, each usable destination scores its priority lowered
-/// by its latency estimate (Kamailio: `prio - lat/prio` when `lat > prio`, at least 1; with
-/// `cc=1` the latency is EST−AVG); ties keep rotation order, so equals take turns.
-pub fn latency(set: &Set, limit: usize, out: &mut Candidates) {
+/// Algorithm 13: from the rotation point `start`, each usable destination scores its priority
+/// lowered by its latency estimate (Kamailio: `prio - lat/prio` when `lat > prio`, at least 1;
+/// with `cc=1` the latency is EST−AVG); ties keep rotation order, so equals take turns.
+pub fn latency(set: &Set, start: usize, limit: usize, out: &mut Candidates) {
     let n = set.dests.len();
-    let start = set.rr.fetch_add(1, Relaxed) as usize % n;
     let mut scores = [0i64; super::algorithm::MAX_CANDIDATES];
     for k in 0..n.min(scores.len()) {
         let i = (start + k) % n;

@@ -221,6 +221,12 @@ impl fmt::Display for Snapshot {
                 write!(f, " drop_{}={n}", d.name())?;
             }
         }
+        if self.responses_consumed > 0 {
+            write!(f, " resp_consumed={}", self.responses_consumed)?;
+        }
+        if self.tracker_full > 0 {
+            write!(f, " tracker_full={}", self.tracker_full)?;
+        }
         Ok(())
     }
 }
@@ -247,6 +253,9 @@ mod tests {
             line.contains("rx=2") && line.contains("reply_503=1") && line.contains("reply_other=1")
         );
         assert!(line.contains("drop_tx_full=1"), "{line}");
+        assert!(!line.contains("tracker_full"), "{line}");
+        Counters::inc(&c.tracker_full);
+        assert!(c.snapshot().to_string().contains(" tracker_full=1"));
         assert_eq!(s.since(&s), Snapshot::default());
     }
 }

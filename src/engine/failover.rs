@@ -370,6 +370,9 @@ mod tests {
         assert_eq!(f.try_of(7, b"z9hG4bK0000000000001234"), Some(0));
         assert_eq!(f.try_of(7, b"z9hG4bKffff"), None);
         f.expired(60_000, |_| {});
-        assert!(f.get(7).is_none() && f.get(8).is_some(), "7 lived out its time, 8 rings");
+        assert!(
+            f.get(7).is_none() && f.get(8).is_some(),
+            "7 lived out its time, 8 rings"
+        );
     }
 }

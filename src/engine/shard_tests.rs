@@ -270,3 +270,128 @@ fn owner_is_stable_per_call_id() {
     assert_eq!(spread.len(), 4);
     assert_eq!(owner(b"junk", 4), 0);
 }
+
+/// A shard over three destinations for `algorithm` (a name or number), each destination
+/// with the attributes every algorithm reads.
+fn shard_over_three(algorithm: &str) -> Shard {
+    let text = format!(
+        r#"
+[listen]
+udp = ["{ME}"]
+[destinations]
+[[destinations.sets]]
+id = 1
+destinations = [
+  {{ uri = "sip:127.0.0.1:7001", priority = 5, attrs = "duid=a;weight=30;rweight=30" }},
+  {{ uri = "sip:127.0.0.1:7002", priority = 5, attrs = "duid=b;weight=30;rweight=30" }},
+  {{ uri = "sip:127.0.0.1:7003", priority = 5, attrs = "duid=c;weight=40;rweight=40" }},
+]
+[[routes]]
+set = 1
+algorithm = {algorithm}
+key = "{{callid}}"
+"#
+    );
+    shard_from(&text)
+}
+
+#[test]
+fn every_message_of_a_call_follows_its_invite_whatever_the_algorithm() {
+    let algorithms = [
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "6",
+        "7",
+        "8",
+        "9",
+        "10",
+        "11",
+        "13",
+        "14",
+        "15",
+        "64",
+        "\"round-robin\"",
+    ];
+    for a in algorithms {
+        let mut s = shard_over_three(a);
+        // Every call is up before any ends, so call-load spreads them too.
+        let invites: Vec<_> = (0..12u32)
+            .map(|call| run(&mut s, UAC, &req("INVITE", call, false, "")))
+            .collect();
+        let mut used = std::collections::HashSet::new();
+        for (call, sent) in (0..12u32).zip(invites) {
+            assert_eq!(sent.len(), 1, "algorithm {a}");
+            let uas = sent[0].0;
+            used.insert(uas);
+            let same = |s: &mut Shard, m: &str, to_tag: bool| {
+                let out = run(s, UAC, &req(m, call, to_tag, ""));
+                assert_eq!(out.len(), 1, "algorithm {a}: {m} of call {call}");
+                assert_eq!(out[0].0, uas, "algorithm {a}: {m} of call {call}");
+            };
+            // A retransmitted INVITE, then either a cancelled or an answered call.
+            same(&mut s, "INVITE", false);
+            if call % 2 == 0 {
+                same(&mut s, "CANCEL", false);
+                let (f, r) = resp(&sent[0].1, 487, uas);
+                assert_eq!(run(&mut s, &f.to_string(), &r)[0].0, UAC.parse().unwrap());
+                same(&mut s, "ACK", true);
+            } else {
+                let (f, r) = resp(&sent[0].1, 200, uas);
+                run(&mut s, &f.to_string(), &r);
+                // ACK, an in-dialog re-INVITE and BYE, all without a Route header.
+                same(&mut s, "ACK", true);
+                same(&mut s, "INVITE", true);
+                same(&mut s, "BYE", true);
+                same(&mut s, "BYE", true); // a retransmitted BYE too
+            }
+        }
+        // The algorithms that spread these calls do spread them (1-3 hash the same From, To
+        // and Request-URI for every call, 8, 14 and 15 take the first), so the affinity above
+        // is not by accident.
+        if !["1", "2", "3", "8", "14", "15"].contains(&a) {
+            assert!(used.len() > 1, "algorithm {a} used {used:?}");
+        }
+    }
+}
+
+#[test]
+fn a_reload_keeps_call_load_and_releases_reach_the_new_table() {
+    let mut s = shard("call-load");
+    let old = s.shared.table.load_full();
+    let calls: Vec<_> = (0..4)
+        .map(|c| run(&mut s, UAC, &req("INVITE", c, false, ""))[0].0)
+        .collect();
+    // Reload: the same two destinations (matched by set, URI and duid) plus a third.
+    let text = config("call-load").replace(
+        "{ uri = \"sip:127.0.0.1:7002\", attrs = \"duid=b;maxload=10\" },",
+        "{ uri = \"sip:127.0.0.1:7002\", attrs = \"duid=b;maxload=10\" },\n  { uri = \"sip:127.0.0.1:7003\", attrs = \"duid=c;maxload=10\" },",
+    );
+    let cfg = Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let new = Arc::new(Table::build(cfg.dest_specs().unwrap(), Some(&old)).unwrap());
+    assert_eq!(new.set(1).unwrap().dests.len(), 3);
+    s.shared.table.store(Arc::clone(&new));
+    let loads = || -> Vec<u32> {
+        new.set(1)
+            .unwrap()
+            .dests
+            .iter()
+            .map(|d| d.state.load())
+            .collect()
+    };
+    assert_eq!(loads(), [2, 2, 0], "the counts survive the reload");
+    // The new destination is the least loaded: the next two calls go there.
+    for c in 4..6 {
+        let to = run(&mut s, UAC, &req("INVITE", c, false, ""))[0].0;
+        assert_eq!(to.port(), 7003);
+    }
+    // Calls made before the reload end through the new table and keep their destination.
+    for (c, uas) in calls.iter().enumerate() {
+        let out = run(&mut s, UAC, &req("CANCEL", c as u32, false, ""));
+        assert_eq!(out[0].0, *uas);
+    }
+    assert_eq!(loads(), [0, 0, 2]);
+}

@@ -23,6 +23,7 @@ const BUF_SIZE: usize = 8192;
 const KIND_RECV: u64 = 1 << 32;
 const KIND_SEND: u64 = 2 << 32;
 const KIND_WAKE: u64 = 3 << 32;
+const KIND_CANCEL: u64 = 4 << 32;
 const KIND_MASK: u64 = 0xffff_ffff << 32;
 
 /// Whether the kernel has what this backend needs: io_uring enabled, and the 6.0 opcodes
@@ -292,9 +293,27 @@ fn run_ring<H: Handler>(mut s: ShardIo<H>) -> io::Result<()> {
     }
     s.drain_handoff(Instant::now(), &mut tx);
     tx.flush();
+    cancel_all(&mut ring)?;
     drop(ring);
     drop(rings);
     Ok(())
+}
+
+/// Cancels every request still armed (the multishot receives, the wake-up poll) and waits
+/// until the kernel has finished them. Without this the ring's teardown after `drop` is
+/// asynchronous and keeps the sockets open, and their ports bound, for a while after the shard
+/// has stopped.
+fn cancel_all(ring: &mut IoUring) -> io::Result<()> {
+    let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+        .build()
+        .user_data(KIND_CANCEL);
+    push(ring, &e)?;
+    loop {
+        ring.submit_and_wait(1)?;
+        if ring.completion().any(|c| c.user_data() == KIND_CANCEL) {
+            return Ok(());
+        }
+    }
 }
 
 fn push(ring: &mut IoUring, e: &io_uring::squeue::Entry) -> io::Result<()> {

@@ -61,6 +61,17 @@ macro_rules! require_sipp {
     };
 }
 
+/// The I/O backends to test: mmsg always, io_uring when the kernel allows it.
+pub fn backends() -> Vec<&'static str> {
+    let mut b = vec!["mmsg"];
+    if sipdispatch::io::uring_available().is_ok() {
+        b.push("uring");
+    } else {
+        eprintln!("io_uring unavailable here: testing mmsg only");
+    }
+    b
+}
+
 /// A child process killed on drop.
 pub struct Proc {
     pub child: Child,
