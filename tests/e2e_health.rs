@@ -12,8 +12,19 @@ use std::time::{Duration, Instant};
 
 use common::{Dispatcher, Sipp, free_port, scratch};
 
-/// A uas that answers keepalives (after `delay_ms`) as well as calls, like a media server.
-fn uas_scenario(dir: &Path, delay_ms: u32) -> PathBuf {
+/// What a SIPp backend does with calls; every kind answers keepalives.
+#[derive(Clone, Copy)]
+enum Backend {
+    /// Answers calls like a media server, and keepalives after a delay.
+    Media { keepalive_delay_ms: u32 },
+    /// Answers every INVITE with 503.
+    Busy,
+    /// Never answers an INVITE.
+    Silent,
+}
+
+/// Writes the scenario of a SIPp uas that behaves as `kind`.
+fn scenario(dir: &Path, name: &str, kind: Backend) -> PathBuf {
     let reply = |first: &str, extra: &str| {
         format!(
             "<![CDATA[\n{first}\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag01[call_number]\n\
@@ -22,37 +33,54 @@ fn uas_scenario(dir: &Path, delay_ms: u32) -> PathBuf {
     };
     let sdp = "Content-Type: application/sdp\nContent-Length: [len]\n\nv=0\no=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]\n\
                s=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio [media_port] RTP/AVP 0\na=rtpmap:0 PCMU/8000\n";
-    let pause = if delay_ms > 0 {
-        format!("<pause milliseconds=\"{delay_ms}\"/>")
+    let ok = reply("SIP/2.0 200 OK", "Content-Length: 0\n");
+    let (calls, delay) = match kind {
+        Backend::Media { keepalive_delay_ms } => (
+            format!(
+                "<send>{}</send>\n<send retrans=\"500\">{}</send>\n<recv request=\"ACK\" crlf=\"true\"/>\n\
+                 <recv request=\"BYE\"/>\n<send next=\"end\">{ok}</send>",
+                reply("SIP/2.0 180 Ringing", "Content-Length: 0\n"),
+                reply("SIP/2.0 200 OK", sdp),
+            ),
+            keepalive_delay_ms,
+        ),
+        Backend::Busy => (
+            format!(
+                "<send>{}</send>\n<recv request=\"ACK\" next=\"end\"/>",
+                reply("SIP/2.0 503 Service Unavailable", "Content-Length: 0\n")
+            ),
+            0,
+        ),
+        Backend::Silent => ("<pause milliseconds=\"4000\" next=\"end\"/>".into(), 0),
+    };
+    let pause = if delay > 0 {
+        format!("<pause milliseconds=\"{delay}\"/>")
     } else {
         String::new()
     };
     let xml = format!(
         r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="media server">
+<scenario name="{name}">
   <recv request="OPTIONS" optional="true" next="keepalive"/>
   <recv request="INVITE" crlf="true"/>
-  <send>{ringing}</send>
-  <send retrans="500">{ok_sdp}</send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <send next="end">{ok}</send>
+  {calls}
   <label id="keepalive"/>
   {pause}
   <send>{ok}</send>
   <label id="end"/>
 </scenario>
-"#,
-        ringing = reply("SIP/2.0 180 Ringing", "Content-Length: 0\n"),
-        ok_sdp = reply("SIP/2.0 200 OK", sdp),
-        ok = reply("SIP/2.0 200 OK", "Content-Length: 0\n"),
+"#
     );
-    let path = dir.join(format!("uas-{delay_ms}.xml"));
+    let path = dir.join(format!("{name}.xml"));
     std::fs::write(&path, xml).unwrap();
     path
 }
 
-fn config(port: u16, uas: &[u16], algorithm: &str, health: &str) -> String {
+const MEDIA: Backend = Backend::Media {
+    keepalive_delay_ms: 0,
+};
+
+fn config(port: u16, uas: &[u16], algorithm: &str, route: &str, health: &str) -> String {
     let dests: String = uas
         .iter()
         // Algorithm 13 weighs latency against priority (Kamailio's score, priority − latency /
@@ -71,6 +99,7 @@ destinations = [
 [[routes]]
 set = 1
 algorithm = "{algorithm}"
+{route}
 [runtime]
 shards = 2
 [log]
@@ -97,7 +126,7 @@ fn wait_log(d: &Dispatcher, needle: &str, limit: Duration) -> Option<Instant> {
 fn a_dead_backend_is_taken_out_and_put_back() {
     require_sipp!();
     let dir = scratch("health-dead");
-    let sf = uas_scenario(&dir, 0);
+    let sf = scenario(&dir, "media", MEDIA);
     let ports = [free_port(), free_port()];
     let a = Sipp::uas(&dir, "a", ports[0], Some(&sf));
     let b = Sipp::uas(&dir, "b", ports[1], Some(&sf));
@@ -112,7 +141,11 @@ fn a_dead_backend_is_taken_out_and_put_back() {
          on_up = 'echo \"$SIPDISPATCH_EVENT $SIPDISPATCH_URI $SIPDISPATCH_STATE\" >> {0}'\n",
         hooks.display()
     );
-    let d = Dispatcher::start(&dir, addr, &config(port, &ports, "round-robin", &health));
+    let d = Dispatcher::start(
+        &dir,
+        addr,
+        &config(port, &ports, "round-robin", "", &health),
+    );
     let b_uri = format!("sip:127.0.0.1:{}", ports[1]);
     std::thread::sleep(Duration::from_millis(1200));
     assert!(
@@ -170,12 +203,20 @@ fn slow_keepalive_replies_steer_the_latency_algorithm() {
     require_sipp!();
     let dir = scratch("health-latency");
     let ports = [free_port(), free_port()];
-    let fast = Sipp::uas(&dir, "fast", ports[0], Some(&uas_scenario(&dir, 0)));
-    let slow = Sipp::uas(&dir, "slow", ports[1], Some(&uas_scenario(&dir, 150)));
+    let slow_kind = Backend::Media {
+        keepalive_delay_ms: 150,
+    };
+    let fast = Sipp::uas(&dir, "fast", ports[0], Some(&scenario(&dir, "fast", MEDIA)));
+    let slow = Sipp::uas(
+        &dir,
+        "slow",
+        ports[1],
+        Some(&scenario(&dir, "slow", slow_kind)),
+    );
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let health = "ping_interval = \"200ms\"\nping_timeout = \"1s\"\nprobing_mode = 1\n";
-    let d = Dispatcher::start(&dir, addr, &config(port, &ports, "latency", health));
+    let d = Dispatcher::start(&dir, addr, &config(port, &ports, "latency", "", health));
     // A few rounds of keepalives give both an estimate.
     std::thread::sleep(Duration::from_millis(1500));
     let (code, stats) = Sipp::uac(&dir, "uac", addr, 200, 100, &[]).finish(Duration::from_secs(60));
@@ -188,4 +229,112 @@ fn slow_keepalive_replies_steer_the_latency_algorithm() {
     let (f, s) = (calls(&got[0]), calls(&got[1]));
     assert!(f >= s + 118, "fast answered {f}, slow {s}");
     d.stop();
+}
+
+/// Starts a dispatcher with failover on a round-robin route over `kinds` of SIPp backends,
+/// runs `calls` SIPp uac calls through it, and returns the uac's exit code and stats with the
+/// backends' stats.
+fn through(
+    name: &str,
+    kinds: &[Backend],
+    calls: u32,
+    health: &str,
+) -> (Option<i32>, common::Stats, Vec<common::Stats>, String) {
+    let dir = scratch(name);
+    let ports: Vec<u16> = kinds.iter().map(|_| free_port()).collect();
+    let uas: Vec<Sipp> = kinds
+        .iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (&k, &p))| {
+            let n = format!("uas{i}");
+            Sipp::uas(&dir, &n, p, Some(&scenario(&dir, &n, k)))
+        })
+        .collect();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let failover = "failover = { codes = [\"5xx\"], timeout = \"1s\", max_tries = 3 }";
+    let d = Dispatcher::start(
+        &dir,
+        addr,
+        &config(port, &ports, "round-robin", failover, health),
+    );
+    let (code, stats) =
+        Sipp::uac(&dir, "uac", addr, calls, 20, &[]).finish(Duration::from_secs(90));
+    let backends = Sipp::stop_all(uas);
+    let (_, log) = d.stop();
+    (code, stats, backends, log)
+}
+
+#[test]
+fn calls_refused_with_503_are_retried_on_a_good_backend() {
+    require_sipp!();
+    let (code, uac, uas, log) = through("failover-503", &[Backend::Busy, MEDIA], 60, "");
+    assert_eq!(
+        (code, uac.failed(), uac.successful()),
+        (Some(0), 0, 60),
+        "{log}"
+    );
+    // Half the calls tried the busy one first; each of its 503s was ACKed by sipdispatch,
+    // which completes the busy uas's scenario.
+    assert!(
+        uas[0].successful() >= 25,
+        "busy uas: {}",
+        uas[0].successful()
+    );
+    assert_eq!(uas[0].failed(), 0, "every 503 was ACKed");
+    assert_eq!(uas[1].successful(), 60);
+    assert!(log.contains("failovers="), "{log}");
+}
+
+#[test]
+fn calls_to_a_silent_backend_move_on_after_the_timeout() {
+    require_sipp!();
+    let (code, uac, uas, log) = through("failover-silent", &[Backend::Silent, MEDIA], 20, "");
+    assert_eq!(
+        (code, uac.failed(), uac.successful()),
+        (Some(0), 0, 20),
+        "{log}"
+    );
+    assert_eq!(uas[1].successful(), 20);
+}
+
+#[test]
+fn a_backend_killed_mid_load_and_restarted_costs_no_call() {
+    require_sipp!();
+    let dir = scratch("failover-kill");
+    let sf = scenario(&dir, "media", MEDIA);
+    let ports = [free_port(), free_port()];
+    let a = Sipp::uas(&dir, "a", ports[0], Some(&sf));
+    let b = Sipp::uas(&dir, "b", ports[1], Some(&sf));
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let failover = "failover = { codes = [\"5xx\"], timeout = \"1s\", mark = \"inactive\" }";
+    let health = "ping_interval = \"500ms\"\nping_timeout = \"500ms\"\nprobing_mode = 1\n";
+    let d = Dispatcher::start(
+        &dir,
+        addr,
+        &config(port, &ports, "round-robin", failover, health),
+    );
+    let uac = Sipp::uac(&dir, "uac", addr, 300, 50, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    b.proc.signal("KILL");
+    std::thread::sleep(Duration::from_secs(2));
+    // The restarted server also answers the BYEs the uac retransmits for calls it had taken.
+    let b = Sipp::uas(&dir, "b2", ports[1], Some(&sf));
+    let (code, stats) = uac.finish(Duration::from_secs(90));
+    Sipp::stop_all(vec![a, b]);
+    let (_, log) = d.stop();
+    assert_eq!(
+        (code, stats.failed(), stats.successful()),
+        (Some(0), 0, 300),
+        "{log}"
+    );
+    let b_uri = format!("sip:127.0.0.1:{}", ports[1]);
+    let down = log.find(&format!("destination {b_uri} (set 1): AP -> IP"));
+    let up = log.find(&format!("destination {b_uri} (set 1): IP -> AP"));
+    assert!(
+        matches!((down, up), (Some(d), Some(u)) if d < u),
+        "taken out, then back: {log}"
+    );
 }
