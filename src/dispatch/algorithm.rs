@@ -346,7 +346,7 @@ pub fn select(
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let start = pick_weighted(set, c, true, |d| {
                 if d.state.is_usable() {
-                    d.attrs.rweight
+                    d.state.rweight.load(std::sync::atomic::Ordering::Relaxed)
                 } else {
                     0
                 }

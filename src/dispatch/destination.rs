@@ -263,12 +263,16 @@ pub struct DestState {
     pub oc_idx: AtomicU32,
     /// Requests sent to this destination.
     pub requests: AtomicU64,
+    /// The relative weight algorithm 11 uses: the `rweight` attribute, lowered by congestion
+    /// control (`cc=1`) as keepalive latency rises.
+    pub rweight: AtomicU32,
 }
 
 impl DestState {
     pub fn new(flags: u8, attrs: &Attrs) -> Self {
         let s = DestState {
             flags: AtomicU8::new(flags),
+            rweight: AtomicU32::new(attrs.rweight),
             ..DestState::default()
         };
         if let Some(ms) = attrs.latency {

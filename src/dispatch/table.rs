@@ -84,7 +84,13 @@ impl Table {
                 .ok_or_else(|| format!("{}: `{}` is not a valid SIP URI", spec.origin, spec.uri))?;
             let key = (spec.set, spec.uri.as_str(), spec.attrs.duid.as_deref());
             let (id, state) = match carried.get(&key) {
-                Some((id, st)) => (*id, Arc::clone(st)),
+                Some((id, st)) => {
+                    // A new rweight applies at once unless congestion control manages it.
+                    if !spec.attrs.cc {
+                        st.rweight.store(spec.attrs.rweight, Relaxed);
+                    }
+                    (*id, Arc::clone(st))
+                }
                 None => {
                     let id = DestId(next_id);
                     next_id += 1;

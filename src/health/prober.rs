@@ -175,7 +175,7 @@ impl Prober {
             {
                 self.slots[slot] = None;
                 if let Some(d) = table.dest(p.dest) {
-                    self.result(d, 408, None);
+                    self.result(table, d, 408, None);
                 }
             }
         }
@@ -250,12 +250,12 @@ impl Prober {
         self.slots[slot] = None;
         if let Some(d) = table.dest(p.dest) {
             let rtt = now_ms.saturating_sub(p.sent_ms) as f64;
-            self.result(d, code, Some(rtt));
+            self.result(table, d, code, Some(rtt));
         }
         true
     }
 
-    fn result(&mut self, d: &Destination, code: u16, rtt_ms: Option<f64>) {
+    fn result(&mut self, table: &Table, d: &Destination, code: u16, rtt_ms: Option<f64>) {
         let s = &self.settings;
         let h = self.health.entry(d.id).or_default();
         h.pending = None;
@@ -266,7 +266,12 @@ impl Prober {
                 _ => h.stats.timeout(),
             }
             publish(d, &h.stats);
+            if d.attrs.cc {
+                self.congestion(table, d);
+            }
         }
+        let s = &self.settings;
+        let h = self.health.entry(d.id).or_default();
         let ok = s.accept.accepts(code);
         let old = d.state.flags();
         let Some(next) = s.machine.on_result(old, h.count, ok) else {
@@ -286,6 +291,36 @@ impl Prober {
         }
         self.changes
             .push(Change::new(d, old, next.flags, code, Cause::Keepalive));
+    }
+}
+
+impl Prober {
+    /// Kamailio's congestion control (`cc=1`): the destination's relative weight becomes its
+    /// `weight` less how many ms its latency estimate runs above its mean; when every
+    /// destination of the set is under congestion control and all are congested, each gets a
+    /// weight inversely proportional to its congestion instead.
+    fn congestion(&self, table: &Table, d: &Destination) {
+        let congestion = |e: &Destination| {
+            self.health
+                .get(&e.id)
+                .map_or(0, |h| h.stats.congestion_ms())
+        };
+        let Some(set) = table.set(d.set).filter(|_| d.attrs.weight > 0) else {
+            return;
+        };
+        let all_cc = set.dests.iter().all(|e| e.attrs.cc && e.attrs.weight > 0);
+        let total: u64 = set.dests.iter().map(|e| u64::from(congestion(e))).sum();
+        if all_cc && set.dests.iter().all(|e| congestion(e) > 0) {
+            for e in &set.dests {
+                let w = (total << 4) / u64::from(congestion(e)).max(1);
+                e.state
+                    .rweight
+                    .store(w.min(u64::from(u32::MAX)) as u32, Relaxed);
+            }
+        } else {
+            let w = d.attrs.weight.saturating_sub(congestion(d));
+            d.state.rweight.store(w, Relaxed);
+        }
     }
 }
 

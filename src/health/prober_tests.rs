@@ -189,3 +189,55 @@ fn call_ids_belong_to_the_probing_shard() {
         assert_eq!(crate::engine::owner(ping, 2), 1);
     }
 }
+
+#[test]
+fn congestion_control_lowers_the_relative_weight() {
+    let text = "1 sip:127.0.0.1:7001 8 0 weight=50;rweight=50;cc=1\n1 sip:127.0.0.1:7002 8 0 weight=50;rweight=50;cc=1\n";
+    let t = Table::build(list::parse(text, "t.list").unwrap(), None).unwrap();
+    let mut p = Prober::new(settings(ProbingMode::All, 1, 1), 0, 1);
+    p.adopt(&t, false);
+    let mut out = VecOutbox::new();
+    let dests: Vec<_> = t.destinations().collect();
+    // Round trips in ms per destination, one round at a time.
+    let mut round = |now: u64, rtt: [u64; 2]| {
+        let before = out.sent.len();
+        p.poll(now, &t, &me(), &mut out);
+        for (_, ping) in &out.sent[before..] {
+            let text = String::from_utf8_lossy(ping).into_owned();
+            let i = usize::from(!text.starts_with("OPTIONS sip:127.0.0.1:7001 "));
+            assert!(reply(&mut p, now + rtt[i], &t, &answer(ping, 200)));
+        }
+    };
+    for n in 0..12 {
+        round(n * 1000, [10, 10]);
+    }
+    let rw = |i: usize| dests[i].state.rweight.load(Relaxed);
+    assert_eq!((rw(0), rw(1)), (50, 50), "trained, not congested");
+    // One slow reply: EST 20 ms over an AVG of ~10 ms, so 9 ms of congestion.
+    round(12_000, [110, 10]);
+    assert_eq!((rw(0), rw(1)), (41, 50));
+    // Both congested (18 and 9 ms): weights inversely proportional, Σ·16 / own.
+    round(13_000, [110, 110]);
+    assert_eq!((rw(0), rw(1)), (27 * 16 / 18, 27 * 16 / 9));
+}
+
+#[test]
+fn latency_figures_survive_a_reload_only_when_retained() {
+    let t = table();
+    let mut p = Prober::new(settings(ProbingMode::All, 1, 1), 0, 1);
+    p.adopt(&t, false);
+    let mut out = VecOutbox::new();
+    p.poll(0, &t, &me(), &mut out);
+    for (_, ping) in out.sent.clone() {
+        reply(&mut p, 30, &t, &answer(&ping, 200));
+    }
+    let first = t.destinations().next().unwrap().id;
+    assert_eq!(p.health(first).unwrap().stats.avg, 30.0);
+    let text =
+        "1 sip:127.0.0.1:7001 8\n2 sip:127.0.0.1:7001 8 0 latency=20\n1 sip:127.0.0.1:7003 12\n";
+    let reloaded = Table::build(list::parse(text, "t.list").unwrap(), Some(&t)).unwrap();
+    p.adopt(&reloaded, true);
+    assert_eq!(p.health(first).unwrap().stats.avg, 30.0, "kept");
+    p.adopt(&reloaded, false);
+    assert_eq!(p.health(first).unwrap().stats.count, 0, "forgotten");
+}
