@@ -51,6 +51,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub health: crate::health::HealthConfig,
+    /// The management endpoint (JSON-RPC and metrics); none when absent.
+    pub control: Option<crate::control::ControlConfig>,
     /// The file it was read from (for error messages and destination origins).
     #[serde(skip)]
     pub file: PathBuf,
@@ -388,6 +390,10 @@ impl Config {
                 ("tracker", 0, Some("capacity")),
                 "tracker.capacity: must be at least 1".into(),
             ));
+        }
+        if let Some(c) = &cfg.control {
+            c.validate()
+                .map_err(|m| invalid(("control", 0, Some("listen")), m))?;
         }
         cfg.health
             .probe_settings()

@@ -6,6 +6,7 @@
 //! Everything below `io` is sans-I/O: plain functions over byte slices, addresses and time.
 
 pub mod config;
+pub mod control;
 pub mod dispatch;
 pub mod engine;
 pub mod health;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sipdispatch::config::Config;
-use sipdispatch::runtime;
+use sipdispatch::{control, runtime};
 
 /// A SIP load balancer with Kamailio's dispatcher semantics.
 #[derive(Parser)]
@@ -42,6 +42,31 @@ enum Command {
     },
     /// Print the kernel's network settings against what tuning/ recommends.
     TuneCheck,
+    /// Call a running instance's management API, as kamcmd does for Kamailio: e.g.
+    /// `sipdispatch ctl dispatcher.list`, `sipdispatch ctl dispatcher.set_state ip 1
+    /// sip:10.0.0.2:5060`, `sipdispatch ctl dispatcher.reload`.
+    #[command(after_help = "\
+Methods: dispatcher.list [short|full], dispatcher.reload, dispatcher.set_state STATE GROUP \
+ADDRESS|all, dispatcher.set_duid_state STATE GROUP DUID|all, dispatcher.ping_active [0|1], \
+dispatcher.add GROUP ADDRESS [FLAGS [PRIORITY [ATTRS]]], dispatcher.remove GROUP ADDRESS, \
+dispatcher.hash NSLOTS VAL1 [VAL2], dispatcher.oclist GROUP, dispatcher.oc_set GROUP ADDRESS \
+RATE [VALIDITY_S [SEQ]]; OpenSIPS's ds_list, ds_reload, ds_set_state, dispatcher:list, \
+dispatcher:reload, dispatcher:set_state. See docs/operations.md.")]
+    Ctl {
+        /// The method, e.g. dispatcher.list.
+        method: String,
+        /// Its arguments, in Kamailio's order.
+        args: Vec<String>,
+        /// Print the JSON-RPC result as JSON (for scripts) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The endpoint (host:port); default: control.listen of --config.
+        #[arg(long, value_name = "ADDR")]
+        endpoint: Option<std::net::SocketAddr>,
+        /// Bearer token; default: control.token of --config.
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +86,16 @@ fn main() -> ExitCode {
             print!("{}", sipdispatch::tune::report());
             Ok(())
         }
+        (
+            Some(Command::Ctl {
+                method,
+                args,
+                json,
+                endpoint,
+                token,
+            }),
+            config,
+        ) => ctl(&method, &args, json, endpoint, token, config.as_deref()),
         (None, Some(file)) => run(&file),
         (None, None) => Err("nothing to do: give --config FILE (see --help)".into()),
     };
@@ -116,6 +151,34 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+fn ctl(
+    method: &str,
+    args: &[String],
+    json: bool,
+    endpoint: Option<std::net::SocketAddr>,
+    token: Option<String>,
+    config: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let from_cfg = match config {
+        Some(f) => Config::load(f).map_err(|e| e.to_string())?.control,
+        None => None,
+    };
+    let endpoint = endpoint
+        .or(from_cfg.as_ref().map(|c| c.listen))
+        .ok_or("no endpoint: give --endpoint ADDR, or --config FILE with a [control] section")?;
+    let token = token.or(from_cfg.and_then(|c| c.token));
+    let result = control::client::call(endpoint, token.as_deref(), method, args)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_default()
+        );
+    } else {
+        print!("{}", control::client::human(method, &result));
+    }
+    Ok(())
+}
+
 fn run(file: &std::path::Path) -> Result<(), String> {
     let cfg = Config::load(file).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -123,16 +186,54 @@ fn run(file: &std::path::Path) -> Result<(), String> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(|e| format!("signal handler: {e}"))?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(|e| format!("signal handler: {e}"))?;
     let inst =
         runtime::start(&cfg, Arc::clone(&stop)).map_err(|e| format!("{}: {e}", file.display()))?;
+    let ctl = Arc::new(control::Control::new(
+        file.to_owned(),
+        Arc::clone(&inst.shared),
+        inst.counters.clone(),
+        inst.io.counters.clone(),
+        Arc::clone(&inst.ping_active),
+        cfg.control.as_ref().is_none_or(|c| c.inherit_state),
+    ));
+    let endpoint = match &cfg.control {
+        Some(c) => {
+            let watch = c
+                .watch_list_file
+                .then(|| cfg.destinations.list_file.clone())
+                .flatten();
+            Some(
+                control::http::serve(Arc::clone(&ctl), c, watch, Arc::clone(&stop)).map_err(
+                    |e| {
+                        stop.store(true, Relaxed);
+                        format!("{}: {e}", file.display())
+                    },
+                )?,
+            )
+        }
+        None => None,
+    };
     tracing::info!(
         "sipdispatch running on {:?} ({:?})",
         cfg.listen.udp,
         inst.io.backends
     );
-    runtime::summaries(&inst, Duration::from_secs(cfg.log.summary_interval), &stop);
-    while !stop.load(Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
+    runtime::summaries(
+        &inst,
+        Duration::from_secs(cfg.log.summary_interval),
+        &stop,
+        || {
+            if hup.swap(false, Relaxed) {
+                tracing::info!("SIGHUP: reloading {}", file.display());
+                let _ = ctl.reload(None);
+            }
+        },
+    );
+    if let Some(t) = endpoint {
+        let _ = t.join();
     }
     tracing::info!("stopping: finishing in-flight batches");
     inst.io.join();

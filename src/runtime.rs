@@ -32,7 +32,7 @@ pub enum StartError {
 }
 
 /// Resolves a destination host once, at load time (never per message).
-fn resolve(t: &Target) -> Option<SocketAddr> {
+pub fn resolve(t: &Target) -> Option<SocketAddr> {
     let port = t.port.unwrap_or(if t.secure { 5061 } else { 5060 });
     (t.host.as_str(), port).to_socket_addrs().ok()?.next()
 }
@@ -119,6 +119,8 @@ pub struct Instance {
     pub shared: Arc<Shared>,
     pub counters: Vec<Arc<Counters>>,
     pub io: io::Running,
+    /// The keepalive switch the prober reads.
+    pub ping_active: Arc<AtomicBool>,
 }
 
 /// Starts the data plane for `cfg`; it runs until `stop` is set.
@@ -137,10 +139,11 @@ pub fn start(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Instance, StartError
         .health
         .probe_settings()
         .map_err(|(_, m)| StartError::Table(m))?;
+    let ping_active = Arc::new(AtomicBool::new(cfg.health.pinging));
     if settings.interval_ms > 0 {
         // One shard probes; its keepalives' Call-IDs make the replies come back to it.
-        let prober = Prober::new(settings, 0, shards.len());
-        prober.active.store(cfg.health.pinging, Relaxed);
+        let mut prober = Prober::new(settings, 0, shards.len());
+        prober.active = Arc::clone(&ping_active);
         let first = shards.remove(0);
         shards.insert(0, first.with_prober(prober, Some(changes.clone())));
     }
@@ -158,15 +161,18 @@ pub fn start(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Instance, StartError
         shared,
         counters,
         io,
+        ping_active,
     })
 }
 
-/// Logs one summary line per shard every `every`, until `stop`.
-pub fn summaries(inst: &Instance, every: Duration, stop: &AtomicBool) {
+/// Logs one summary line per shard every `every`, until `stop`, calling `each` every 100 ms
+/// (for work of the main thread, such as a reload asked for by a signal).
+pub fn summaries(inst: &Instance, every: Duration, stop: &AtomicBool, mut each: impl FnMut()) {
     let mut last: Vec<Snapshot> = inst.counters.iter().map(|c| c.snapshot()).collect();
     let mut next = Instant::now() + every;
     while !stop.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        each();
         if every.is_zero() || Instant::now() < next {
             continue;
         }

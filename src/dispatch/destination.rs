@@ -266,6 +266,42 @@ pub struct DestState {
     /// The relative weight algorithm 11 uses: the `rweight` attribute, lowered by congestion
     /// control (`cc=1`) as keepalive latency rises.
     pub rweight: AtomicU32,
+    /// Responses received from this destination, by class (1xx … 6xx).
+    pub replies: [AtomicU64; 6],
+    /// Keepalive figures as the prober last published them, for reporting.
+    pub latency: LatencyView,
+}
+
+/// Upper bounds (µs) of the keepalive latency histogram's buckets; the last is +Inf.
+pub const LATENCY_BUCKETS_US: [u64; 12] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000,
+    5_000_000,
+];
+
+/// Keepalive latency of one destination as reports show it: Kamailio's figures (µs) and a
+/// cumulative histogram of every sample.
+#[derive(Debug, Default)]
+pub struct LatencyView {
+    pub std_us: AtomicU64,
+    pub max_us: AtomicU64,
+    pub timeouts: AtomicU64,
+    /// Samples per bucket of [`LATENCY_BUCKETS_US`] (not cumulative), then above the last.
+    pub buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    pub sum_us: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl LatencyView {
+    /// Adds one sample to the histogram.
+    pub fn observe(&self, us: u64) {
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
 }
 
 impl DestState {
@@ -304,6 +340,13 @@ impl DestState {
 
     pub fn load(&self) -> u32 {
         self.active_calls.load(Relaxed)
+    }
+
+    /// Counts a response from this destination.
+    pub fn replied(&self, code: u16) {
+        if let Some(c) = self.replies.get(usize::from(code / 100).wrapping_sub(1)) {
+            c.fetch_add(1, Relaxed);
+        }
     }
 
     /// Kamailio's flag letters: `A`/`I`/`D`/`T`, then `P`/`N`/`X`.

@@ -50,6 +50,8 @@ pub struct Table {
     /// Sorted by id.
     pub sets: Vec<Set>,
     index: HashMap<DestId, (usize, usize)>,
+    /// The first destination at each resolved address (for counting its replies).
+    by_addr: HashMap<SocketAddr, DestId>,
     next_id: u32,
 }
 
@@ -142,11 +144,28 @@ impl Table {
                 dests,
             });
         }
-        Ok(Self {
+        let mut t = Self {
             sets,
             index,
+            by_addr: HashMap::new(),
             next_id,
-        })
+        };
+        t.index_addrs();
+        Ok(t)
+    }
+
+    fn index_addrs(&mut self) {
+        self.by_addr.clear();
+        for d in self.sets.iter().flat_map(|s| s.dests.iter()) {
+            if let Some(a) = d.addr {
+                self.by_addr.entry(a).or_insert(d.id);
+            }
+        }
+    }
+
+    /// The destination at `addr` (the first, if several records share it).
+    pub fn dest_at(&self, addr: SocketAddr) -> Option<&Destination> {
+        self.dest(*self.by_addr.get(&addr)?)
     }
 
     pub fn set(&self, id: u32) -> Option<&Set> {
@@ -174,6 +193,7 @@ impl Table {
                 }
             }
         }
+        self.index_addrs();
     }
 }
 

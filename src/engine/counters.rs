@@ -163,6 +163,24 @@ impl Snapshot {
         self.replies[i]
     }
 
+    /// Field-wise sum (for totals over shards).
+    pub fn plus(&self, o: &Snapshot) -> Snapshot {
+        Snapshot {
+            received: self.received + o.received,
+            keepalives: self.keepalives + o.keepalives,
+            requests_forwarded: self.requests_forwarded + o.requests_forwarded,
+            responses_forwarded: self.responses_forwarded + o.responses_forwarded,
+            responses_consumed: self.responses_consumed + o.responses_consumed,
+            tracker_full: self.tracker_full + o.tracker_full,
+            keepalives_sent: self.keepalives_sent + o.keepalives_sent,
+            health_changes: self.health_changes + o.health_changes,
+            failovers: self.failovers + o.failovers,
+            failover_untracked: self.failover_untracked + o.failover_untracked,
+            replies: std::array::from_fn(|i| self.replies[i] + o.replies[i]),
+            dropped: std::array::from_fn(|i| self.dropped[i] + o.dropped[i]),
+        }
+    }
+
     /// Field-wise difference (for per-interval rates).
     pub fn since(&self, before: &Snapshot) -> Snapshot {
         Snapshot {

@@ -229,7 +229,14 @@ impl Shard {
             Verdict::Drop(DropReason::Malformed(_)) => counters.dropped(Dropped::Malformed),
             Verdict::Drop(DropReason::AckNotAnswered) => counters.dropped(Dropped::AckNotAnswered),
             Verdict::Reply(r) => ctx.reply(data, r.code, r.reason, r.extra, src, out),
-            Verdict::Response(m) => ctx.response(tracker, &mut fo, prober, &m, out),
+            Verdict::Response(m) => {
+                if let (StartLine::Response { code, .. }, Some(d)) =
+                    (m.start, shared.table.load().dest_at(src))
+                {
+                    d.state.replied(code);
+                }
+                ctx.response(tracker, &mut fo, prober, &m, out)
+            }
             Verdict::Request(m, f) => ctx.request(tracker, &mut fo, cands, rng, src, &m, &f, out),
         }
     }

@@ -262,7 +262,10 @@ impl Prober {
         h.last_code = code;
         if s.latency_stats {
             match rtt_ms {
-                Some(ms) if code != 408 => h.stats.add(ms, s.alpha),
+                Some(ms) if code != 408 => {
+                    h.stats.add(ms, s.alpha);
+                    d.state.latency.observe((ms * 1000.0) as u64);
+                }
                 _ => h.stats.timeout(),
             }
             publish(d, &h.stats);
@@ -327,12 +330,13 @@ impl Prober {
 /// Makes the latency figures visible to the algorithms (µs, as the destination state keeps
 /// them).
 fn publish(d: &Destination, s: &LatencyStats) {
-    d.state
-        .latency_est_us
-        .store((s.est * 1000.0) as u64, Relaxed);
-    d.state
-        .latency_avg_us
-        .store((s.avg * 1000.0) as u64, Relaxed);
+    let us = |ms: f64| (ms * 1000.0) as u64;
+    d.state.latency_est_us.store(us(s.est), Relaxed);
+    d.state.latency_avg_us.store(us(s.avg), Relaxed);
+    let v = &d.state.latency;
+    v.std_us.store(us(s.std()), Relaxed);
+    v.max_us.store(us(s.max), Relaxed);
+    v.timeouts.store(s.timeouts, Relaxed);
 }
 
 fn call_id(d: &Destination, seq: u32, nonce: u32) -> String {
