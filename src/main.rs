@@ -27,7 +27,7 @@ or the data plane cannot start."
 )]
 struct Cli {
     /// Config file to run (TOML; see examples/sipdispatch.toml and docs/configuration.md).
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -56,6 +56,7 @@ dispatcher:reload, dispatcher:set_state. See docs/operations.md.")]
         /// The method, e.g. dispatcher.list.
         method: String,
         /// Its arguments, in Kamailio's order.
+        #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
         /// Print the JSON-RPC result as JSON (for scripts) instead of a table.
         #[arg(long)]
