@@ -149,6 +149,8 @@ fn every_method_changes_the_traffic_as_it_says() {
     // remove: it gets none again; set_state a brings the other back.
     ctl(hport, None, "dispatcher.remove", &["1", &c]).unwrap();
     ctl(hport, None, "dispatcher.set_state", &["a", "1", &b]).unwrap();
+    let v = ctl(hport, None, "dispatcher.set_duid_state", &["a", "1", "all"]).unwrap();
+    assert_eq!(v["updated"], 2);
     assert_eq!(uac(&dir, "uac3", addr, 40, 100, &[]), (Some(0), 40, 0));
     let r3 = requests(hport);
     assert!(r3.iter().all(|(p, _)| *p != ports[2]), "removed: {r3:?}");

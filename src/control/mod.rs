@@ -26,6 +26,7 @@ use crate::io::IoCounters;
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
     /// Where the management endpoint listens (HTTP: JSON-RPC on `/`, metrics on `/metrics`).
+    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Bearer token the endpoint requires; mandatory for a non-loopback address.
     pub token: Option<String>,
@@ -36,6 +37,13 @@ pub struct ControlConfig {
     /// Reload when the list file changes (checked every second).
     #[serde(default)]
     pub watch_list_file: bool,
+}
+
+/// The endpoint's address when the section does not give one: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8060";
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("a socket address")
 }
 
 fn yes() -> bool {
