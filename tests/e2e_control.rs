@@ -108,20 +108,50 @@ fn uac(
     (code, s.successful(), s.failed())
 }
 
-#[test]
-fn every_method_changes_the_traffic_as_it_says() {
-    require_sipp!();
-    let dir = scratch("control-methods");
-    let ports = [free_port(), free_port(), free_port()];
-    let uas: Vec<Sipp> = ports
+/// A running test setup: SIPp uas backends (the first `listed` of them in the list file) and a
+/// dispatcher with its management endpoint.
+struct Setup {
+    dir: std::path::PathBuf,
+    ports: Vec<u16>,
+    uas: Vec<Sipp>,
+    addr: SocketAddr,
+    hport: u16,
+    d: Dispatcher,
+}
+
+fn setup(name: &str, backends: usize, listed: usize, algorithm: &str, control: &str) -> Setup {
+    let dir = scratch(name);
+    let ports: Vec<u16> = (0..backends).map(|_| free_port()).collect();
+    let uas = ports
         .iter()
         .enumerate()
         .map(|(i, &p)| Sipp::uas(&dir, &format!("uas{i}"), p, None))
         .collect();
-    list_file(&dir, &ports[..2]);
+    list_file(&dir, &ports[..listed]);
     let (port, hport) = (free_port(), free_port());
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Dispatcher::start(&dir, addr, &config(port, hport, "round-robin", ""));
+    let d = Dispatcher::start(&dir, addr, &config(port, hport, algorithm, control));
+    Setup {
+        dir,
+        ports,
+        uas,
+        addr,
+        hport,
+        d,
+    }
+}
+
+#[test]
+fn every_method_changes_the_traffic_as_it_says() {
+    require_sipp!();
+    let Setup {
+        dir,
+        ports,
+        uas,
+        addr,
+        hport,
+        d,
+    } = setup("control-methods", 3, 2, "round-robin", "");
     let b = format!("sip:127.0.0.1:{}", ports[1]);
 
     // set_state i: the destination gets no new calls.
@@ -202,17 +232,14 @@ fn every_method_changes_the_traffic_as_it_says() {
 #[test]
 fn a_reload_under_load_loses_no_call_and_keeps_call_load() {
     require_sipp!();
-    let dir = scratch("control-reload");
-    let ports = [free_port(), free_port(), free_port()];
-    let uas: Vec<Sipp> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, &p)| Sipp::uas(&dir, &format!("uas{i}"), p, None))
-        .collect();
-    list_file(&dir, &ports[..2]);
-    let (port, hport) = (free_port(), free_port());
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Dispatcher::start(&dir, addr, &config(port, hport, "call-load", ""));
+    let Setup {
+        dir,
+        ports,
+        uas,
+        addr,
+        hport,
+        d,
+    } = setup("control-reload", 3, 2, "call-load", "");
     let load = || -> u64 {
         let v = ctl(hport, None, "dispatcher.list", &[]).unwrap();
         v["RECORDS"][0]["SET"]["TARGETS"]
@@ -292,17 +319,14 @@ fn the_endpoint_needs_its_token_and_loopback_without_one() {
 #[test]
 fn metrics_count_the_traffic_that_was_sent() {
     require_sipp!();
-    let dir = scratch("control-metrics");
-    let ports = [free_port(), free_port()];
-    let uas: Vec<Sipp> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, &p)| Sipp::uas(&dir, &format!("uas{i}"), p, None))
-        .collect();
-    list_file(&dir, &ports);
-    let (port, hport) = (free_port(), free_port());
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Dispatcher::start(&dir, addr, &config(port, hport, "round-robin", ""));
+    let Setup {
+        dir,
+        uas,
+        addr,
+        hport,
+        d,
+        ..
+    } = setup("control-metrics", 2, 2, "round-robin", "");
     assert_eq!(uac(&dir, "uac", addr, 100, 100, &[]), (Some(0), 100, 0));
     Sipp::stop_all(uas);
     let (code, body) = http(hport, GET_METRICS);

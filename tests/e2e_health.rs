@@ -122,16 +122,22 @@ fn wait_log(d: &Dispatcher, needle: &str, limit: Duration) -> Option<Instant> {
     None
 }
 
+/// Two SIPp media servers `a` and `b`, and a free port for the dispatcher.
+fn two_media_servers(dir: &Path) -> (PathBuf, [u16; 2], [Sipp; 2], u16, SocketAddr) {
+    let sf = scenario(dir, "media", MEDIA);
+    let ports = [free_port(), free_port()];
+    let a = Sipp::uas(dir, "a", ports[0], Some(&sf));
+    let b = Sipp::uas(dir, "b", ports[1], Some(&sf));
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    (sf, ports, [a, b], port, addr)
+}
+
 #[test]
 fn a_dead_backend_is_taken_out_and_put_back() {
     require_sipp!();
     let dir = scratch("health-dead");
-    let sf = scenario(&dir, "media", MEDIA);
-    let ports = [free_port(), free_port()];
-    let a = Sipp::uas(&dir, "a", ports[0], Some(&sf));
-    let b = Sipp::uas(&dir, "b", ports[1], Some(&sf));
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (sf, ports, [a, b], port, addr) = two_media_servers(&dir);
     // interval 0.5 s × threshold 2 + timeout 0.5 s: down within 1.5 s (plus one round's phase).
     let hooks = dir.join("hooks.log");
     let health = format!(
@@ -303,12 +309,7 @@ fn calls_to_a_silent_backend_move_on_after_the_timeout() {
 fn a_backend_killed_mid_load_and_restarted_costs_no_call() {
     require_sipp!();
     let dir = scratch("failover-kill");
-    let sf = scenario(&dir, "media", MEDIA);
-    let ports = [free_port(), free_port()];
-    let a = Sipp::uas(&dir, "a", ports[0], Some(&sf));
-    let b = Sipp::uas(&dir, "b", ports[1], Some(&sf));
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (sf, ports, [a, b], port, addr) = two_media_servers(&dir);
     let failover = "failover = { codes = [\"5xx\"], timeout = \"1s\", mark = \"inactive\" }";
     let health = "ping_interval = \"500ms\"\nping_timeout = \"500ms\"\nprobing_mode = 1\n";
     let d = Dispatcher::start(
