@@ -51,6 +51,12 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub health: crate::health::HealthConfig,
+    /// Who may send through sipdispatch (default: loopback only).
+    #[serde(default)]
+    pub trust: crate::engine::trust::TrustConfig,
+    /// Per-source rate limit (off unless `rate` is set).
+    #[serde(default)]
+    pub flood: crate::engine::flood::FloodConfig,
     /// The management endpoint (JSON-RPC and metrics); none when absent.
     pub control: Option<crate::control::ControlConfig>,
     /// The file it was read from (for error messages and destination origins).
@@ -391,6 +397,12 @@ impl Config {
                 "tracker.capacity: must be at least 1".into(),
             ));
         }
+        cfg.flood
+            .limiter()
+            .map_err(|(key, m)| invalid(("flood", 0, Some(key)), m))?;
+        cfg.trust
+            .resolve(&cfg.listen.udp)
+            .map_err(|(key, m)| invalid(("trust", 0, Some(key)), m))?;
         if let Some(c) = &cfg.control {
             c.validate()
                 .map_err(|m| invalid(("control", 0, Some("listen")), m))?;

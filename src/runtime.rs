@@ -61,10 +61,14 @@ pub fn build_table(cfg: &Config, previous: Option<&Table>) -> Result<Table, Star
 }
 
 /// The state shared by all shards.
-pub fn shared(cfg: &Config, table: Table) -> Shared {
+pub fn shared(cfg: &Config, table: Table) -> Result<Shared, StartError> {
     let (host, port) = cfg.advertise();
     let (init, exp) = cfg.tracker_expiry();
-    Shared {
+    let trust = cfg
+        .trust
+        .resolve(&cfg.listen.udp)
+        .map_err(|(_, m)| StartError::Table(m))?;
+    Ok(Shared {
         identity: Identity::new(&host, port, &cfg.listen.udp),
         routes: cfg.routes(),
         table: ArcSwap::from_pointee(table),
@@ -72,19 +76,25 @@ pub fn shared(cfg: &Config, table: Table) -> Shared {
         init_expire_ms: init.as_millis() as u64,
         expire_ms: exp.as_millis() as u64,
         retain_latency_stats: cfg.health.retain_latency_stats,
+        trust,
+        flood: cfg.flood.clone(),
         failover_records: cfg.tracker.failover_records.div_ceil(cfg.shards()),
         failover_slot: cfg.tracker.failover_slot,
         epoch: Instant::now(),
-    }
+    })
 }
 
 impl Handler for Shard {
+    fn admit(&mut self, now: Instant, src: SocketAddr) -> bool {
+        Shard::admit(self, now, src)
+    }
+
     fn steer(&mut self, data: &[u8], nshards: usize) -> usize {
         owner(data, nshards)
     }
 
     fn on_datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8], tx: &mut Tx) {
-        self.handle(now, src, data, tx);
+        self.handle(now, tx.current, src, data, tx);
     }
 
     fn on_tick(&mut self, now: Instant, tx: &mut Tx) {
@@ -126,7 +136,7 @@ pub struct Instance {
 /// Starts the data plane for `cfg`; it runs until `stop` is set.
 pub fn start(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Instance, StartError> {
     let table = build_table(cfg, None)?;
-    let shared = Arc::new(shared(cfg, table));
+    let shared = Arc::new(shared(cfg, table)?);
     let io_cfg = io_config(cfg);
     let per_shard = cfg.tracker.capacity.div_ceil(io_cfg.shards.max(1));
     // State changes (keepalives, failover marks) from every shard go to one logging thread.
@@ -154,6 +164,12 @@ pub fn start(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Instance, StartError
         .unwrap_or(0);
     for s in &mut shards {
         s.ping_socket = ping_socket;
+    }
+    for (i, a) in cfg.listen.udp.iter().enumerate() {
+        tracing::info!(
+            "trust: initial requests on {a} only from {} (and in-dialog ones from destinations too)",
+            shared.trust.describe(i)
+        );
     }
     let counters: Vec<_> = shards.iter().map(|s| Arc::clone(&s.counters)).collect();
     let io = io::start(io_cfg, shards, stop)?;

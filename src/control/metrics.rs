@@ -116,6 +116,18 @@ pub fn render(ctl: &Control) -> String {
     for d in Dropped::ALL {
         f.sample("", &[("reason", d.name())], total.dropped(d));
     }
+    // Drops the I/O layer makes before a datagram reaches a shard's core.
+    let io: Vec<_> = ctl.io.iter().map(|c| c.snapshot()).collect();
+    f.sample(
+        "",
+        &[("reason", "truncated")],
+        io.iter().map(|s| s.truncated).sum::<u64>(),
+    );
+    f.sample(
+        "",
+        &[("reason", "handoff_full")],
+        io.iter().map(|s| s.handoff_full).sum::<u64>(),
+    );
     let mut f = Family::new(
         &mut out,
         "sipdispatch_shard_dropped_total",
@@ -156,6 +168,13 @@ pub fn render(ctl: &Control) -> String {
             f.sample("", &[("shard", &shards[n]), ("code", code)], s.replies[i]);
         }
     }
+    Family::new(
+        &mut out,
+        "sipdispatch_send_errors_total",
+        "counter",
+        "Datagrams the kernel refused to send.",
+    )
+    .sample("", &[], io.iter().map(|s| s.tx_errors).sum::<u64>());
     let mut f = Family::new(
         &mut out,
         "sipdispatch_shard_handoffs_total",
@@ -227,7 +246,7 @@ fn destinations(ctl: &Control, out: &mut String) {
         "1 if the destination is selectable (not inactive, not disabled).",
     );
     for (i, d) in dests.iter().enumerate() {
-        f.sample("", &labels(i), u8::from(d.state.is_usable()));
+        f.sample("", &labels(i), u8::from(d.state.is_up()));
     }
     let mut f = Family::new(
         out,
@@ -242,9 +261,18 @@ fn destinations(ctl: &Control, out: &mut String) {
     }
     let mut f = Family::new(
         out,
+        "sipdispatch_destination_cap_skips_total",
+        "counter",
+        "Selections that skipped the destination at its maxcps or maxcalls cap.",
+    );
+    for (i, d) in dests.iter().enumerate() {
+        f.sample("", &labels(i), d.state.caps.skipped.load(Relaxed));
+    }
+    let mut f = Family::new(
+        out,
         "sipdispatch_destination_active_calls",
         "gauge",
-        "Calls counted in the destination's load (algorithm 10).",
+        "Calls counted in the destination's load (algorithm 10, or a maxcalls cap).",
     );
     for (i, d) in dests.iter().enumerate() {
         f.sample("", &labels(i), d.state.load());

@@ -29,7 +29,7 @@ fn control(name: &str) -> (Control, PathBuf) {
     std::fs::write(&path, CONFIG).unwrap();
     let cfg = Config::load(&path).unwrap();
     let table = build_table(&cfg, None).unwrap();
-    let sh = Arc::new(shared(&cfg, table));
+    let sh = Arc::new(shared(&cfg, table).unwrap());
     let ctl = Control::new(
         path,
         sh,

@@ -45,6 +45,10 @@ pub struct Attrs {
     pub ocmin: u32,
     pub ocmax: u32,
     pub ocrate: u32,
+    /// sipdispatch's own caps (Kamailio has none): new calls per second, and calls at once;
+    /// 0 = no cap. A destination at a cap is skipped like an inactive one.
+    pub maxcps: u32,
+    pub maxcalls: u32,
     /// Keys sipdispatch does not interpret, in order.
     pub other: Vec<(String, String)>,
 }
@@ -81,6 +85,8 @@ impl Attrs {
                 "ocmin" => a.ocmin = num(k)?.min(100),
                 "ocmax" => a.ocmax = num(k)?.min(100),
                 "ocrate" => a.ocrate = num(k)?.min(100),
+                "maxcps" => a.maxcps = num(k)?,
+                "maxcalls" => a.maxcalls = num(k)?,
                 _ => a.other.push((k.to_owned(), v.to_owned())),
             }
         }
@@ -270,6 +276,47 @@ pub struct DestState {
     pub replies: [AtomicU64; 6],
     /// Keepalive figures as the prober last published them, for reporting.
     pub latency: LatencyView,
+    /// The caps of the destination's attributes, and where it stands against them.
+    pub caps: Caps,
+}
+
+/// A destination's call caps (`maxcps`, `maxcalls`) and the state they are judged on.
+#[derive(Debug, Default)]
+pub struct Caps {
+    pub maxcps: AtomicU32,
+    pub maxcalls: AtomicU32,
+    /// The second (of the shards' clock) the call count is for, and the count.
+    sec: AtomicU64,
+    count: AtomicU32,
+    /// Set when this second's count reached `maxcps`; cleared when the second is over.
+    cps_full: std::sync::atomic::AtomicBool,
+    /// Selections that skipped the destination because it was at a cap.
+    pub skipped: AtomicU64,
+}
+
+impl Caps {
+    /// Counts a new call sent at `now_ms`.
+    pub fn call(&self, now_ms: u64) {
+        let cap = self.maxcps.load(Relaxed);
+        if cap == 0 {
+            return;
+        }
+        let sec = now_ms / 1000;
+        if self.sec.swap(sec, Relaxed) != sec {
+            self.count.store(0, Relaxed);
+            self.cps_full.store(false, Relaxed);
+        }
+        if self.count.fetch_add(1, Relaxed) + 1 >= cap {
+            self.cps_full.store(true, Relaxed);
+        }
+    }
+
+    /// Opens the next second's calls (the shards call it from their periodic tick).
+    pub fn tick(&self, now_ms: u64) {
+        if self.cps_full.load(Relaxed) && self.sec.load(Relaxed) < now_ms / 1000 {
+            self.cps_full.store(false, Relaxed);
+        }
+    }
 }
 
 /// Upper bounds (µs) of the keepalive latency histogram's buckets; the last is +Inf.
@@ -311,6 +358,8 @@ impl DestState {
             rweight: AtomicU32::new(attrs.rweight),
             ..DestState::default()
         };
+        s.caps.maxcps.store(attrs.maxcps, Relaxed);
+        s.caps.maxcalls.store(attrs.maxcalls, Relaxed);
         if let Some(ms) = attrs.latency {
             s.latency_est_us.store(u64::from(ms) * 1000, Relaxed);
             s.latency_avg_us.store(u64::from(ms) * 1000, Relaxed);
@@ -322,9 +371,21 @@ impl DestState {
         self.flags.load(Relaxed)
     }
 
-    /// Kamailio's `ds_skip_dst`: inactive or disabled. Trying is still selectable.
+    /// Whether selection may choose it: up (Kamailio's `ds_skip_dst` says neither inactive nor
+    /// disabled; trying is still selectable) and not at one of its caps.
     pub fn is_usable(&self) -> bool {
+        self.is_up() && !self.at_cap()
+    }
+
+    /// Neither inactive nor disabled.
+    pub fn is_up(&self) -> bool {
         self.flags() & (flags::INACTIVE | flags::DISABLED) == 0
+    }
+
+    /// At its calls-per-second or concurrent-calls cap.
+    pub fn at_cap(&self) -> bool {
+        let maxcalls = self.caps.maxcalls.load(Relaxed);
+        self.caps.cps_full.load(Relaxed) || (maxcalls > 0 && self.load() >= maxcalls)
     }
 
     pub fn inc_load(&self) {

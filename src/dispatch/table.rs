@@ -42,6 +42,8 @@ pub struct Set {
     pub rr_serial: bool,
     /// Rendezvous hashing: every destination has the same weight, so scores need no logarithm.
     pub hrw_equal: bool,
+    /// Some destination has a `maxcps` or `maxcalls` cap.
+    pub has_caps: bool,
 }
 
 /// All sets, immutable once built (runtime state lives in the `Arc<DestState>`s).
@@ -50,8 +52,10 @@ pub struct Table {
     /// Sorted by id.
     pub sets: Vec<Set>,
     index: HashMap<DestId, (usize, usize)>,
-    /// The first destination at each resolved address (for counting its replies).
+    /// The first destination at each resolved address (for counting its replies), and every
+    /// resolved IP (for telling who may send in-dialog requests).
     by_addr: HashMap<SocketAddr, DestId>,
+    by_ip: std::collections::HashSet<std::net::IpAddr>,
     next_id: u32,
 }
 
@@ -91,6 +95,8 @@ impl Table {
                     if !spec.attrs.cc {
                         st.rweight.store(spec.attrs.rweight, Relaxed);
                     }
+                    st.caps.maxcps.store(spec.attrs.maxcps, Relaxed);
+                    st.caps.maxcalls.store(spec.attrs.maxcalls, Relaxed);
                     (*id, Arc::clone(st))
                 }
                 None => {
@@ -134,6 +140,9 @@ impl Table {
             let rr_serial = p0 > 0 && dests.iter().all(|d| d.priority == p0);
             let w0 = super::weights::hrw_weight(&dests[0]);
             let hrw_equal = dests.iter().all(|d| super::weights::hrw_weight(d) == w0);
+            let has_caps = dests
+                .iter()
+                .any(|d| d.attrs.maxcps > 0 || d.attrs.maxcalls > 0);
             let prev = previous.and_then(|p| p.set(id));
             sets.push(Set {
                 id,
@@ -141,6 +150,7 @@ impl Table {
                 wcursor: AtomicU64::new(prev.map_or(0, |s| s.wcursor.load(Relaxed))),
                 rr_serial,
                 hrw_equal,
+                has_caps,
                 dests,
             });
         }
@@ -148,6 +158,7 @@ impl Table {
             sets,
             index,
             by_addr: HashMap::new(),
+            by_ip: Default::default(),
             next_id,
         };
         t.index_addrs();
@@ -156,11 +167,18 @@ impl Table {
 
     fn index_addrs(&mut self) {
         self.by_addr.clear();
+        self.by_ip.clear();
         for d in self.sets.iter().flat_map(|s| s.dests.iter()) {
             if let Some(a) = d.addr {
                 self.by_addr.entry(a).or_insert(d.id);
+                self.by_ip.insert(a.ip());
             }
         }
+    }
+
+    /// Whether some destination resolved to `ip`.
+    pub fn has_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.by_ip.contains(&ip)
     }
 
     /// The destination at `addr` (the first, if several records share it).

@@ -26,10 +26,16 @@ pub enum Dropped {
     RouteUnresolvable,
     /// The destination has no resolved address.
     DestinationUnresolved,
+    /// From a source that is neither an allowed upstream nor a destination.
+    Untrusted,
+    /// An initial request from a destination (only allowed upstreams may start calls).
+    UntrustedInitial,
+    /// From a source the flood limiter has blocked.
+    Flood,
 }
 
 impl Dropped {
-    pub const ALL: [Dropped; 8] = [
+    pub const ALL: [Dropped; 11] = [
         Dropped::Malformed,
         Dropped::AckNotAnswered,
         Dropped::ResponseNotOurs,
@@ -38,6 +44,9 @@ impl Dropped {
         Dropped::TxFull,
         Dropped::RouteUnresolvable,
         Dropped::DestinationUnresolved,
+        Dropped::Untrusted,
+        Dropped::UntrustedInitial,
+        Dropped::Flood,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,12 +59,15 @@ impl Dropped {
             Dropped::TxFull => "tx_full",
             Dropped::RouteUnresolvable => "route_unresolvable",
             Dropped::DestinationUnresolved => "destination_unresolved",
+            Dropped::Untrusted => "untrusted",
+            Dropped::UntrustedInitial => "untrusted_initial",
+            Dropped::Flood => "flood",
         }
     }
 }
 
 /// Reply codes counted individually; anything else counts as `other`.
-pub const REPLY_CODES: [u16; 9] = [200, 400, 404, 416, 420, 483, 500, 503, 505];
+pub const REPLY_CODES: [u16; 12] = [200, 400, 403, 404, 408, 416, 420, 482, 483, 500, 503, 505];
 
 /// The counters of one shard.
 #[repr(align(64))]
@@ -75,6 +87,8 @@ pub struct Counters {
     /// Tries sent to a next candidate, and INVITEs that could not get a failover record.
     pub failovers: AtomicU64,
     pub failover_untracked: AtomicU64,
+    /// Sources the flood limiter blocked.
+    pub flood_blocks: AtomicU64,
     replies: [AtomicU64; REPLY_CODES.len() + 1],
     dropped: [AtomicU64; Dropped::ALL.len()],
 }
@@ -113,6 +127,7 @@ impl Counters {
             health_changes: self.health_changes.load(Relaxed),
             failovers: self.failovers.load(Relaxed),
             failover_untracked: self.failover_untracked.load(Relaxed),
+            flood_blocks: self.flood_blocks.load(Relaxed),
             replies: std::array::from_fn(|i| self.replies[i].load(Relaxed)),
             dropped: std::array::from_fn(|i| self.dropped[i].load(Relaxed)),
         }
@@ -132,6 +147,7 @@ pub struct Snapshot {
     pub health_changes: u64,
     pub failovers: u64,
     pub failover_untracked: u64,
+    pub flood_blocks: u64,
     /// By [`REPLY_CODES`] index, then `other`.
     pub replies: [u64; REPLY_CODES.len() + 1],
     /// By [`Drop`] discriminant.
@@ -176,6 +192,7 @@ impl Snapshot {
             health_changes: self.health_changes + o.health_changes,
             failovers: self.failovers + o.failovers,
             failover_untracked: self.failover_untracked + o.failover_untracked,
+            flood_blocks: self.flood_blocks + o.flood_blocks,
             replies: std::array::from_fn(|i| self.replies[i] + o.replies[i]),
             dropped: std::array::from_fn(|i| self.dropped[i] + o.dropped[i]),
         }
@@ -194,6 +211,7 @@ impl Snapshot {
             health_changes: self.health_changes - before.health_changes,
             failovers: self.failovers - before.failovers,
             failover_untracked: self.failover_untracked - before.failover_untracked,
+            flood_blocks: self.flood_blocks - before.flood_blocks,
             replies: std::array::from_fn(|i| self.replies[i] - before.replies[i]),
             dropped: std::array::from_fn(|i| self.dropped[i] - before.dropped[i]),
         }

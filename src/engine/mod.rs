@@ -4,9 +4,11 @@
 
 pub mod counters;
 pub mod failover;
+pub mod flood;
 pub mod outbox;
 pub mod route;
 pub mod shard;
+pub mod trust;
 
 pub use counters::{Counters, Snapshot};
 pub use outbox::{Outbox, VecOutbox};

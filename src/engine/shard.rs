@@ -20,9 +20,12 @@ use crate::dispatch::{
     Algorithm, Candidates, Destination, HeaderLookup, Keys, Rng, Table, UriKey, select,
 };
 use crate::engine::failover::Failover;
+use crate::engine::flood::{Admit, FloodConfig, Limiter};
+use crate::engine::trust::{Refusal, Source, Trust};
 use crate::health::{Change, Prober};
 use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request, write_response};
 use crate::sip::reply::{Extra, write_reply};
+use crate::sip::stun::{binding_response, is_stun};
 use crate::sip::uri::{Scheme, Uri};
 use crate::sip::verdict::{DropReason, Verdict, judge};
 use crate::sip::{Message, Method, StartLine};
@@ -43,6 +46,10 @@ pub struct Shared {
     pub expire_ms: u64,
     /// Whether keepalive latency figures survive a reload.
     pub retain_latency_stats: bool,
+    /// Who may send initial requests, in-dialog requests and responses.
+    pub trust: Trust,
+    /// Flood protection settings (each shard builds its own limiter from them).
+    pub flood: FloodConfig,
     /// Failover records per shard, and the largest request one can copy.
     pub failover_records: usize,
     pub failover_slot: usize,
@@ -74,6 +81,10 @@ pub struct Shard {
     pub ping_socket: usize,
     /// INVITE transactions under failover.
     failover: Failover,
+    /// The per-source rate limit, when configured.
+    flood: Option<Limiter>,
+    /// Block log lines this shard may still write in the current tick.
+    flood_log_budget: u32,
 }
 
 struct Headers<'m, 'a>(&'m Message<'a>);
@@ -104,6 +115,7 @@ impl Shard {
     /// A shard with a tracker for `tracker_capacity` calls.
     pub fn new(shared: Arc<Shared>, index: usize, tracker_capacity: usize) -> Self {
         let tracker = Tracker::new(tracker_capacity, shared.init_expire_ms, shared.expire_ms);
+        let flood = shared.flood.limiter().ok().flatten();
         let failover = if shared.routes.iter().any(|r| r.failover.is_some()) {
             Failover::new(shared.failover_records, shared.failover_slot)
         } else {
@@ -121,6 +133,8 @@ impl Shard {
             changes: None,
             ping_socket: 0,
             failover,
+            flood,
+            flood_log_budget: 1,
         }
     }
 
@@ -131,6 +145,35 @@ impl Shard {
         self.prober = Some((prober, table));
         self.changes = changes;
         self
+    }
+
+    /// Flood protection for a datagram that just arrived on this shard: `false` drops it.
+    pub fn admit(&mut self, now: Instant, src: SocketAddr) -> bool {
+        let Some(limiter) = self.flood.as_mut() else {
+            return true;
+        };
+        let now_ms = now.saturating_duration_since(self.shared.epoch).as_millis() as u64;
+        match limiter.admit(now_ms, src.ip()) {
+            Admit::Pass => true,
+            Admit::Drop => {
+                self.counters.dropped(Dropped::Flood);
+                false
+            }
+            Admit::Blocked => {
+                self.counters.dropped(Dropped::Flood);
+                Counters::inc(&self.counters.flood_blocks);
+                if self.flood_log_budget > 0 {
+                    self.flood_log_budget -= 1;
+                    tracing::warn!(
+                        "flood: {} blocked for {:?} (more than {} datagrams/s)",
+                        src.ip(),
+                        self.shared.flood.block.0,
+                        self.shared.flood.rate
+                    );
+                }
+                false
+            }
+        }
     }
 
     /// Reports destination state changes this shard makes (failover marks) to `changes`.
@@ -168,6 +211,19 @@ impl Shard {
                 d.state.dec_load();
             }
         });
+        for set in table.sets.iter().filter(|s| s.has_caps) {
+            for d in &set.dests {
+                d.state.caps.tick(now_ms);
+            }
+        }
+        if let Some(l) = self.flood.as_mut() {
+            self.flood_log_budget = 1;
+            let mut n = 0;
+            l.released(now_ms, SWEEP_PER_TICK * 4, |_| n += 1);
+            if n > 0 {
+                tracing::info!("flood: {n} blocked source(s) released");
+            }
+        }
         let ctx = Ctx {
             shared: &self.shared,
             counters: &self.counters,
@@ -200,8 +256,15 @@ impl Shard {
         }
     }
 
-    /// Handles one datagram from `src`.
-    pub fn handle(&mut self, now: Instant, src: SocketAddr, data: &[u8], out: &mut impl Outbox) {
+    /// Handles one datagram that arrived from `src` on listen socket `sock`.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        sock: usize,
+        src: SocketAddr,
+        data: &[u8],
+        out: &mut impl Outbox,
+    ) {
         let now_ms = self.now_ms(now);
         let Self {
             shared,
@@ -224,6 +287,13 @@ impl Shard {
             now_ms,
         };
         Counters::inc(&counters.received);
+        let source = shared.trust.source(sock, src, &shared.table.load());
+        if source == Source::Unknown {
+            return ctx.refuse(data, Dropped::Untrusted, src, out);
+        }
+        if is_stun(data) {
+            return ctx.stun(data, src, out);
+        }
         match judge(data, &shared.identity) {
             Verdict::Keepalive => Counters::inc(&counters.keepalives),
             Verdict::Drop(DropReason::Malformed(_)) => counters.dropped(Dropped::Malformed),
@@ -236,6 +306,9 @@ impl Shard {
                     d.state.replied(code);
                 }
                 ctx.response(tracker, &mut fo, prober, &m, out)
+            }
+            Verdict::Request(m, _) if source != Source::Upstream && m.to.tag.is_none() => {
+                ctx.refuse(data, Dropped::UntrustedInitial, src, out)
             }
             Verdict::Request(m, f) => ctx.request(tracker, &mut fo, cands, rng, src, &m, &f, out),
         }
@@ -267,6 +340,27 @@ struct Ctx<'s> {
 }
 
 impl Ctx<'_> {
+    /// A datagram the trust rules refuse: counted, and answered 403 if so configured (requests
+    /// only, never ACKs).
+    fn refuse(&self, data: &[u8], why: Dropped, src: SocketAddr, out: &mut impl Outbox) {
+        self.counters.dropped(why);
+        if self.shared.trust.refuse == Refusal::Forbidden {
+            self.reply(data, 403, "Forbidden", Extra::None, src, out);
+        }
+    }
+
+    /// A STUN Binding request on the SIP port (a keepalive): answered with the sender's
+    /// reflexive address; other STUN messages are dropped.
+    fn stun(&self, data: &[u8], src: SocketAddr, out: &mut impl Outbox) {
+        Counters::inc(&self.counters.keepalives);
+        let Some(buf) = out.buffer() else {
+            return self.counters.dropped(Dropped::TxFull);
+        };
+        if let Some(n) = binding_response(data, src, buf) {
+            out.commit(n, src);
+        }
+    }
+
     fn reply(
         &self,
         data: &[u8],
@@ -441,7 +535,19 @@ impl Ctx<'_> {
             return;
         };
         if method == Method::Invite && initial {
-            let counted = route.selector.algorithm == Algorithm::CallLoad;
+            if set.has_caps {
+                for d in set
+                    .dests
+                    .iter()
+                    .filter(|d| d.state.is_up() && d.state.at_cap())
+                {
+                    d.state.caps.skipped.fetch_add(1, Relaxed);
+                }
+            }
+            dest.state.caps.call(self.now_ms);
+            // A concurrent-calls cap needs the call counted, whatever the algorithm.
+            let counted = route.selector.algorithm == Algorithm::CallLoad
+                || dest.state.caps.maxcalls.load(Relaxed) > 0;
             match tracker.begin(key, set.id, dest.id, counted, self.now_ms) {
                 Begin::New if counted => dest.state.inc_load(),
                 Begin::Replaced(old) => {

@@ -55,6 +55,8 @@ pub(super) fn shard_from(text: &str) -> Shard {
         init_expire_ms: 10_000,
         expire_ms: 60_000,
         retain_latency_stats: false,
+        trust: cfg.trust.resolve(&cfg.listen.udp).unwrap(),
+        flood: cfg.flood.clone(),
         failover_records: 64,
         failover_slot: 4096,
         epoch: Instant::now(),
@@ -97,7 +99,7 @@ Call-ID: {}\r\nCSeq: 1 {}\r\nContent-Length: 0\r\n\r\n",
 
 pub(super) fn run(s: &mut Shard, from: &str, data: &[u8]) -> Vec<(SocketAddr, Vec<u8>)> {
     let mut out = VecOutbox::new();
-    s.handle(Instant::now(), from.parse().unwrap(), data, &mut out);
+    s.handle(Instant::now(), 0, from.parse().unwrap(), data, &mut out);
     out.sent
 }
 
@@ -239,8 +241,72 @@ fn local_replies_and_drops() {
         "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKx, SIP/2.0/UDP {UAC};branch=z9hG4bKy\r\n\
 From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: n\r\nCSeq: 1 INVITE\r\n\r\n"
     );
-    assert!(run(&mut s, "10.9.9.9:5060", r.as_bytes()).is_empty());
+    assert!(run(&mut s, UAC, r.as_bytes()).is_empty());
     assert_eq!(s.counters.snapshot().dropped(Dropped::ResponseNotOurs), 1);
+}
+
+#[test]
+fn only_trusted_sources_get_through() {
+    let text = config("round-robin").replace(
+        "[no_destination]",
+        "[trust]\nupstreams = [\"10.0.0.0/8\"]\n[no_destination]",
+    );
+    let mut s = shard_from(&text);
+    let sbc = "10.1.1.1:5060";
+    assert_eq!(
+        run(&mut s, sbc, &req("INVITE", 9, false, "")).len(),
+        1,
+        "the upstream may"
+    );
+    let stranger = "203.0.113.9:5060";
+    // Not an upstream, not a destination: dropped, whatever it sends.
+    assert!(run(&mut s, stranger, &req("INVITE", 1, false, "")).is_empty());
+    assert!(
+        run(&mut s, stranger, b"garbage").is_empty(),
+        "no 400 towards it either"
+    );
+    // A destination may answer and send in-dialog requests, but not start a call.
+    let dest = "127.0.0.1:7001";
+    assert!(run(&mut s, dest, &req("INVITE", 2, false, "")).is_empty());
+    assert_eq!(run(&mut s, dest, &req("BYE", 3, true, "")).len(), 1);
+    let c = s.counters.snapshot();
+    assert_eq!(
+        (
+            c.dropped(Dropped::Untrusted),
+            c.dropped(Dropped::UntrustedInitial)
+        ),
+        (2, 1)
+    );
+    // A STUN Binding request on the SIP port is answered like a keepalive.
+    let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(b"0123456789ab");
+    let back = run(&mut s, sbc, &stun);
+    assert_eq!(back.len(), 1);
+    assert_eq!(&back[0].1[0..2], &[0x01, 0x01]);
+    // A request with our own Via on top came back to us: 482.
+    let looped = String::from_utf8(req("INVITE", 4, false, ""))
+        .unwrap()
+        .replace(
+            &format!("Via: SIP/2.0/UDP {UAC}"),
+            &format!("Via: SIP/2.0/UDP {ME}"),
+        );
+    assert!(
+        run(&mut s, sbc, looped.as_bytes())[0]
+            .1
+            .starts_with(b"SIP/2.0 482 Loop Detected")
+    );
+}
+
+#[test]
+fn refused_requests_can_get_a_403() {
+    let text = config("round-robin").replace(
+        "[no_destination]",
+        "[trust]\nrefuse = \"forbidden\"\n[no_destination]",
+    );
+    let mut s = shard_from(&text);
+    let back = run(&mut s, "203.0.113.9:5060", &req("INVITE", 1, false, ""));
+    assert!(back[0].1.starts_with(b"SIP/2.0 403 Forbidden"));
+    assert_eq!(s.counters.snapshot().replies_with(403), 1);
 }
 
 #[test]
@@ -394,4 +460,48 @@ fn a_reload_keeps_call_load_and_releases_reach_the_new_table() {
         assert_eq!(out[0].0, *uas);
     }
     assert_eq!(loads(), [0, 0, 2]);
+}
+
+#[test]
+fn destinations_at_their_caps_are_skipped() {
+    let text = config("round-robin")
+        .replace(
+            "attrs = \"duid=a;maxload=10\"",
+            "attrs = \"duid=a;maxcalls=1\"",
+        )
+        .replace(
+            "attrs = \"duid=b;maxload=10\"",
+            "attrs = \"duid=b;maxcps=2\"",
+        );
+    let mut s = shard_from(&text);
+    let to = |s: &mut Shard, call: u32| run(s, UAC, &req("INVITE", call, false, ""))[0].0.port();
+    // a takes one call at a time; b two new calls a second.
+    assert_eq!(to(&mut s, 1), 7001);
+    assert_eq!(to(&mut s, 2), 7002);
+    assert_eq!(to(&mut s, 3), 7002, "a is at its one call");
+    let back = run(&mut s, UAC, &req("INVITE", 4, false, ""));
+    assert!(
+        back[0].1.starts_with(b"SIP/2.0 503"),
+        "both at a cap: no destination"
+    );
+    // The BYE of call 1 frees a; the next second frees b.
+    run(&mut s, UAC, &req("BYE", 1, true, ""));
+    assert_eq!(to(&mut s, 5), 7001);
+    s.tick(
+        Instant::now() + Duration::from_millis(1100),
+        &mut VecOutbox::new(),
+    );
+    let table = s.shared.table.load_full();
+    let b = &table.set(1).unwrap().dests[1];
+    assert!(!b.state.at_cap(), "a new second");
+    assert!(
+        table
+            .set(1)
+            .unwrap()
+            .dests
+            .iter()
+            .map(|d| d.state.caps.skipped.load(Relaxed))
+            .sum::<u64>()
+            >= 3
+    );
 }

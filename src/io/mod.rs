@@ -73,6 +73,11 @@ impl Default for IoConfig {
 
 /// The per-shard logic the I/O layer drives.
 pub trait Handler: Send + 'static {
+    /// Whether a datagram from `src` may be handled at all (flood protection); called on the
+    /// receiving shard first. A refused datagram is dropped here.
+    fn admit(&mut self, _now: Instant, _src: SocketAddr) -> bool {
+        true
+    }
     /// Which shard owns this datagram (e.g. by Call-ID hash); called on the receiving shard.
     fn steer(&mut self, data: &[u8], nshards: usize) -> usize;
     /// Handles one datagram on its owning shard, writing whatever it sends to `tx`.
@@ -214,6 +219,9 @@ impl<H: Handler> ShardIo<H> {
         tx: &mut Tx,
     ) -> Option<usize> {
         IoCounters::inc(&self.counters.rx);
+        if !self.handler.admit(now, src) {
+            return None;
+        }
         let owner = if self.nshards > 1 {
             self.handler.steer(data, self.nshards)
         } else {

@@ -10,6 +10,7 @@ pub(crate) mod lex;
 pub mod proxy;
 pub mod reply;
 pub mod scan;
+pub mod stun;
 pub mod uri;
 pub mod verdict;
 pub mod via;

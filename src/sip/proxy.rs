@@ -75,6 +75,8 @@ pub enum LocalReply {
     BadExtension(Span),
     /// 483: Max-Forwards reached 0.
     TooManyHops,
+    /// 482: the request carries our own Via on top, so we sent it to ourselves.
+    LoopDetected,
 }
 
 /// What to do with a request that passed the scanner.
@@ -137,6 +139,12 @@ pub fn plan_request(msg: &Message<'_>, me: &Identity) -> RequestPlan {
     let to_us = route_target.is_none() && uri.user.is_none() && me.is_own_uri(buf, &uri);
     if method == Method::Options && to_us {
         return reply(LocalReply::Options200);
+    }
+    // RFC 3261 §16.3 step 4, for the loop a stateless proxy can see: a request whose top Via is
+    // ours came straight back (a destination that is this proxy). Longer loops through other
+    // proxies end at Max-Forwards (483).
+    if me.is_own(msg.via.host_bare(buf), msg.via.port) {
+        return reply(LocalReply::LoopDetected);
     }
     let (max_forwards, has_max_forwards) = match msg.max_forwards {
         Some((0, _)) => return reply(LocalReply::TooManyHops),

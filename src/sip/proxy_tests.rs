@@ -192,6 +192,15 @@ fn local_replies_required_by_the_rules() {
         plan_request(&msg(zero.as_bytes()), &me()),
         RequestPlan::Reply(LocalReply::TooManyHops)
     );
+    // Our own Via on top: the request came straight back to us.
+    let looped = with(
+        "Via: SIP/2.0/UDP 10.0.0.5:5061;",
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;",
+    );
+    assert_eq!(
+        plan_request(&msg(looped.as_bytes()), &me()),
+        RequestPlan::Reply(LocalReply::LoopDetected)
+    );
     let ack = zero.replace("INVITE", "ACK");
     assert_eq!(
         plan_request(&msg(ack.as_bytes()), &me()),

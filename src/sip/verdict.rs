@@ -63,6 +63,7 @@ fn local(buf: &[u8], r: LocalReply) -> Reject<'_> {
         LocalReply::UnsupportedScheme => (416, "Unsupported URI Scheme", Extra::None),
         LocalReply::BadExtension(tags) => (420, "Bad Extension", Extra::Unsupported(tags.of(buf))),
         LocalReply::TooManyHops => (483, "Too Many Hops", Extra::None),
+        LocalReply::LoopDetected => (482, "Loop Detected", Extra::None),
     };
     Reject {
         code,
