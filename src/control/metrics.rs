@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::Control;
 use crate::dispatch::Destination;
 use crate::dispatch::destination::LATENCY_BUCKETS_US;
-use crate::engine::counters::{Dropped, REPLY_CODES, Snapshot};
+use crate::engine::counters::{Counters, Dropped, REPLY_CODES, Snapshot};
 
 /// One metric family being written: its header once, then samples.
 struct Family<'o> {
@@ -183,6 +183,25 @@ pub fn render(ctl: &Control) -> String {
     );
     for (i, io) in ctl.io.iter().enumerate() {
         f.sample("", &[("shard", &shards[i])], io.snapshot().handoff_out);
+    }
+    type Gauge = fn(&Counters) -> u64;
+    let gauges: [(&'static str, &str, Gauge); 2] = [
+        (
+            "sipdispatch_shard_tracked_calls",
+            "Calls in the shard's Call-ID tracker (live and lingering).",
+            |c| c.tracked_calls.load(Relaxed),
+        ),
+        (
+            "sipdispatch_shard_failover_records",
+            "INVITE transactions under failover.",
+            |c| c.failover_records.load(Relaxed),
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let mut f = Family::new(&mut out, name, "gauge", help);
+        for (i, c) in ctl.counters.iter().enumerate() {
+            f.sample("", &[("shard", &shards[i])], get(c));
+        }
     }
     destinations(ctl, &mut out);
     Family::new(

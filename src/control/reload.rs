@@ -106,7 +106,7 @@ impl Control {
 
     fn rebuild(&self, current: &Table, specs: Vec<DestSpec>) -> Result<u64, ChangeError> {
         let mut table = Table::build(specs, Some(current)).map_err(ChangeError::Bad)?;
-        table.resolve_with(crate::runtime::resolve);
+        table.resolve_with(self.resolver);
         self.swap(table)
     }
 

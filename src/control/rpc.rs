@@ -331,12 +331,14 @@ fn call(ctl: &Control, method: &str, a: &Args<'_>) -> Result<Value, RpcError> {
 /// Kamailio's state argument: `a`/`1`, `i`/`0`, `d`/`2`, `t`/`3`, with `p` for probing.
 fn parse_state(s: &str) -> Result<u8, RpcError> {
     let l = s.to_ascii_lowercase();
-    let (base, rest) = l.split_at(l.len().min(1));
+    let mut chars = l.chars();
+    let base = chars.next();
+    let rest = chars.as_str();
     let state = match base {
-        "a" | "1" => 0,
-        "i" | "0" => flags::INACTIVE,
-        "d" | "2" => flags::DISABLED,
-        "t" | "3" => flags::TRYING,
+        Some('a' | '1') => 0,
+        Some('i' | '0') => flags::INACTIVE,
+        Some('d' | '2') => flags::DISABLED,
+        Some('t' | '3') => flags::TRYING,
         _ => {
             return Err(RpcError::params(format!(
                 "state: `{s}`: expected a, i, d or t, with an optional p"

@@ -142,6 +142,11 @@ fn set_state_by_address_duid_and_all() {
     );
     let (_, msg) = err(&ctl, "dispatcher.set_state", json!(["a", 9, "all"]));
     assert!(msg.contains("no set 9"), "{msg}");
+    // Found by the fuzzer: a state that starts with a multi-byte character.
+    assert_eq!(
+        err(&ctl, "dispatcher.set_state", json!(["ɦ", 1, "all"])).0,
+        -32602
+    );
     let (_, msg) = err(&ctl, "dispatcher.set_state", json!(["a"]));
     assert!(msg.contains("missing argument 2 (group)"), "{msg}");
 }

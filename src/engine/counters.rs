@@ -89,6 +89,9 @@ pub struct Counters {
     pub failover_untracked: AtomicU64,
     /// Sources the flood limiter blocked.
     pub flood_blocks: AtomicU64,
+    /// Gauges the shard refreshes every tick: calls in its tracker, failover records open.
+    pub tracked_calls: AtomicU64,
+    pub failover_records: AtomicU64,
     replies: [AtomicU64; REPLY_CODES.len() + 1],
     dropped: [AtomicU64; Dropped::ALL.len()],
 }

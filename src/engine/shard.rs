@@ -211,6 +211,12 @@ impl Shard {
                 d.state.dec_load();
             }
         });
+        self.counters
+            .tracked_calls
+            .store(self.tracker.len() as u64, Relaxed);
+        self.counters
+            .failover_records
+            .store(self.failover.len() as u64, Relaxed);
         for set in table.sets.iter().filter(|s| s.has_caps) {
             for d in &set.dests {
                 d.state.caps.tick(now_ms);
