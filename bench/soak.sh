@@ -5,6 +5,7 @@
 # memory at start, end and peak, and its tracker size against the calls in progress.
 #   bench/soak.sh [seconds] [calls/s] [call seconds]
 #   defaults: 600 1600 2 — kill at 1/5 of the run, restart at 3/10, reload at 1/2.
+#   EVENTS=0 leaves out the kill, restart and reload (to measure the capacity first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-600}
@@ -126,12 +127,12 @@ t=0
 while kill -0 $uac 2>/dev/null; do
   sleep 10; t=$(( t + 10 ))
   r=$(rss); [ "$r" -gt "$peak" ] && peak=$r
-  if [ $t -eq $(( secs / 5 / 10 * 10 )) ]; then kill -9 $pb; echo "# t=$t: killed media server b"; fi
-  if [ $t -eq $(( secs * 3 / 10 / 10 * 10 )) ]; then
+  if [ "${EVENTS:-1}" = 1 ] && [ $t -eq $(( secs / 5 / 10 * 10 )) ]; then kill -9 $pb; echo "# t=$t: killed media server b"; fi
+  if [ "${EVENTS:-1}" = 1 ] && [ $t -eq $(( secs * 3 / 10 / 10 * 10 )) ]; then
     sipp -sf media.xml -i 127.0.0.1 -p "$B" -nostdin -buff_size 4194304 >/dev/null 2>&1 & pb=$!
     echo "# t=$t: restarted media server b"
   fi
-  if [ $t -eq $(( secs / 2 / 10 * 10 )) ]; then
+  if [ "${EVENTS:-1}" = 1 ] && [ $t -eq $(( secs / 2 / 10 * 10 )) ]; then
     printf '1 sip:127.0.0.1:%s 0 5 duid=a\n1 sip:127.0.0.1:%s 0 5 duid=b\n' "$A" "$B" > dispatcher.list
     "$bin" ctl --endpoint "127.0.0.1:$HTTP" dispatcher.reload >/dev/null && echo "# t=$t: reloaded an edited list"
   fi

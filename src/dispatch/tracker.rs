@@ -150,6 +150,11 @@ impl Tracker {
         self.capacity
     }
 
+    /// Slots in the table (the sweep's whole round).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Bytes the table occupies.
     pub fn memory(&self) -> usize {
         std::mem::size_of_val(&*self.slots)

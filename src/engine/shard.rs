@@ -34,6 +34,9 @@ use crate::sip::{Message, Method, StartLine};
 const LINGER_MS: u64 = 32_000;
 /// Tracker slots examined for expiry per tick.
 const SWEEP_PER_TICK: usize = 256;
+/// The expiry sweep goes round the whole tracker this often, so the table holds live calls and
+/// ones lingering for their last messages, not calls long over.
+const SWEEP_ROUND_MS: u64 = 8_000;
 
 /// What every shard reads: who we are, the routes, and the destination table (swapped whole
 /// on reload).
@@ -85,6 +88,8 @@ pub struct Shard {
     flood: Option<Limiter>,
     /// Block log lines this shard may still write in the current tick.
     flood_log_budget: u32,
+    /// When the tracker's expiry sweep last ran.
+    last_sweep_ms: u64,
 }
 
 struct Headers<'m, 'a>(&'m Message<'a>);
@@ -135,6 +140,7 @@ impl Shard {
             failover,
             flood,
             flood_log_budget: 1,
+            last_sweep_ms: 0,
         }
     }
 
@@ -206,7 +212,11 @@ impl Shard {
     pub fn tick(&mut self, now: Instant, out: &mut impl Outbox) {
         let now_ms = self.now_ms(now);
         let table = self.shared.table.load();
-        self.tracker.expire(now_ms, SWEEP_PER_TICK, |e| {
+        let since = now_ms.saturating_sub(self.last_sweep_ms);
+        self.last_sweep_ms = now_ms;
+        let slots = self.tracker.slots();
+        let work = ((slots as u64 * since / SWEEP_ROUND_MS) as usize).min(slots);
+        self.tracker.expire(now_ms, work.max(SWEEP_PER_TICK), |e| {
             if let Some(d) = table.dest(e.dest) {
                 d.state.dec_load();
             }

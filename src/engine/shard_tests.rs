@@ -505,3 +505,29 @@ fn destinations_at_their_caps_are_skipped() {
             >= 3
     );
 }
+
+/// Found by the soak: at thousands of calls per second a fixed, small sweep left ended calls in
+/// the tracker for minutes. The sweep now goes round the whole table every few seconds.
+#[test]
+fn ended_calls_leave_the_tracker_soon_after_their_linger() {
+    // A tracker of the default size (a million calls, two million slots).
+    let mut s = Shard::new(Arc::clone(&shard("round-robin").shared), 0, 1 << 20);
+    let t0 = Instant::now();
+    for call in 0..500 {
+        run(&mut s, UAC, &req("INVITE", call, false, ""));
+        run(&mut s, UAC, &req("BYE", call, true, ""));
+    }
+    assert_eq!(
+        s.tracked(),
+        500,
+        "ended calls linger for their last messages"
+    );
+    let mut out = VecOutbox::new();
+    // Ticks every 50 ms for the linger (32 s) and one sweep round (8 s).
+    let mut ms = 0;
+    while ms <= 41_000 {
+        s.tick(t0 + Duration::from_millis(ms), &mut out);
+        ms += 50;
+    }
+    assert_eq!(s.tracked(), 0);
+}
