@@ -83,8 +83,13 @@ fn call_pair(
     let uas_cmd = format!(
         "-sn uas -i 127.0.0.1 -p {up} -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uas.csv"
     );
+    let scenario = if extra.contains(&"-sf") {
+        ""
+    } else {
+        "-sn uac"
+    };
     let uac_cmd = format!(
-        "-sn uac 127.0.0.1:{up} -i 127.0.0.1 -p {cp} -r 200 -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uac.csv"
+        "{scenario} 127.0.0.1:{up} -i 127.0.0.1 -p {cp} -r 200 -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uac.csv"
     );
     let uas = spawn(
         uas_exe,
@@ -182,7 +187,7 @@ fn unsupported_scenario_is_refused_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("media.xml:4:") && err.contains("<action>"),
+        err.contains("media.xml:5:") && err.contains("play_pcap_audio") && err.contains("media"),
         "{err}"
     );
     let out = run(SIPLOAD, &dir, &["-3pcc", "x.xml"]);
@@ -192,8 +197,8 @@ fn unsupported_scenario_is_refused_with_its_line() {
 /// One call's `-trace_msg` log with what legitimately differs between two runs masked: the
 /// process ids (in Call-IDs, tags and branches), the ports, the log's timestamps, and the
 /// media port (SIPp binds RTP sockets and advertises the port it got; sipload opens none).
-fn masked_log(dir: &Path, uac_pid: u32, ports: [&str; 2]) -> String {
-    let log = std::fs::read_to_string(dir.join(format!("uac_{uac_pid}_messages.log"))).unwrap();
+fn masked_log(dir: &Path, stem: &str, uac_pid: u32, ports: [&str; 2]) -> String {
+    let log = std::fs::read_to_string(dir.join(format!("{stem}_{uac_pid}_messages.log"))).unwrap();
     let mut out = String::new();
     for line in log.lines() {
         let mut l = if line.starts_with("-----------") {
@@ -229,10 +234,62 @@ fn builtin_uac_puts_the_same_messages_on_the_wire_as_sipp() {
         let dir = tmpdir(name);
         let p = call_pair(&dir, "sipp", exe, "1", "x", &["-trace_msg"]);
         assert_eq!(p.uac.status.code(), Some(0), "{exe}");
-        logs.push(masked_log(&dir, p.uac_pid, [&p.ports[0], &p.ports[1]]));
+        logs.push(masked_log(
+            &dir,
+            "uac",
+            p.uac_pid,
+            [&p.ports[0], &p.ports[1]],
+        ));
     }
     assert!(logs[0].contains("UDP message sent"), "{}", logs[0]);
     assert_eq!(logs[0], logs[1]);
+}
+
+/// A scenario of ours using `ereg` (on a header and on the whole message), string and double
+/// variables, `test`, `strcmp`, `log`, `[$var]` (an empty one dropping its line) and a
+/// `nop` whose `next` is conditional on a variable: SIPp and sipload running it against the
+/// same SIPp uas put the same messages on the wire and write the same `<log>` lines.
+#[test]
+fn custom_scenario_with_actions_puts_the_same_messages_on_the_wire_as_sipp() {
+    let sf = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/ereg_uac.xml");
+    let (mut wires, mut logs) = (Vec::new(), Vec::new());
+    for (exe, name) in [("sipp", "ereg-sipp"), (SIPLOAD, "ereg-sipload")] {
+        let dir = tmpdir(name);
+        let p = call_pair(
+            &dir,
+            "sipp",
+            exe,
+            "1",
+            "x",
+            &["-sf", sf, "-trace_msg", "-trace_logs"],
+        );
+        assert_eq!(
+            p.uac.status.code(),
+            Some(0),
+            "{exe}: {}",
+            String::from_utf8_lossy(&p.uac.stderr)
+        );
+        assert_eq!(last(&dir.join("x-uac.csv"), "SuccessfulCall(C)"), "1");
+        wires.push(masked_log(
+            &dir,
+            "ereg_uac",
+            p.uac_pid,
+            [&p.ports[0], &p.ports[1]],
+        ));
+        let log = dir.join(format!("ereg_uac_{}_logs.log", p.uac_pid));
+        let text =
+            std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        logs.push(text.replace(&format!("127.0.0.1:{}", p.ports[0]), "127.0.0.1:RPORT"));
+    }
+    assert!(wires[0].contains("X-N: 12.000000"), "{}", wires[0]);
+    assert!(wires[0].contains("X-Label: call-1-INVITE"), "{}", wires[0]);
+    assert!(
+        !wires[0].contains("INFO sip:"),
+        "the nop's next skips the INFO"
+    );
+    assert_eq!(wires[0], wires[1]);
+    assert_eq!(logs[0], logs[1]);
+    assert!(logs[0].starts_with("got 127.0.0.1:"), "{}", logs[0]);
 }
 
 #[test]

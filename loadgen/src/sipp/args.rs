@@ -37,6 +37,10 @@ pub struct Options {
     pub media_ip: Option<String>,
     pub media_port: u16,
     pub default_behaviors: bool,
+    /// `-set name value`: run-wide variables.
+    pub set: Vec<(String, String)>,
+    pub trace_logs: bool,
+    pub auto_answer: bool,
 }
 
 impl Default for Options {
@@ -73,6 +77,9 @@ impl Default for Options {
             media_ip: None,
             media_port: 6000,
             default_behaviors: true,
+            set: Vec::new(),
+            trace_logs: false,
+            auto_answer: false,
         }
     }
 }
@@ -183,6 +190,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 let v = val(a)?;
                 o.keys.insert(k, v);
             }
+            "-set" => {
+                let k = val(a)?;
+                let v = val(a)?;
+                o.set.push((k, v));
+            }
+            "-trace_logs" => o.trace_logs = true,
+            "-aa" => o.auto_answer = true,
             "-base_cseq" => o.base_cseq = num(a, val(a)?)? as u32,
             "-cid_str" => o.cid_str = val(a)?,
             "-buff_size" => o.buff_size = num(a, val(a)?)? as usize,
@@ -241,7 +255,10 @@ Options (SIPp's meanings, units and defaults):
   -timeout T         global timeout (s)         -recv_timeout T  default recv timeout (ms)
   -nr                no retransmissions         -max_retrans/-max_invite_retrans/-max_non_invite_retrans N
   -T2 T              non-INVITE retransmission cap (ms)
-  -key NAME VALUE    generic [NAME] keyword     -base_cseq N   -cid_str FMT
+  -key NAME VALUE    generic [NAME] keyword     -set NAME VALUE  global variable $NAME
+  -trace_logs        <log> actions to <scenario>_<pid>_logs.log
+  -aa                answer INFO/NOTIFY/OPTIONS/UPDATE outside the scenario with 200
+  -base_cseq N       first [cseq]               -cid_str FMT   Call-ID format
   -buff_size BYTES   socket buffers             -mi IP -mp PORT  [media_ip] [media_port]
   -nd | -default_behaviors all|none             -nostdin
   -v, -h

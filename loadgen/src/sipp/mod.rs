@@ -3,12 +3,24 @@
 //! feeds datagrams and timers to the [`engine`], and writes SIPp's statistics CSV. Exit codes
 //! are SIPp's.
 
+pub mod action_xml;
+pub mod actions;
+#[cfg(test)]
+mod actions_tests;
 pub mod args;
 pub mod builtin;
+pub mod call;
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
+pub mod flow;
 pub mod scenario;
+#[cfg(test)]
+mod scenario_tests;
 pub mod stats;
 pub mod template;
+pub mod vars;
+pub mod wire;
 
 use std::fs::File;
 use std::io::{ErrorKind, Write as _};
@@ -132,7 +144,9 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         },
     };
     let name = o.sf.clone().unwrap_or_else(|| format!("-sn {file_stem}"));
-    let sc = scenario::parse(&xml, &name, &o.keys).map_err(|e| start_err(e.to_string()))?;
+    let set_names: Vec<String> = o.set.iter().map(|(k, _)| k.clone()).collect();
+    let sc =
+        scenario::parse(&xml, &name, &o.keys, &set_names).map_err(|e| start_err(e.to_string()))?;
     let remote = match &o.remote {
         Some(h) => Some(resolve(h)?),
         None if sc.uac => return Err(start_err("a UAC scenario needs remote_host[:port]")),
@@ -205,6 +219,17 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     if o.trace_err {
         engine.errors = Some(Vec::new());
     }
+    for (k, v) in &o.set {
+        engine.set_global(k, v);
+    }
+    engine.auto_answer = o.auto_answer;
+    let logs_path = format!("{file_stem}_{pid}_logs.log");
+    let mut logs_file = if o.trace_logs {
+        engine.logs = Some(Vec::new());
+        Some(File::create(&logs_path).map_err(|e| Fatal(255, format!("{logs_path}: {e}")))?)
+    } else {
+        None
+    };
     let limit = o.limit.unwrap_or_else(|| {
         let span = o.pause_default.max(Duration::from_secs(1)).as_secs_f64();
         ((3.0 * o.rate * span / o.rate_period.as_secs_f64()).ceil() as u64).max(1)
@@ -314,6 +339,14 @@ fn run(o: &Options) -> Result<u8, Fatal> {
                 }
             }
         }
+        if let (Some(lines), Some(f)) = (engine.logs.as_mut(), logs_file.as_mut()) {
+            for l in lines.drain(..) {
+                let _ = writeln!(f, "{l}");
+            }
+        }
+        if engine.stop_now || engine.fatal.is_some() {
+            break;
+        }
         if now - last_row.0 >= o.stat_period {
             write_row(&mut engine, &mut csv, &mut last_row, now);
         }
@@ -321,8 +354,13 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     let end = Instant::now();
     write_row(&mut engine, &mut csv, &mut last_row, end);
     println!("{}", stats::summary(&engine.stats, end - start));
+    if let Some(f) = engine.fatal.take() {
+        return Err(Fatal(255, f));
+    }
     let c = &engine.stats.total;
-    Ok(if c.failed > 0 {
+    Ok(if engine.stop_now {
+        97
+    } else if c.failed > 0 {
         1
     } else if timed_out && c.success == 0 {
         97

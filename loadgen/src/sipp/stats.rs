@@ -28,7 +28,15 @@ pub const FAILURES: [&str; 17] = [
 
 pub const MAX_UDP_RETRANS: usize = 1;
 pub const UNEXPECTED: usize = 4;
+pub const CALL_REJECTED: usize = 5;
+pub const REGEXP_DOESNT_MATCH: usize = 7;
+pub const REGEXP_SHOULDNT_MATCH: usize = 8;
+pub const REGEXP_HDR_NOT_FOUND: usize = 9;
 pub const TIMEOUT_ON_RECV: usize = 11;
+pub const TEST_DOESNT_MATCH: usize = 13;
+pub const TEST_SHOULDNT_MATCH: usize = 14;
+pub const STRCMP_DOESNT_MATCH: usize = 15;
+pub const STRCMP_SHOULDNT_MATCH: usize = 16;
 
 /// Mean and standard deviation of durations, in ms as SIPp keeps them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,6 +81,7 @@ pub struct Counts {
     pub out_of_call: u64,
     pub dead_call: u64,
     pub retransmissions: u64,
+    pub auto_answered: u64,
     pub warnings: u64,
     pub rtd: Vec<Timing>,
     pub call_length: Timing,
@@ -341,7 +350,7 @@ pub fn row(s: &Stats, t: &RowTimes, d: &str) -> String {
         (p.out_of_call, c.out_of_call),
         (p.dead_call, c.dead_call),
         (p.retransmissions, c.retransmissions),
-        (0, 0),
+        (p.auto_answered, c.auto_answered),
         (p.warnings, c.warnings),
         (0, 0),
         (0, 0),

@@ -34,6 +34,8 @@ pub enum Keyword {
     LastMessage,
     Routes,
     NextUrl,
+    /// `[$name]`: a scenario variable (index into the scenario's variables).
+    Var(usize),
 }
 
 impl Keyword {
@@ -54,7 +56,10 @@ impl Keyword {
 
     /// Keywords that may come out empty and then take their line's CRLF with them.
     fn drops_line(&self) -> bool {
-        matches!(self, Keyword::LastHeader(_) | Keyword::Routes)
+        matches!(
+            self,
+            Keyword::LastHeader(_) | Keyword::Routes | Keyword::Var(_)
+        )
     }
 }
 
@@ -106,8 +111,15 @@ pub fn clean(cdata: &str) -> String {
     out
 }
 
+/// Resolves `[$name]` to the scenario's index of variable `name`.
+pub type VarResolver<'a> = dyn FnMut(&str) -> usize + 'a;
+
 /// Compiles cleaned-or-raw CDATA; `generic` holds the `-key name value` keywords.
-pub fn compile(cdata: &str, generic: &HashMap<String, String>) -> Result<Template, TemplateError> {
+pub fn compile(
+    cdata: &str,
+    generic: &HashMap<String, String>,
+    vars: &mut VarResolver<'_>,
+) -> Result<Template, TemplateError> {
     let text = clean(cdata);
     let first = text.lines().next().unwrap_or_default();
     if first.starts_with('[') {
@@ -125,13 +137,37 @@ pub fn compile(cdata: &str, generic: &HashMap<String, String>) -> Result<Templat
     } else {
         (first.split(' ').next().map(str::to_owned), None)
     };
+    let segs = split(&text, true, generic, vars)?;
+    Ok(Template { segs, method, code })
+}
+
+/// Compiles an action's text (`assignstr value=`, `log message=`): keywords expanded, the
+/// text otherwise as written.
+pub fn compile_text(
+    text: &str,
+    generic: &HashMap<String, String>,
+    vars: &mut VarResolver<'_>,
+) -> Result<Template, TemplateError> {
+    Ok(Template {
+        segs: split(text, false, generic, vars)?,
+        method: None,
+        code: None,
+    })
+}
+
+fn split(
+    text: &str,
+    crlf: bool,
+    generic: &HashMap<String, String>,
+    vars: &mut VarResolver<'_>,
+) -> Result<Vec<Seg>, TemplateError> {
     let mut segs = Vec::new();
     let mut lit = Vec::new();
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'\n' => {
+            b'\n' if crlf => {
                 lit.extend_from_slice(b"\r\n");
                 i += 1;
             }
@@ -156,7 +192,10 @@ pub fn compile(cdata: &str, generic: &HashMap<String, String>) -> Result<Templat
                 if let Some(v) = generic.get(name) {
                     lit.extend_from_slice(v.as_bytes());
                 } else {
-                    let (kw, off) = keyword(name)?;
+                    let (kw, off) = match name.strip_prefix('$') {
+                        Some(v) if !v.is_empty() => (Keyword::Var(vars(v)), 0),
+                        _ => keyword(name)?,
+                    };
                     if !lit.is_empty() {
                         segs.push(Seg::Lit(std::mem::take(&mut lit)));
                     }
@@ -173,7 +212,7 @@ pub fn compile(cdata: &str, generic: &HashMap<String, String>) -> Result<Templat
     if !lit.is_empty() {
         segs.push(Seg::Lit(lit));
     }
-    Ok(Template { segs, method, code })
+    Ok(segs)
 }
 
 fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
@@ -219,8 +258,7 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
         "peer_tag_param" => PeerTagParam,
         "routes" => Routes,
         "next_url" => NextUrl,
-        _ if base.starts_with('$')
-            || base.starts_with("field")
+        _ if base.starts_with("field")
             || base.starts_with("authentication")
             || base.starts_with("file ")
             || base.starts_with("fill ")
@@ -269,7 +307,11 @@ impl Template {
                 Seg::Key(kw, off) => {
                     let before = out.len();
                     v.put(kw, *off, out);
-                    skip_crlf = kw.drops_line() && out.len() == before;
+                    // An empty `[$var]` drops its line only when it starts the line.
+                    let at_line_start = before == 0 || out[before - 1] == b'\n';
+                    skip_crlf = kw.drops_line()
+                        && out.len() == before
+                        && (at_line_start || !matches!(kw, Keyword::Var(_)));
                 }
             }
         }
@@ -309,6 +351,7 @@ mod tests {
         let t = compile(
             "\n   ACK sip:a SIP/2.0\n   CSeq: [cseq+1] ACK\n   [last_Via:]\n   Content-Length: [len]\n  ",
             &HashMap::new(),
+            &mut |_| 0,
         )
         .unwrap();
         let mut out = Vec::new();
@@ -325,6 +368,7 @@ mod tests {
         let t = compile(
             "SIP/2.0 200 OK\nContent-Length: [len]\n\nv=0\no=x [local_ip]\n",
             &HashMap::new(),
+            &mut |_| 0,
         )
         .unwrap();
         let mut out = Vec::new();
@@ -339,19 +383,48 @@ mod tests {
     }
 
     #[test]
+    fn variables_render_and_an_empty_one_drops_its_line() {
+        struct W;
+        impl Values for W {
+            fn put(&self, kw: &Keyword, _: i64, out: &mut Vec<u8>) {
+                if let Keyword::Var(0) = kw {
+                    out.extend_from_slice(b"alice");
+                }
+            }
+        }
+        let mut names = Vec::new();
+        let t = compile(
+            "INVITE sip:[$user]@h SIP/2.0\n[$hdr]\nX: a[$hdr]\nContent-Length: 0\n",
+            &HashMap::new(),
+            &mut |n| {
+                names.push(n.to_owned());
+                names.len() - 1
+            },
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        t.render(&W, &mut out);
+        assert_eq!(names, ["user", "hdr", "hdr"]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "INVITE sip:alice@h SIP/2.0\r\nX: a\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn bad_keywords_are_named() {
         let g = HashMap::from([("target".to_owned(), "sip:x".to_owned())]);
-        assert!(compile("INVITE [target] SIP/2.0\n", &g).is_ok());
+        assert!(compile("INVITE [target] SIP/2.0\n", &g, &mut |_| 0).is_ok());
         assert_eq!(
-            compile("INVITE sip:[nope] SIP/2.0\n", &g),
+            compile("INVITE sip:[nope] SIP/2.0\n", &g, &mut |_| 0),
             Err(TemplateError::UnknownKeyword("nope".into()))
         );
         assert_eq!(
-            compile("INVITE sip:[field0] SIP/2.0\n", &g),
+            compile("INVITE sip:[field0] SIP/2.0\n", &g, &mut |_| 0),
             Err(TemplateError::Unsupported("field0".into()))
         );
         assert_eq!(
-            compile("SIP/2.0 999 X\n", &g),
+            compile("SIP/2.0 999 X\n", &g, &mut |_| 0),
             Err(TemplateError::BadCode(999))
         );
     }

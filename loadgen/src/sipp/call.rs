@@ -1,0 +1,198 @@
+//! One call's state (where it is in the scenario, what it last received and sent, its
+//! timers, variables and route set) and how `[keyword]`s read from it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sipdispatch::sip::Message;
+
+use super::actions::Render;
+use super::template::{Keyword, Template, Values};
+use super::vars::{Space, Var, View};
+use super::wire::{ip_text, last_header};
+
+/// Run-wide values for keywords and timers.
+#[derive(Clone, Debug)]
+pub struct Env {
+    pub service: String,
+    pub remote: SocketAddr,
+    pub remote_host: String,
+    pub local: SocketAddr,
+    pub media_ip: String,
+    pub media_port: u16,
+    pub pid: u32,
+    pub cid_str: String,
+    pub base_cseq: u32,
+    pub pause_default: Duration,
+    pub recv_timeout: Option<Duration>,
+    pub retrans: bool,
+    pub max_invite_retrans: u32,
+    pub max_non_invite_retrans: u32,
+    pub t2: Duration,
+    pub default_behaviors: bool,
+    pub deadcall_wait: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    Pause,
+    Timewait,
+    RecvTimeout,
+}
+
+pub struct Retrans {
+    pub at: Instant,
+    pub interval: Duration,
+    pub count: u32,
+    pub invite: bool,
+}
+
+pub struct Call {
+    pub number: u64,
+    pub call_id: Vec<u8>,
+    pub peer: SocketAddr,
+    pub idx: usize,
+    pub created: Instant,
+    pub rtd_start: Vec<Instant>,
+    pub rtd_done: Vec<bool>,
+    pub cseq: u32,
+    pub last_cseq_number: u32,
+    pub peer_tag: Vec<u8>,
+    pub last_msg: Vec<u8>,
+    pub last_hash: u64,
+    /// The first message sent after the last one received: re-sent when that one is
+    /// retransmitted.
+    pub reply_to_last: Vec<u8>,
+    pub last_sent: Vec<u8>,
+    /// Index of the last step sent: responses to it (or later) stop its retransmissions.
+    pub last_send_idx: Option<usize>,
+    pub retrans: Option<Retrans>,
+    pub wake: Option<(Instant, Wake)>,
+    pub routes: Vec<u8>,
+    pub next_url: Vec<u8>,
+    pub msg_index: usize,
+    /// Variables of this call (run-wide ones live in the engine).
+    pub vars: Vec<Var>,
+    /// A failed action check: the call runs on and ends as failed with this reason.
+    pub action_failure: Option<usize>,
+}
+
+/// `rrs="true"`: the Record-Route set (reversed for a UAC) for `[routes]`, the Contact URI
+/// for `[next_url]`.
+pub fn store_route_set(call: &mut Call, m: &Message<'_>, uac: bool) {
+    let mut rr: Vec<&[u8]> = m
+        .record_routes
+        .as_slice()
+        .iter()
+        .map(|s| s.of(m.buf))
+        .collect();
+    if uac {
+        rr.reverse();
+    }
+    call.routes = rr.join(&b", "[..]);
+    call.next_url.clear();
+    if let Some(c) = m.header(b"Contact") {
+        let uri = match (
+            c.iter().position(|&b| b == b'<'),
+            c.iter().position(|&b| b == b'>'),
+        ) {
+            (Some(a), Some(b)) if a < b => &c[a + 1..b],
+            _ => c,
+        };
+        call.next_url.extend_from_slice(uri);
+    }
+}
+
+/// Keyword values of one call; variables come from `vars` (the call's own may be on loan
+/// to running actions).
+pub struct CallValues<'a> {
+    pub env: &'a Env,
+    pub call: &'a Call,
+    pub vars: View<'a>,
+}
+
+impl Render for CallValues<'_> {
+    fn render(&self, t: &Template, space: &Space<'_>, out: &mut Vec<u8>) {
+        let v = CallValues {
+            env: self.env,
+            call: self.call,
+            vars: View {
+                local: space.local,
+                global: space.global,
+                is_global: space.is_global,
+            },
+        };
+        t.render(&v, out);
+    }
+}
+
+impl Values for CallValues<'_> {
+    fn put(&self, kw: &Keyword, off: i64, out: &mut Vec<u8>) {
+        let (env, call) = (self.env, self.call);
+        let num =
+            |out: &mut Vec<u8>, n: i64| out.extend_from_slice((n + off).to_string().as_bytes());
+        let v6 = |a: &str| {
+            if a.starts_with('[') || a.contains(':') {
+                "6"
+            } else {
+                "4"
+            }
+        };
+        match kw {
+            Keyword::Service => out.extend_from_slice(env.service.as_bytes()),
+            Keyword::RemoteIp => out.extend_from_slice(ip_text(env.remote).as_bytes()),
+            Keyword::RemoteHost => out.extend_from_slice(env.remote_host.as_bytes()),
+            Keyword::RemotePort => num(out, i64::from(env.remote.port())),
+            Keyword::LocalIp => out.extend_from_slice(ip_text(env.local).as_bytes()),
+            Keyword::LocalIpType => out.extend_from_slice(v6(&ip_text(env.local)).as_bytes()),
+            Keyword::LocalPort => num(out, i64::from(env.local.port())),
+            Keyword::Transport => out.extend_from_slice(b"UDP"),
+            Keyword::MediaIp => out.extend_from_slice(env.media_ip.as_bytes()),
+            Keyword::MediaIpType => out.extend_from_slice(v6(&env.media_ip).as_bytes()),
+            Keyword::MediaPort => num(out, i64::from(env.media_port)),
+            Keyword::CallNumber => num(out, call.number as i64),
+            Keyword::CallId => out.extend_from_slice(&call.call_id),
+            Keyword::Cseq => num(out, i64::from(call.cseq)),
+            Keyword::LastCseqNumber => num(out, i64::from(call.last_cseq_number)),
+            Keyword::Branch => out.extend_from_slice(
+                format!(
+                    "z9hG4bK-{}-{}-{}",
+                    env.pid,
+                    call.number,
+                    call.msg_index as i64 + off
+                )
+                .as_bytes(),
+            ),
+            Keyword::MsgIndex => num(out, call.msg_index as i64),
+            Keyword::Pid => out.extend_from_slice(env.pid.to_string().as_bytes()),
+            Keyword::Len => {}
+            Keyword::PeerTagParam => {
+                if !call.peer_tag.is_empty() {
+                    out.extend_from_slice(b";tag=");
+                    out.extend_from_slice(&call.peer_tag);
+                }
+            }
+            Keyword::LastHeader(h) => last_header(&call.last_msg, h, out),
+            Keyword::LastRequestUri => {
+                let mut to = Vec::new();
+                last_header(&call.last_msg, "To", &mut to);
+                if let (Some(a), Some(b)) = (
+                    to.iter().position(|&c| c == b'<'),
+                    to.iter().position(|&c| c == b'>'),
+                ) && a < b
+                {
+                    out.extend_from_slice(&to[a + 1..b]);
+                }
+            }
+            Keyword::LastMessage => out.extend_from_slice(&call.last_msg),
+            Keyword::Routes => {
+                if !call.routes.is_empty() {
+                    out.extend_from_slice(b"Route: ");
+                    out.extend_from_slice(&call.routes);
+                }
+            }
+            Keyword::NextUrl => out.extend_from_slice(&call.next_url),
+            Keyword::Var(i) => self.vars.get(*i).render(out),
+        }
+    }
+}

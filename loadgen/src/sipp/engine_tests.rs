@@ -1,0 +1,222 @@
+//! Engine behaviour without sockets: actions that fail a call but let it run, conditional
+//! `next`, `optional="global"`, `-aa`, `exec int_cmd`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::engine::{Engine, Env, Net};
+use super::scenario::parse;
+use super::stats;
+
+#[derive(Default)]
+struct Sent(Vec<Vec<u8>>);
+
+impl Net for Sent {
+    fn send(&mut self, _: SocketAddr, data: &[u8]) {
+        self.0.push(data.to_vec());
+    }
+}
+
+impl Sent {
+    fn first_lines(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|m| {
+                let s = String::from_utf8_lossy(m);
+                s.lines().next().unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+}
+
+fn env() -> Env {
+    let a: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+    Env {
+        service: "service".into(),
+        remote: a,
+        remote_host: "127.0.0.1".into(),
+        local: a,
+        media_ip: "127.0.0.1".into(),
+        media_port: 6000,
+        pid: 42,
+        cid_str: "%u-%p@%s".into(),
+        base_cseq: 1,
+        pause_default: Duration::ZERO,
+        recv_timeout: None,
+        retrans: true,
+        max_invite_retrans: 5,
+        max_non_invite_retrans: 9,
+        t2: Duration::from_secs(4),
+        default_behaviors: true,
+        deadcall_wait: Duration::from_secs(33),
+    }
+}
+
+fn engine(xml: &str) -> Engine {
+    let sc = parse(xml, "t.xml", &HashMap::new(), &[]).unwrap();
+    Engine::new(sc, env(), None)
+}
+
+fn req(method: &str, cseq: u32, extra: &str) -> Vec<u8> {
+    format!(
+        "{method} sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{method}{cseq}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: c1\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+const OK: &str = "<send><![CDATA[SIP/2.0 200 OK\n[last_Via:]\n[last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n]]></send>";
+
+fn peer() -> SocketAddr {
+    "127.0.0.1:5070".parse().unwrap()
+}
+
+#[test]
+fn a_failed_check_lets_the_call_finish_then_counts_it_failed() {
+    let mut e = engine(&format!(
+        r#"<scenario>
+<recv request="INVITE"><action>
+  <ereg regexp="(.*)" search_in="hdr" header="X-Missing:" check_it="true" assign_to="v"/>
+  <assign assign_to="never" value="1"/>
+</action></recv>
+{OK}
+<nop><action><log message="[$v][$never]"/></action></nop>
+</scenario>"#
+    ));
+    e.logs = Some(Vec::new());
+    let mut net = Sent::default();
+    e.on_datagram(Instant::now(), peer(), &req("INVITE", 1, ""), &mut net);
+    assert_eq!(net.first_lines(), ["SIP/2.0 200 OK"], "the call went on");
+    let c = &e.stats.total;
+    assert_eq!((c.success, c.failed), (0, 1));
+    assert_eq!(c.failures[stats::REGEXP_HDR_NOT_FOUND], 1);
+    assert_eq!(c.warnings, 1);
+    assert_eq!(
+        e.logs.as_deref(),
+        Some(&[String::new()][..]),
+        "nothing was assigned"
+    );
+}
+
+#[test]
+fn next_is_taken_only_when_its_test_variable_is_set() {
+    for (header, expect) in [("X-Go: yes\r\n", "BYE"), ("", "INFO")] {
+        let mut e = engine(
+            r#"<scenario>
+<recv request="INVITE" test="go" next="bye"><action>
+  <ereg regexp="yes" search_in="hdr" header="X-Go:" assign_to="go"/>
+</action></recv>
+<send><![CDATA[INFO sip:x SIP/2.0
+Call-ID: [call_id]
+]]></send>
+<label id="bye"/>
+<send><![CDATA[BYE sip:x SIP/2.0
+Call-ID: [call_id]
+]]></send>
+</scenario>"#,
+        );
+        let mut net = Sent::default();
+        e.on_datagram(Instant::now(), peer(), &req("INVITE", 1, header), &mut net);
+        assert_eq!(net.first_lines()[0], format!("{expect} sip:x SIP/2.0"));
+        assert_eq!(e.stats.total.success, 1);
+    }
+}
+
+#[test]
+fn a_global_optional_step_catches_a_message_from_later_in_the_call() {
+    let mut e = engine(&format!(
+        r#"<scenario>
+<recv request="INVITE"/>
+{OK}
+<recv request="BYE" optional="global" next="bye"/>
+<recv request="ACK"/>
+<recv request="INFO"/>
+{OK}
+<label id="bye"/>
+{OK}
+</scenario>"#
+    ));
+    let mut net = Sent::default();
+    let now = Instant::now();
+    e.on_datagram(now, peer(), &req("INVITE", 1, ""), &mut net);
+    e.on_datagram(now, peer(), &req("ACK", 1, ""), &mut net);
+    assert_eq!(e.open_calls(), 1, "waiting for the INFO");
+    e.on_datagram(now, peer(), &req("BYE", 2, ""), &mut net);
+    assert_eq!(e.stats.total.success, 1, "{:?}", net.first_lines());
+    assert!(String::from_utf8_lossy(&net.0[1]).contains("CSeq: 2 BYE"));
+}
+
+#[test]
+fn auto_answer_replies_200_and_the_call_goes_on() {
+    let xml = format!(
+        "<scenario>\n<recv request=\"INVITE\"/>\n{OK}\n<recv request=\"BYE\"/>\n{OK}\n</scenario>"
+    );
+    for aa in [true, false] {
+        let mut e = engine(&xml);
+        e.auto_answer = aa;
+        let mut net = Sent::default();
+        let now = Instant::now();
+        e.on_datagram(now, peer(), &req("INVITE", 1, ""), &mut net);
+        e.on_datagram(now, peer(), &req("OPTIONS", 2, ""), &mut net);
+        e.on_datagram(now, peer(), &req("BYE", 3, ""), &mut net);
+        let c = &e.stats.total;
+        if aa {
+            assert_eq!((c.auto_answered, c.success, c.failed), (1, 1, 0));
+            assert!(String::from_utf8_lossy(&net.0[1]).contains("CSeq: 2 OPTIONS"));
+        } else {
+            assert_eq!((c.auto_answered, c.failed), (0, 1));
+            assert_eq!(c.failures[stats::UNEXPECTED], 1);
+        }
+    }
+}
+
+#[test]
+fn exec_int_cmd_stops_the_call_or_the_run() {
+    let mut e = engine(
+        r#"<scenario>
+<recv request="INVITE"><action><exec int_cmd="stop_call"/></action></recv>
+<nop/>
+</scenario>"#,
+    );
+    e.on_datagram(
+        Instant::now(),
+        peer(),
+        &req("INVITE", 1, ""),
+        &mut Sent::default(),
+    );
+    assert_eq!(e.stats.total.failures[stats::CALL_REJECTED], 1);
+    let mut e = engine(
+        r#"<scenario>
+<recv request="INVITE"/>
+<nop><action><exec int_cmd="stop_now"/><jump value="0"/></action></nop>
+</scenario>"#,
+    );
+    e.on_datagram(
+        Instant::now(),
+        peer(),
+        &req("INVITE", 1, ""),
+        &mut Sent::default(),
+    );
+    assert!(e.stop_now);
+}
+
+#[test]
+fn jump_and_counters_loop_a_call() {
+    // A nop loop: n counts to 3, then the call leaves through the test.
+    let mut e = engine(
+        r#"<scenario>
+<recv request="INVITE"/>
+<nop><action><add assign_to="n" value="1"/><test assign_to="done" variable="n" compare="greater_than_equal" value="3"/></action></nop>
+<nop test="done" next="out"/>
+<nop><action><jump value="1"/></action></nop>
+<label id="out"/>
+<send><![CDATA[SIP/2.0 200 OK
+X-N: [$n]
+]]></send>
+</scenario>"#,
+    );
+    let mut net = Sent::default();
+    e.on_datagram(Instant::now(), peer(), &req("INVITE", 1, ""), &mut net);
+    assert!(String::from_utf8_lossy(&net.0[0]).contains("X-N: 3.000000"));
+    assert_eq!(e.stats.total.success, 1);
+}
