@@ -4,118 +4,19 @@
 //! scenario; an unsupported scenario refused with its line. Every run is bounded by `-m` and
 //! `-timeout`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::path::Path;
+
+use common::*;
 
 const CALLS: &str = "200";
-
-fn port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sipload-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn spawn(exe: &str, dir: &Path, args: &[&str]) -> Child {
-    Command::new(exe)
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{exe}: {e} (is SIPp installed? apt-get install sip-tester)"))
-}
-
-fn run(exe: &str, dir: &Path, args: &[&str]) -> Output {
-    spawn(exe, dir, args).wait_with_output().unwrap()
-}
-
-/// A column of the last row of a SIPp-format CSV, by name.
-fn last(csv: &Path, column: &str) -> String {
-    let text = std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(';').collect();
-    let row: Vec<&str> = lines.last().unwrap().split(';').collect();
-    let i = header
-        .iter()
-        .position(|h| *h == column)
-        .unwrap_or_else(|| panic!("{column} not in {}", csv.display()));
-    row[i].to_owned()
-}
-
-fn first_line(p: &Path) -> String {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
-/// One run: a uas (`-m calls`) started first, then a uac calling it, each writing its
-/// statistics to `<tag>-uas.csv` / `<tag>-uac.csv` in `dir`. Returns both outputs, the uac's
-/// pid and the two ports.
-struct Pair {
-    uac: Output,
-    uas: Output,
-    uac_pid: u32,
-    ports: [String; 2],
-}
-
-fn call_pair(
-    dir: &Path,
-    uas_exe: &str,
-    uac_exe: &str,
-    calls: &str,
-    tag: &str,
-    extra: &[&str],
-) -> Pair {
-    let (up, cp) = (port().to_string(), port().to_string());
-    let uas_cmd = format!(
-        "-sn uas -i 127.0.0.1 -p {up} -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uas.csv"
-    );
-    let scenario = if extra.contains(&"-sf") {
-        ""
-    } else {
-        "-sn uac"
-    };
-    let uac_cmd = format!(
-        "{scenario} 127.0.0.1:{up} -i 127.0.0.1 -p {cp} -r 200 -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uac.csv"
-    );
-    let uas = spawn(
-        uas_exe,
-        dir,
-        &uas_cmd.split_whitespace().collect::<Vec<_>>(),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut args: Vec<&str> = uac_cmd.split_whitespace().collect();
-    args.extend_from_slice(extra);
-    let uac = spawn(uac_exe, dir, &args);
-    let uac_pid = uac.id();
-    Pair {
-        uac: uac.wait_with_output().unwrap(),
-        uas: uas.wait_with_output().unwrap(),
-        uac_pid,
-        ports: [up, cp],
-    }
-}
 
 fn check_clean(csv: &Path) {
     assert_eq!(last(csv, "TotalCallCreated"), CALLS, "{}", csv.display());
     assert_eq!(last(csv, "SuccessfulCall(C)"), CALLS, "{}", csv.display());
     assert_eq!(last(csv, "FailedCall(C)"), "0", "{}", csv.display());
 }
-
-const SIPLOAD: &str = env!("CARGO_BIN_EXE_sipload");
 
 #[test]
 fn sipload_uac_calls_sipp_uas() {
@@ -150,10 +51,25 @@ fn sipp_uac_calls_sipload_uas() {
 #[test]
 fn csv_headers_are_byte_identical_to_sipp() {
     // Each side of a call writes the header of its own scenario: run sipload uac against
-    // SIPp uas and SIPp uac against sipload uas, then compare uac with uac, uas with uas.
+    // SIPp uas and SIPp uac against sipload uas, then compare uac with uac, uas with uas, and
+    // the two uacs' -trace_rtt files.
     let dir = tmpdir("csv");
-    call_pair(&dir, "sipp", SIPLOAD, "20", "a", &[]);
-    call_pair(&dir, SIPLOAD, "sipp", "20", "b", &[]);
+    let a = call_pair(
+        &dir,
+        "sipp",
+        SIPLOAD,
+        "20",
+        "a",
+        &["-trace_rtt", "-rtt_freq", "5"],
+    );
+    let b = call_pair(
+        &dir,
+        SIPLOAD,
+        "sipp",
+        "20",
+        "b",
+        &["-trace_rtt", "-rtt_freq", "5"],
+    );
     assert_eq!(
         first_line(&dir.join("a-uac.csv")),
         first_line(&dir.join("b-uac.csv"))
@@ -162,6 +78,20 @@ fn csv_headers_are_byte_identical_to_sipp() {
         first_line(&dir.join("a-uas.csv")),
         first_line(&dir.join("b-uas.csv"))
     );
+    let rtt = |p: &Pair| dir.join(format!("uac_{}_rtt.csv", p.uac_pid));
+    assert_eq!(first_line(&rtt(&a)), first_line(&rtt(&b)));
+    let ours = std::fs::read_to_string(rtt(&a)).unwrap();
+    let rows: Vec<&str> = ours.lines().skip(1).collect();
+    assert_eq!(rows.len(), 20, "one row per call's RTD 1: {ours}");
+    for r in rows {
+        let f: Vec<&str> = r.split(';').collect();
+        assert_eq!(f.len(), 3, "{r}");
+        assert!(
+            f[0].parse::<f64>().is_ok() && f[1].parse::<f64>().is_ok(),
+            "{r}"
+        );
+        assert_eq!(f[2], "1", "{r}");
+    }
 }
 
 #[test]

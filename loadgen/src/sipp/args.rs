@@ -41,6 +41,15 @@ pub struct Options {
     pub set: Vec<(String, String)>,
     pub trace_logs: bool,
     pub auto_answer: bool,
+    pub users: Option<u64>,
+    pub rate_increase: f64,
+    /// `-rate_interval`; `None`: the `-fd` period.
+    pub rate_interval: Option<Duration>,
+    pub rate_max: f64,
+    pub no_rate_quit: bool,
+    pub background: bool,
+    pub trace_rtt: bool,
+    pub rtt_freq: usize,
 }
 
 impl Default for Options {
@@ -80,6 +89,14 @@ impl Default for Options {
             set: Vec::new(),
             trace_logs: false,
             auto_answer: false,
+            users: None,
+            rate_increase: 0.0,
+            rate_interval: None,
+            rate_max: 0.0,
+            no_rate_quit: false,
+            background: false,
+            trace_rtt: false,
+            rtt_freq: 200,
         }
     }
 }
@@ -197,6 +214,14 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             }
             "-trace_logs" => o.trace_logs = true,
             "-aa" => o.auto_answer = true,
+            "-users" => o.users = Some(num(a, val(a)?)? as u64),
+            "-rate_increase" => o.rate_increase = num(a, val(a)?)?,
+            "-rate_interval" => o.rate_interval = Some(t(a, val(a)?, 1000)?),
+            "-rate_max" => o.rate_max = num(a, val(a)?)?,
+            "-no_rate_quit" => o.no_rate_quit = true,
+            "-bg" => o.background = true,
+            "-trace_rtt" => o.trace_rtt = true,
+            "-rtt_freq" => o.rtt_freq = num(a, val(a)?)? as usize,
             "-base_cseq" => o.base_cseq = num(a, val(a)?)? as u32,
             "-cid_str" => o.cid_str = val(a)?,
             "-buff_size" => o.buff_size = num(a, val(a)?)? as usize,
@@ -234,6 +259,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if o.rate <= 0.0 {
         return Err("-r must be positive".into());
     }
+    if o.users.is_some() && o.limit.is_some() {
+        return Err("-users cannot be combined with -l".into());
+    }
     Ok(Parsed::Run(Box::new(o)))
 }
 
@@ -258,6 +286,11 @@ Options (SIPp's meanings, units and defaults):
   -key NAME VALUE    generic [NAME] keyword     -set NAME VALUE  global variable $NAME
   -trace_logs        <log> actions to <scenario>_<pid>_logs.log
   -aa                answer INFO/NOTIFY/OPTIONS/UPDATE outside the scenario with 200
+  -users N           closed loop: keep N calls open ([users], [userid])
+  -rate_increase N   add N to -r every -rate_interval T (s; default -fd)
+  -rate_max N        stop opening calls once -r reaches N (-no_rate_quit: hold it)
+  -bg                run in the background (the parent prints the pid and exits 99)
+  -trace_rtt         response times to <scenario>_<pid>_rtt.csv (-rtt_freq N rows a flush)
   -base_cseq N       first [cseq]               -cid_str FMT   Call-ID format
   -buff_size BYTES   socket buffers             -mi IP -mp PORT  [media_ip] [media_port]
   -nd | -default_behaviors all|none             -nostdin

@@ -31,6 +31,8 @@ pub struct Env {
     pub t2: Duration,
     pub default_behaviors: bool,
     pub deadcall_wait: Duration,
+    /// `-users`, for `[users]`.
+    pub users: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +75,8 @@ pub struct Call {
     pub msg_index: usize,
     /// Variables of this call (run-wide ones live in the engine).
     pub vars: Vec<Var>,
+    /// `-users`: the user this call runs as (0 without `-users`).
+    pub user: u64,
     /// A failed action check: the call runs on and ends as failed with this reason.
     pub action_failure: Option<usize>,
 }
@@ -193,6 +197,11 @@ impl Values for CallValues<'_> {
             }
             Keyword::NextUrl => out.extend_from_slice(&call.next_url),
             Keyword::Var(i) => self.vars.get(*i).render(out),
+            Keyword::Users => match env.users {
+                Some(u) => num(out, u as i64),
+                None => out.extend_from_slice(b"-1"),
+            },
+            Keyword::UserId => num(out, call.user as i64),
         }
     }
 }

@@ -55,6 +55,10 @@ pub struct Engine {
     pub fatal: Option<String>,
     /// `-aa`: answer INFO, NOTIFY, OPTIONS and UPDATE outside the scenario with 200.
     pub auto_answer: bool,
+    /// `-users`: users free to start a call, taken from the back, returned to the front.
+    free_users: VecDeque<u64>,
+    /// `-trace_rtt`: each response time measured (when, how long, which RTD).
+    pub rtt: Option<Vec<(Instant, std::time::Duration, usize)>>,
     pub(super) globals: Vec<Var>,
     pub(super) rng: u64,
     pub(super) scratch: Vec<u8>,
@@ -69,6 +73,7 @@ impl Engine {
             sc.cl_repartition.clone(),
         );
         let globals = vec![Var::Unset; sc.vars.len()];
+        let free_users = (1..=env.users.unwrap_or(0)).rev().collect();
         let rng = u64::from(env.pid) << 20 | 0x9E37_79B9;
         Self {
             sc,
@@ -89,6 +94,8 @@ impl Engine {
             stop_now: false,
             fatal: None,
             auto_answer: false,
+            free_users,
+            rtt: None,
             globals,
             rng,
             scratch: Vec::with_capacity(4096),
@@ -135,6 +142,11 @@ impl Engine {
         });
         self.gens[slot] = self.gens[slot].wrapping_add(1);
         let rtds = self.sc.rtds.len();
+        let user = if self.sc.uac {
+            self.free_users.pop_back().unwrap_or(0)
+        } else {
+            0
+        };
         self.by_id.insert(call_id.clone(), slot);
         self.calls[slot] = Some(Call {
             number,
@@ -159,6 +171,7 @@ impl Engine {
             msg_index: 0,
             vars: vec![Var::Unset; self.sc.vars.len()],
             action_failure: None,
+            user,
         });
         self.stats.current_calls += 1;
         if self.sc.uac {
@@ -175,6 +188,9 @@ impl Engine {
         };
         self.by_id.remove(&call.call_id);
         self.free.push(slot);
+        if call.user != 0 {
+            self.free_users.push_front(call.user);
+        }
         self.stats.call_ended(now - call.created, failure);
         self.dead.insert(call.call_id.clone());
         self.dead_order

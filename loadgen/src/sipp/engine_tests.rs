@@ -50,6 +50,7 @@ fn env() -> Env {
         t2: Duration::from_secs(4),
         default_behaviors: true,
         deadcall_wait: Duration::from_secs(33),
+        users: None,
     }
 }
 

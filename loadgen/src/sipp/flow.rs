@@ -293,6 +293,9 @@ impl Engine {
             call.rtd_done[r] = true;
             let d = now - call.rtd_start[r];
             self.stats.rtd(r, d);
+            if let Some(s) = self.rtt.as_mut() {
+                s.push((now, d, r));
+            }
         }
         if let Some(c) = step.counter {
             self.stats.count(|s| s.counters[c] += 1);

@@ -1,7 +1,7 @@
 //! SIPp-compatible mode: `sipload [SIPp options] remote_host[:port]`. Loads the scenario
-//! (built-in `-sn uac|uas` or `-sf FILE`), opens the UDP socket, paces new calls at `-r`/`-rp`,
-//! feeds datagrams and timers to the [`engine`], and writes SIPp's statistics CSV. Exit codes
-//! are SIPp's.
+//! (built-in `-sn uac|uas` or `-sf FILE`), opens the UDP socket, goes to the background for
+//! `-bg`, paces new calls ([`pace`]), feeds datagrams and timers to the [`engine`], and writes
+//! SIPp's files ([`outputs`]). Exit codes are SIPp's.
 
 pub mod action_xml;
 pub mod actions;
@@ -14,31 +14,34 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod flow;
+pub mod outputs;
+pub mod pace;
 pub mod scenario;
 #[cfg(test)]
 mod scenario_tests;
+pub mod socket;
 pub mod stats;
 pub mod template;
 pub mod vars;
 pub mod wire;
 
 use std::fs::File;
-use std::io::{ErrorKind, Write as _};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use args::{Options, Parsed};
-use engine::{Engine, Env, Net};
-use sipdispatch::engine::Outbox;
+use engine::{Engine, Env};
+use outputs::Outputs;
+use pace::{PaceOptions, Pacer};
 use sipdispatch::io::counters::IoCounters;
 use sipdispatch::io::sys::{self, RecvBatch};
 use sipdispatch::io::tx::Tx;
-use stats::RowTimes;
+use socket::UdpNet;
 
 /// Runs SIPp mode with `args` (without the program name); returns SIPp's exit code.
 pub fn main(args: &[String]) -> ExitCode {
@@ -62,53 +65,10 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-struct Fatal(u8, String);
+pub struct Fatal(pub u8, pub String);
 
-fn start_err(msg: impl Into<String>) -> Fatal {
+pub fn start_err(msg: impl Into<String>) -> Fatal {
     Fatal(1, msg.into())
-}
-
-fn resolve(host: &str) -> Result<SocketAddr, Fatal> {
-    let with_port = if host.rsplit_once(':').is_some_and(|(h, p)| {
-        p.chars().all(|c| c.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']'))
-    }) {
-        host.to_owned()
-    } else if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:5060")
-    } else {
-        format!("{host}:5060")
-    };
-    with_port
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| start_err(format!("cannot resolve remote host `{host}`")))
-}
-
-/// Sends queue into the data plane's `sendmmsg` batch, flushed once per loop turn.
-struct UdpNet {
-    tx: Tx,
-    log: Option<File>,
-}
-
-impl Net for UdpNet {
-    fn send(&mut self, to: SocketAddr, data: &[u8]) {
-        if let Some(b) = self.tx.buffer()
-            && let Some(dst) = b.get_mut(..data.len())
-        {
-            dst.copy_from_slice(data);
-            self.tx.commit(data.len(), to);
-        }
-        if let Some(f) = self.log.as_mut() {
-            let _ = write!(
-                f,
-                "----------------------------------------------- {}\nUDP message sent ({} bytes):\n\n{}\n",
-                stats::log_time(SystemTime::now()),
-                data.len(),
-                String::from_utf8_lossy(data)
-            );
-        }
-    }
 }
 
 fn run(o: &Options) -> Result<u8, Fatal> {
@@ -148,12 +108,24 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     let sc =
         scenario::parse(&xml, &name, &o.keys, &set_names).map_err(|e| start_err(e.to_string()))?;
     let remote = match &o.remote {
-        Some(h) => Some(resolve(h)?),
+        Some(h) => Some(socket::resolve(h)?),
         None if sc.uac => return Err(start_err("a UAC scenario needs remote_host[:port]")),
         None => None,
     };
-    let sock = bind(o, remote)?;
+    let sock = socket::bind(o, remote)?;
     let local = sock.local_addr().map_err(|e| start_err(e.to_string()))?;
+    if o.background {
+        // SAFETY: no thread has been started yet, so the child gets a consistent copy of the
+        // process; both sides only continue with ordinary Rust code.
+        match unsafe { libc::fork() } {
+            -1 => return Err(Fatal(255, "-bg: fork failed".into())),
+            0 => {}
+            child => {
+                println!("Background mode - PID=[{child}]");
+                return Ok(99);
+            }
+        }
+    }
     let pid = std::process::id();
     let env = Env {
         service: o.service.clone(),
@@ -176,25 +148,10 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         t2: o.t2,
         default_behaviors: o.default_behaviors,
         deadcall_wait: Duration::from_secs(33),
+        users: o.users,
     };
     let uac = sc.uac;
-    let mut csv = None;
-    if o.trace_stat {
-        let path = o
-            .stat_file
-            .clone()
-            .unwrap_or_else(|| format!("{file_stem}_{pid}_.csv"));
-        let mut f = File::create(&path).map_err(|e| Fatal(255, format!("{path}: {e}")))?;
-        let h = stats::header(
-            &sc.rtds,
-            &sc.counters,
-            &sc.rt_repartition,
-            &sc.cl_repartition,
-            &o.stat_delimiter,
-        );
-        writeln!(f, "{h}").map_err(|e| Fatal(255, format!("{path}: {e}")))?;
-        csv = Some(f);
-    }
+    let call_span = scenario_span(&sc).max(o.pause_default);
     let log = if o.trace_msg {
         let path = format!("{file_stem}_{pid}_messages.log");
         Some(File::create(&path).map_err(|e| Fatal(255, format!("{path}: {e}")))?)
@@ -213,66 +170,48 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         ),
         log,
     };
+    let sc_for_outputs = sc.clone();
     let mut engine = Engine::new(sc, env, if uac { None } else { o.max_calls });
-    let err_path = format!("{file_stem}_{pid}_errors.log");
-    let mut err_log: Option<File> = None;
-    if o.trace_err {
-        engine.errors = Some(Vec::new());
-    }
     for (k, v) in &o.set {
         engine.set_global(k, v);
     }
     engine.auto_answer = o.auto_answer;
-    let logs_path = format!("{file_stem}_{pid}_logs.log");
-    let mut logs_file = if o.trace_logs {
-        engine.logs = Some(Vec::new());
-        Some(File::create(&logs_path).map_err(|e| Fatal(255, format!("{logs_path}: {e}")))?)
-    } else {
-        None
-    };
-    let limit = o.limit.unwrap_or_else(|| {
-        let span = o.pause_default.max(Duration::from_secs(1)).as_secs_f64();
-        ((3.0 * o.rate * span / o.rate_period.as_secs_f64()).ceil() as u64).max(1)
-    });
+    let mut out = Outputs::open(o, &sc_for_outputs, &file_stem, pid, &mut engine)?;
+    drop(sc_for_outputs);
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
+    // SIGUSR1: SIPp's soft quit (no new calls, the open ones finish).
+    let soft_quit = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&soft_quit));
 
-    let start = Instant::now();
-    let wall_start = SystemTime::now();
-    let mut last_row = (start, wall_start);
-    let write_row = |engine: &mut Engine,
-                     csv: &mut Option<File>,
-                     last: &mut (Instant, SystemTime),
-                     now: Instant| {
-        if let Some(f) = csv.as_mut() {
-            let t = RowTimes {
-                start: wall_start,
-                last_reset: last.1,
-                now: SystemTime::now(),
-                period: now - last.0,
-                elapsed: now - start,
-                target_rate: o.rate,
-            };
-            let _ = writeln!(f, "{}", stats::row(&engine.stats, &t, &o.stat_delimiter));
-        }
-        engine.stats.period = stats::Counts {
-            rtd: vec![Default::default(); engine.stats.total.rtd.len()],
-            counters: vec![0; engine.stats.total.counters.len()],
-            ..Default::default()
-        };
-        *last = (now, SystemTime::now());
-    };
-    write_row(&mut engine, &mut csv, &mut last_row, start);
-    let mut started: u64 = 0;
+    let start = out.start;
+    let mut pacer = Pacer::new(
+        PaceOptions {
+            rate: o.rate,
+            period: o.rate_period,
+            limit: o.limit,
+            call_span,
+            increase: o.rate_increase,
+            interval: o.rate_interval.unwrap_or(o.stat_period),
+            max: o.rate_max,
+            quit_at_max: !o.no_rate_quit,
+            users: o.users,
+        },
+        start,
+    );
+    out.row(&mut engine, start, target(&pacer, uac));
     let mut timed_out = false;
     let mut rx = RecvBatch::new(BATCH, 65_536);
     loop {
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) {
             break;
+        }
+        if soft_quit.load(Ordering::Relaxed) {
+            engine.closed = true;
         }
         if let Some(t) = o.timeout
             && now - start >= t
@@ -281,18 +220,24 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             timed_out = true;
             engine.closed = true;
         }
+        if uac && pacer.tick(now) {
+            engine.closed = true;
+        }
         let done_creating = engine.closed || o.max_calls.is_some_and(|m| engine.created() >= m);
         if uac && !done_creating {
-            let due = ((now - start).as_secs_f64() * o.rate / o.rate_period.as_secs_f64()) as u64;
-            while started < due && o.max_calls.is_none_or(|m| engine.created() < m) {
-                started += 1;
-                // SIPp skips (does not queue) the calls due while at the limit.
-                if (engine.open_calls() as u64) < limit {
-                    engine.start_call(now, &mut net);
-                }
+            let n = pacer.due(
+                now,
+                engine.open_calls() as u64,
+                engine.created(),
+                o.max_calls,
+            );
+            for _ in 0..n {
+                engine.start_call(now, &mut net);
             }
         }
-        if done_creating && engine.open_calls() == 0 && (uac || o.max_calls.is_some() || timed_out)
+        if done_creating
+            && engine.open_calls() == 0
+            && (uac || o.max_calls.is_some() || engine.closed)
         {
             break;
         }
@@ -303,15 +248,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             let (Some(src), data, false) = rx.get(i) else {
                 continue;
             };
-            if let Some(f) = net.log.as_mut() {
-                let _ = write!(
-                    f,
-                    "----------------------------------------------- {}\nUDP message received [{}] bytes :\n\n{}\n",
-                    stats::log_time(SystemTime::now()),
-                    data.len(),
-                    String::from_utf8_lossy(data)
-                );
-            }
+            net.log_received(data);
             engine.on_datagram(Instant::now(), src, data, &mut net);
         }
         net.tx.flush();
@@ -324,35 +261,16 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             }];
             let _ = sys::poll(&mut p, 1);
         }
-        if let Some(lines) = engine.errors.as_mut()
-            && !lines.is_empty()
-        {
-            // Created at the first event, as SIPp does.
-            if err_log.is_none() {
-                err_log = Some(
-                    File::create(&err_path).map_err(|e| Fatal(255, format!("{err_path}: {e}")))?,
-                );
-            }
-            if let Some(f) = err_log.as_mut() {
-                for l in lines.drain(..) {
-                    let _ = writeln!(f, "{}      {l}", stats::log_time(SystemTime::now()));
-                }
-            }
-        }
-        if let (Some(lines), Some(f)) = (engine.logs.as_mut(), logs_file.as_mut()) {
-            for l in lines.drain(..) {
-                let _ = writeln!(f, "{l}");
-            }
-        }
+        out.drain(&mut engine)?;
         if engine.stop_now || engine.fatal.is_some() {
             break;
         }
-        if now - last_row.0 >= o.stat_period {
-            write_row(&mut engine, &mut csv, &mut last_row, now);
+        if out.row_due(now, o.stat_period) {
+            out.row(&mut engine, now, target(&pacer, uac));
         }
     }
     let end = Instant::now();
-    write_row(&mut engine, &mut csv, &mut last_row, end);
+    out.finish(&mut engine, end, target(&pacer, uac));
     println!("{}", stats::summary(&engine.stats, end - start));
     if let Some(f) = engine.fatal.take() {
         return Err(Fatal(255, f));
@@ -369,38 +287,20 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     })
 }
 
-/// The SIP socket: `-i`/`-p` as SIPp binds them (5060…5119 tried first without `-p`).
-fn bind(o: &Options, remote: Option<SocketAddr>) -> Result<UdpSocket, Fatal> {
-    let ip: std::net::IpAddr = match (&o.local_ip, remote) {
-        (Some(i), _) => i
-            .trim_matches(['[', ']'])
-            .parse()
-            .map_err(|_| start_err(format!("-i {i} is not an IP address")))?,
-        (None, Some(r)) => UdpSocket::bind(if r.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })
-            .and_then(|s| s.connect(r).and_then(|_| s.local_addr()))
-            .map(|a| a.ip())
-            .unwrap_or_else(|_| "127.0.0.1".parse().expect("literal")),
-        (None, None) => "127.0.0.1".parse().expect("literal"),
-    };
-    let ports: Vec<u16> = match o.local_port {
-        Some(p) => vec![p],
-        None => (5060..5120).chain([0]).collect(),
-    };
-    let mut last = None;
-    for p in ports {
-        match new_socket(SocketAddr::new(ip, p), o.buff_size) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
-        }
-    }
-    let e = last.expect("at least one port tried");
-    if e.kind() == ErrorKind::AddrInUse {
-        Err(Fatal(254, format!("cannot bind {ip}: {e}")))
-    } else {
-        Err(start_err(format!("cannot bind {ip}: {e}")))
-    }
+/// SIPp's `TargetRate`: the rate (or `-users`) of a UAC, a UAS's default rate.
+fn target(p: &Pacer, uac: bool) -> f64 {
+    if uac { p.target() } else { 10.0 }
 }
 
-fn new_socket(addr: SocketAddr, buf: usize) -> std::io::Result<UdpSocket> {
-    Ok(sys::udp_socket(addr, Some(buf), Some(buf))?.into())
+/// How long the scenario itself keeps a call: its fixed pauses and timewait.
+fn scenario_span(sc: &scenario::Scenario) -> Duration {
+    let ms: u64 = sc
+        .steps
+        .iter()
+        .map(|s| match s.kind {
+            scenario::Kind::Pause(scenario::Pause::Ms(ms)) | scenario::Kind::Timewait(ms) => ms,
+            _ => 0,
+        })
+        .sum();
+    Duration::from_millis(ms)
 }

@@ -125,6 +125,15 @@ impl Stats {
         }
     }
 
+    /// Starts a new period (after a CSV row).
+    pub fn reset_period(&mut self) {
+        self.period = Counts {
+            rtd: vec![Timing::default(); self.total.rtd.len()],
+            counters: vec![0; self.total.counters.len()],
+            ..Counts::default()
+        };
+    }
+
     /// Applies `f` to both the period and the cumulative counters.
     pub fn count(&mut self, f: impl Fn(&mut Counts)) {
         f(&mut self.total);

@@ -34,6 +34,9 @@ pub enum Keyword {
     LastMessage,
     Routes,
     NextUrl,
+    /// `-users` count (-1 without it) and the call's user (1..=users, 0 without it).
+    Users,
+    UserId,
     /// `[$name]`: a scenario variable (index into the scenario's variables).
     Var(usize),
 }
@@ -258,14 +261,13 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
         "peer_tag_param" => PeerTagParam,
         "routes" => Routes,
         "next_url" => NextUrl,
+        "users" => Users,
+        "userid" => UserId,
         _ if base.starts_with("field")
             || base.starts_with("authentication")
             || base.starts_with("file ")
             || base.starts_with("fill ")
-            || matches!(
-                base,
-                "tdmmap" | "auto_media_port" | "dynamic_id" | "users" | "userid"
-            ) =>
+            || matches!(base, "tdmmap" | "auto_media_port" | "dynamic_id") =>
         {
             return Err(TemplateError::Unsupported(name.to_owned()));
         }

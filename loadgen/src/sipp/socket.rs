@@ -1,0 +1,110 @@
+//! The SIP socket (`-i`/`-p` bound as SIPp binds them, `-buff_size`), the remote host
+//! resolved as SIPp reads it, and the batched send path with its `-trace_msg` log.
+
+use std::fs::File;
+use std::io::{ErrorKind, Write as _};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::time::SystemTime;
+
+use sipdispatch::engine::Outbox;
+use sipdispatch::io::sys;
+use sipdispatch::io::tx::Tx;
+
+use super::args::Options;
+use super::engine::Net;
+use super::stats;
+use super::{Fatal, start_err};
+
+pub fn resolve(host: &str) -> Result<SocketAddr, Fatal> {
+    let with_port = if host.rsplit_once(':').is_some_and(|(h, p)| {
+        p.chars().all(|c| c.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']'))
+    }) {
+        host.to_owned()
+    } else if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:5060")
+    } else {
+        format!("{host}:5060")
+    };
+    with_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| start_err(format!("cannot resolve remote host `{host}`")))
+}
+
+/// Sends queue into the data plane's `sendmmsg` batch, flushed once per loop turn.
+pub struct UdpNet {
+    pub tx: Tx,
+    pub log: Option<File>,
+}
+
+impl UdpNet {
+    /// `-trace_msg`: a received message, in SIPp's layout.
+    pub fn log_received(&mut self, data: &[u8]) {
+        if let Some(f) = self.log.as_mut() {
+            let _ = write!(
+                f,
+                "----------------------------------------------- {}\nUDP message received [{}] bytes :\n\n{}\n",
+                stats::log_time(SystemTime::now()),
+                data.len(),
+                String::from_utf8_lossy(data)
+            );
+        }
+    }
+}
+
+impl Net for UdpNet {
+    fn send(&mut self, to: SocketAddr, data: &[u8]) {
+        if let Some(b) = self.tx.buffer()
+            && let Some(dst) = b.get_mut(..data.len())
+        {
+            dst.copy_from_slice(data);
+            self.tx.commit(data.len(), to);
+        }
+        if let Some(f) = self.log.as_mut() {
+            let _ = write!(
+                f,
+                "----------------------------------------------- {}\nUDP message sent ({} bytes):\n\n{}\n",
+                stats::log_time(SystemTime::now()),
+                data.len(),
+                String::from_utf8_lossy(data)
+            );
+        }
+    }
+}
+
+/// The SIP socket: `-i`/`-p` as SIPp binds them (5060…5119 tried first without `-p`).
+pub fn bind(o: &Options, remote: Option<SocketAddr>) -> Result<UdpSocket, Fatal> {
+    let ip: std::net::IpAddr = match (&o.local_ip, remote) {
+        (Some(i), _) => i
+            .trim_matches(['[', ']'])
+            .parse()
+            .map_err(|_| start_err(format!("-i {i} is not an IP address")))?,
+        (None, Some(r)) => UdpSocket::bind(if r.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })
+            .and_then(|s| s.connect(r).and_then(|_| s.local_addr()))
+            .map(|a| a.ip())
+            .unwrap_or_else(|_| "127.0.0.1".parse().expect("literal")),
+        (None, None) => "127.0.0.1".parse().expect("literal"),
+    };
+    let ports: Vec<u16> = match o.local_port {
+        Some(p) => vec![p],
+        None => (5060..5120).chain([0]).collect(),
+    };
+    let mut last = None;
+    for p in ports {
+        match new_socket(SocketAddr::new(ip, p), o.buff_size) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.expect("at least one port tried");
+    if e.kind() == ErrorKind::AddrInUse {
+        Err(Fatal(254, format!("cannot bind {ip}: {e}")))
+    } else {
+        Err(start_err(format!("cannot bind {ip}: {e}")))
+    }
+}
+
+fn new_socket(addr: SocketAddr, buf: usize) -> std::io::Result<UdpSocket> {
+    Ok(sys::udp_socket(addr, Some(buf), Some(buf))?.into())
+}
