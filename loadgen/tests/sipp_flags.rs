@@ -259,3 +259,29 @@ fn sigusr1(pid: u32) {
         .unwrap();
     assert!(s.success());
 }
+
+#[test]
+fn a_terminal_gets_the_live_screen() {
+    let dir = tmpdir("screen");
+    let uas = SippUas::start(&dir);
+    // `script` gives sipload a pseudo-terminal as its stdout.
+    let cmd = format!(
+        "{SIPLOAD} -sn uac 127.0.0.1:{} -i 127.0.0.1 -p {} -r 20 -m 30 -f 0.2 -nostdin -timeout 20",
+        uas.1,
+        port()
+    );
+    let out = Command::new("script")
+        .current_dir(&dir)
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.matches("\x1b[2J").count() >= 2, "redrawn: {text}");
+    assert!(
+        text.contains("latency (us)") && text.contains("rtd 1"),
+        "{text}"
+    );
+    assert!(text.contains("successful 30"), "{text}");
+}

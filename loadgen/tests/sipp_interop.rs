@@ -21,7 +21,7 @@ fn check_clean(csv: &Path) {
 #[test]
 fn sipload_uac_calls_sipp_uas() {
     let dir = tmpdir("uac");
-    let p = call_pair(&dir, "sipp", SIPLOAD, CALLS, "x", &[]);
+    let p = call_pair(&dir, "sipp", SIPLOAD, CALLS, "x", &["-summary", "sum.json"]);
     assert_eq!(
         p.uac.status.code(),
         Some(0),
@@ -31,6 +31,26 @@ fn sipload_uac_calls_sipp_uas() {
     assert_eq!(p.uas.status.code(), Some(0), "SIPp uas failed");
     check_clean(&dir.join("x-uac.csv"));
     check_clean(&dir.join("x-uas.csv"));
+    // Not a terminal: no live screen, only the closing summary line.
+    let stdout = String::from_utf8_lossy(&p.uac.stdout);
+    assert!(!stdout.contains("\x1b[2J"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // Percentiles go to the separate summary, never into the CSV.
+    let sum = std::fs::read_to_string(dir.join("sum.json")).unwrap();
+    assert!(
+        sum.contains(&format!("\"successful\":{CALLS},\"failed\":0")),
+        "{sum}"
+    );
+    assert!(
+        sum.contains(&format!(
+            "\"response_time_us\":{{\"1\":{{\"count\":{CALLS},"
+        )),
+        "{sum}"
+    );
+    assert!(
+        sum.contains("\"p99_9\":") && sum.contains("\"socket_drops\":0"),
+        "{sum}"
+    );
 }
 
 #[test]

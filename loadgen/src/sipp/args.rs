@@ -50,6 +50,10 @@ pub struct Options {
     pub background: bool,
     pub trace_rtt: bool,
     pub rtt_freq: usize,
+    /// `-f`: the live screen's refresh period.
+    pub screen_period: Duration,
+    /// `-summary FILE` (sipload's own): JSON with latency percentiles, written at exit.
+    pub summary: Option<String>,
 }
 
 impl Default for Options {
@@ -97,6 +101,8 @@ impl Default for Options {
             background: false,
             trace_rtt: false,
             rtt_freq: 200,
+            screen_period: Duration::from_secs(1),
+            summary: None,
         }
     }
 }
@@ -126,11 +132,10 @@ fn time(v: &str, unit_ms: u64) -> Option<Duration> {
     (n >= 0.0).then(|| Duration::from_micros((n * mult as f64 * 1000.0) as u64))
 }
 
-const ACCEPTED_NOOPS: [&str; 6] = [
+const ACCEPTED_NOOPS: [&str; 5] = [
     "-timer_resol",
     "-max_recv_loops",
     "-max_sched_loops",
-    "-f",
     "-watchdog_interval",
     "-watchdog_minor_threshold",
 ];
@@ -221,6 +226,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "-no_rate_quit" => o.no_rate_quit = true,
             "-bg" => o.background = true,
             "-trace_rtt" => o.trace_rtt = true,
+            "-f" => o.screen_period = t(a, val(a)?, 1000)?,
+            "-summary" => o.summary = Some(val(a)?),
             "-rtt_freq" => o.rtt_freq = num(a, val(a)?)? as usize,
             "-base_cseq" => o.base_cseq = num(a, val(a)?)? as u32,
             "-cid_str" => o.cid_str = val(a)?,
@@ -290,6 +297,8 @@ Options (SIPp's meanings, units and defaults):
   -rate_increase N   add N to -r every -rate_interval T (s; default -fd)
   -rate_max N        stop opening calls once -r reaches N (-no_rate_quit: hold it)
   -bg                run in the background (the parent prints the pid and exits 99)
+  -f T               live screen refresh (s; default 1), shown when stdout is a terminal
+  -summary FILE      (sipload) JSON summary: latency percentiles in us, kernel drops
   -trace_rtt         response times to <scenario>_<pid>_rtt.csv (-rtt_freq N rows a flush)
   -base_cseq N       first [cseq]               -cid_str FMT   Call-ID format
   -buff_size BYTES   socket buffers             -mi IP -mp PORT  [media_ip] [media_port]

@@ -14,8 +14,10 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod flow;
+pub mod kernel;
 pub mod outputs;
 pub mod pace;
+pub mod report;
 pub mod scenario;
 #[cfg(test)]
 mod scenario_tests;
@@ -188,6 +190,25 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&soft_quit));
 
     let start = out.start;
+    let rcvbuf_at_start = kernel::rcvbuf_errors();
+    // SAFETY: isatty only inspects file descriptor 1.
+    let live = !o.background && unsafe { libc::isatty(1) } == 1;
+    let mut last_screen = start;
+    let rtd_names = engine.sc.rtds.clone();
+    let mut last_created = 0u64;
+    let run_info =
+        |open_calls: usize, now: Instant, target: f64, recent_rate: f64| report::RunInfo {
+            scenario: &name,
+            rtd_names: &rtd_names,
+            elapsed: now - start,
+            target_rate: target,
+            open_calls,
+            recent_rate,
+            socket_drops: kernel::socket_drops(local),
+            rcvbuf_errors: kernel::rcvbuf_errors()
+                .zip(rcvbuf_at_start)
+                .map(|(a, b)| a.saturating_sub(b)),
+        };
     let mut pacer = Pacer::new(
         PaceOptions {
             rate: o.rate,
@@ -265,11 +286,26 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         if engine.stop_now || engine.fatal.is_some() {
             break;
         }
+        if live && now - last_screen >= o.screen_period {
+            let recent = (engine.created() - last_created) as f64
+                / (now - last_screen).as_secs_f64().max(1e-9);
+            (last_screen, last_created) = (now, engine.created());
+            let info = run_info(engine.open_calls(), now, target(&pacer, uac), recent);
+            print!("{}", report::screen(&engine.stats, &info));
+        }
         if out.row_due(now, o.stat_period) {
             out.row(&mut engine, now, target(&pacer, uac));
         }
     }
     let end = Instant::now();
+    let info = run_info(engine.open_calls(), end, target(&pacer, uac), 0.0);
+    if live {
+        print!("{}", report::screen(&engine.stats, &info));
+    }
+    if let Some(path) = &o.summary {
+        std::fs::write(path, report::summary_json(&engine.stats, &info) + "\n")
+            .map_err(|e| Fatal(255, format!("{path}: {e}")))?;
+    }
     out.finish(&mut engine, end, target(&pacer, uac));
     println!("{}", stats::summary(&engine.stats, end - start));
     if let Some(f) = engine.fatal.take() {

@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hdrhistogram::Histogram;
+
 /// Why a call failed: SIPp's `Failed*` columns, in header order.
 pub const FAILURES: [&str; 17] = [
     "FailedCannotSendMessage",
@@ -98,6 +100,19 @@ pub struct Stats {
     pub cl_borders: Vec<u64>,
     pub rt_buckets: Vec<Vec<u64>>,
     pub cl_buckets: Vec<u64>,
+    /// Microsecond histograms of each RTD and of call lengths, for percentiles (never in the
+    /// SIPp CSV).
+    pub rt_hist: Vec<Histogram<u64>>,
+    pub cl_hist: Histogram<u64>,
+}
+
+/// 1 µs to 1 h at three significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
 fn bucket(borders: &[u64], ms: f64) -> usize {
@@ -119,6 +134,8 @@ impl Stats {
             period: counts,
             current_calls: 0,
             rt_buckets: vec![vec![0; rt_borders.len() + 1]; rtds],
+            rt_hist: (0..rtds).map(|_| histogram()).collect(),
+            cl_hist: histogram(),
             cl_buckets: vec![0; cl_borders.len() + 1],
             rt_borders,
             cl_borders,
@@ -145,6 +162,7 @@ impl Stats {
         self.count(|c| c.rtd[i].add(ms));
         let b = bucket(&self.rt_borders, ms);
         self.rt_buckets[i][b] += 1;
+        self.rt_hist[i].saturating_record(micros(d));
     }
 
     pub fn call_ended(&mut self, length: Duration, failure: Option<usize>) {
@@ -162,6 +180,7 @@ impl Stats {
         });
         let b = bucket(&self.cl_borders, ms);
         self.cl_buckets[b] += 1;
+        self.cl_hist.saturating_record(micros(length));
     }
 }
 
