@@ -10,6 +10,7 @@ use super::actions::Render;
 use super::template::{Keyword, Template, Values};
 use super::vars::{Space, Var, View};
 use super::wire::{ip_text, last_header};
+use std::io::Write as _;
 
 /// Run-wide values for keywords and timers.
 #[derive(Clone, Debug)]
@@ -33,6 +34,36 @@ pub struct Env {
     pub deadcall_wait: Duration,
     /// `-users`, for `[users]`.
     pub users: Option<u64>,
+    /// `[local_ip]` and `[remote_ip]` as written (IPv6 bracketed), made once.
+    pub local_text: String,
+    pub remote_text: String,
+}
+
+impl Env {
+    /// Fills the texts derived from the addresses.
+    pub fn with_texts(mut self) -> Self {
+        self.local_text = ip_text(self.local);
+        self.remote_text = ip_text(self.remote);
+        self
+    }
+
+    /// A Call-ID from `-cid_str` (`%u` call number, `%p` pid, `%s` local IP), into `out`.
+    pub fn call_id(&self, number: u64, out: &mut Vec<u8>) {
+        out.clear();
+        let mut it = self.cid_str.split('%');
+        out.extend_from_slice(it.next().unwrap_or_default().as_bytes());
+        for part in it {
+            let mut chars = part.chars();
+            let _ = match chars.next() {
+                Some('u') => write!(out, "{number}"),
+                Some('p') => write!(out, "{}", self.pid),
+                Some('s') => out.write_all(self.local_text.trim_matches(['[', ']']).as_bytes()),
+                Some(c) => write!(out, "%{c}"),
+                None => out.write_all(b"%"),
+            };
+            out.extend_from_slice(chars.as_str().as_bytes());
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +110,66 @@ pub struct Call {
     pub user: u64,
     /// A failed action check: the call runs on and ends as failed with this reason.
     pub action_failure: Option<usize>,
+}
+
+impl Call {
+    pub fn blank(now: Instant, peer: SocketAddr) -> Self {
+        Self {
+            number: 0,
+            call_id: Vec::new(),
+            peer,
+            idx: 0,
+            created: now,
+            rtd_start: Vec::new(),
+            rtd_done: Vec::new(),
+            cseq: 0,
+            last_cseq_number: 0,
+            peer_tag: Vec::new(),
+            last_msg: Vec::new(),
+            last_hash: 0,
+            reply_to_last: Vec::new(),
+            last_sent: Vec::new(),
+            last_send_idx: None,
+            retrans: None,
+            wake: None,
+            routes: Vec::new(),
+            next_url: Vec::new(),
+            msg_index: 0,
+            vars: Vec::new(),
+            user: 0,
+            action_failure: None,
+        }
+    }
+
+    /// A new call in this (possibly used) call's buffers.
+    pub fn reset(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        number: u64,
+        user: u64,
+        base_cseq: u32,
+    ) {
+        self.number = number;
+        self.peer = peer;
+        self.idx = 0;
+        self.created = now;
+        self.cseq = base_cseq.wrapping_sub(1);
+        self.last_cseq_number = 0;
+        self.peer_tag.clear();
+        self.last_msg.clear();
+        self.last_hash = 0;
+        self.reply_to_last.clear();
+        self.last_sent.clear();
+        self.last_send_idx = None;
+        self.retrans = None;
+        self.wake = None;
+        self.routes.clear();
+        self.next_url.clear();
+        self.msg_index = 0;
+        self.user = user;
+        self.action_failure = None;
+    }
 }
 
 /// `rrs="true"`: the Record-Route set (reversed for a UAC) for `[routes]`, the Contact URI
@@ -133,8 +224,10 @@ impl Render for CallValues<'_> {
 impl Values for CallValues<'_> {
     fn put(&self, kw: &Keyword, off: i64, out: &mut Vec<u8>) {
         let (env, call) = (self.env, self.call);
-        let num =
-            |out: &mut Vec<u8>, n: i64| out.extend_from_slice((n + off).to_string().as_bytes());
+        // Written in place: rendering a message allocates nothing once `out` has grown.
+        let num = |out: &mut Vec<u8>, n: i64| {
+            let _ = write!(out, "{}", n + off);
+        };
         let v6 = |a: &str| {
             if a.starts_with('[') || a.contains(':') {
                 "6"
@@ -144,11 +237,11 @@ impl Values for CallValues<'_> {
         };
         match kw {
             Keyword::Service => out.extend_from_slice(env.service.as_bytes()),
-            Keyword::RemoteIp => out.extend_from_slice(ip_text(env.remote).as_bytes()),
+            Keyword::RemoteIp => out.extend_from_slice(env.remote_text.as_bytes()),
             Keyword::RemoteHost => out.extend_from_slice(env.remote_host.as_bytes()),
             Keyword::RemotePort => num(out, i64::from(env.remote.port())),
-            Keyword::LocalIp => out.extend_from_slice(ip_text(env.local).as_bytes()),
-            Keyword::LocalIpType => out.extend_from_slice(v6(&ip_text(env.local)).as_bytes()),
+            Keyword::LocalIp => out.extend_from_slice(env.local_text.as_bytes()),
+            Keyword::LocalIpType => out.extend_from_slice(v6(&env.local_text).as_bytes()),
             Keyword::LocalPort => num(out, i64::from(env.local.port())),
             Keyword::Transport => out.extend_from_slice(b"UDP"),
             Keyword::MediaIp => out.extend_from_slice(env.media_ip.as_bytes()),
@@ -158,17 +251,19 @@ impl Values for CallValues<'_> {
             Keyword::CallId => out.extend_from_slice(&call.call_id),
             Keyword::Cseq => num(out, i64::from(call.cseq)),
             Keyword::LastCseqNumber => num(out, i64::from(call.last_cseq_number)),
-            Keyword::Branch => out.extend_from_slice(
-                format!(
+            Keyword::Branch => {
+                let _ = write!(
+                    out,
                     "z9hG4bK-{}-{}-{}",
                     env.pid,
                     call.number,
                     call.msg_index as i64 + off
-                )
-                .as_bytes(),
-            ),
+                );
+            }
             Keyword::MsgIndex => num(out, call.msg_index as i64),
-            Keyword::Pid => out.extend_from_slice(env.pid.to_string().as_bytes()),
+            Keyword::Pid => {
+                let _ = write!(out, "{}", env.pid);
+            }
             Keyword::Len => {}
             Keyword::PeerTagParam => {
                 if !call.peer_tag.is_empty() {

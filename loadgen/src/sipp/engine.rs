@@ -18,7 +18,7 @@ use super::flow::After;
 use super::scenario::{Kind, Scenario};
 use super::stats::{self, Stats};
 use super::vars::{Var, View};
-use super::wire::{ack_for, ip_text, simple_reply};
+use super::wire::{ack_for, simple_reply};
 
 /// Where the engine's messages go.
 pub trait Net {
@@ -36,9 +36,11 @@ pub struct Engine {
     pub(super) calls: Vec<Option<Call>>,
     gens: Vec<u32>,
     free: Vec<usize>,
-    by_id: HashMap<Vec<u8>, usize>,
-    dead: HashSet<Vec<u8>>,
-    dead_order: VecDeque<(Instant, Vec<u8>)>,
+    /// Live calls by a hash of their Call-ID (checked against the call's own).
+    by_id: HashMap<u64, usize>,
+    dead: HashSet<u64>,
+    dead_order: VecDeque<(Instant, u64)>,
+    spare: Vec<Call>,
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
     created: u64,
     /// UAS: no new calls once this many were created (`-m`).
@@ -85,6 +87,7 @@ impl Engine {
             by_id: HashMap::new(),
             dead: HashSet::new(),
             dead_order: VecDeque::new(),
+            spare: Vec::new(),
             timers: BinaryHeap::new(),
             created: 0,
             max_calls,
@@ -120,59 +123,44 @@ impl Engine {
     pub(super) fn new_call(
         &mut self,
         now: Instant,
-        call_id: Option<Vec<u8>>,
+        call_id: Option<&[u8]>,
         peer: SocketAddr,
     ) -> usize {
         self.created += 1;
         let number = self.created;
-        let call_id = call_id.unwrap_or_else(|| {
-            let ip = ip_text(self.env.local);
-            let ip = ip.trim_matches(['[', ']']);
-            self.env
-                .cid_str
-                .replace("%u", &number.to_string())
-                .replace("%p", &self.env.pid.to_string())
-                .replace("%s", ip)
-                .into_bytes()
-        });
         let slot = self.free.pop().unwrap_or_else(|| {
             self.calls.push(None);
             self.gens.push(0);
             self.calls.len() - 1
         });
         self.gens[slot] = self.gens[slot].wrapping_add(1);
-        let rtds = self.sc.rtds.len();
         let user = if self.sc.uac {
             self.free_users.pop_back().unwrap_or(0)
         } else {
             0
         };
-        self.by_id.insert(call_id.clone(), slot);
-        self.calls[slot] = Some(Call {
-            number,
-            call_id,
-            peer,
-            idx: 0,
-            created: now,
-            rtd_start: vec![now; rtds],
-            rtd_done: vec![false; rtds],
-            cseq: self.env.base_cseq.wrapping_sub(1),
-            last_cseq_number: 0,
-            peer_tag: Vec::new(),
-            last_msg: Vec::new(),
-            last_hash: 0,
-            reply_to_last: Vec::new(),
-            last_sent: Vec::new(),
-            last_send_idx: None,
-            retrans: None,
-            wake: None,
-            routes: Vec::new(),
-            next_url: Vec::new(),
-            msg_index: 0,
-            vars: vec![Var::Unset; self.sc.vars.len()],
-            action_failure: None,
-            user,
-        });
+        // An ended call's buffers are reused: a call allocates nothing in steady state.
+        let mut call = self.spare.pop().unwrap_or_else(|| Call::blank(now, peer));
+        call.reset(now, peer, number, user, self.env.base_cseq);
+        match call_id {
+            Some(id) => {
+                call.call_id.clear();
+                call.call_id.extend_from_slice(id);
+            }
+            None => self.env.call_id(number, &mut call.call_id),
+        }
+        let rtds = self.sc.rtds.len();
+        call.rtd_start.resize(rtds, now);
+        call.rtd_start.fill(now);
+        call.rtd_done.resize(rtds, false);
+        call.rtd_done.fill(false);
+        call.vars.resize(self.sc.vars.len(), Var::Unset);
+        call.vars.fill(Var::Unset);
+        if self.by_id.insert(cid_key(&call.call_id), slot).is_some() {
+            // Two live Call-IDs with the same 64-bit hash: the older call is orphaned.
+            self.stats.count(|c| c.warnings += 1);
+        }
+        self.calls[slot] = Some(call);
         self.stats.current_calls += 1;
         if self.sc.uac {
             self.stats.count(|c| c.outgoing += 1);
@@ -186,15 +174,26 @@ impl Engine {
         let Some(call) = self.calls[slot].take() else {
             return;
         };
-        self.by_id.remove(&call.call_id);
+        let key = cid_key(&call.call_id);
+        self.by_id.remove(&key);
         self.free.push(slot);
         if call.user != 0 {
             self.free_users.push_front(call.user);
         }
         self.stats.call_ended(now - call.created, failure);
-        self.dead.insert(call.call_id.clone());
+        self.dead.insert(key);
         self.dead_order
-            .push_back((now + self.env.deadcall_wait, call.call_id));
+            .push_back((now + self.env.deadcall_wait, key));
+        self.spare.push(call);
+    }
+
+    /// The live call with this Call-ID.
+    fn lookup(&self, cid: &[u8]) -> Option<usize> {
+        let &slot = self.by_id.get(&cid_key(cid))?;
+        self.calls[slot]
+            .as_ref()
+            .is_some_and(|c| c.call_id == cid)
+            .then_some(slot)
     }
 
     pub(super) fn arm(&mut self, slot: usize, at: Instant) {
@@ -208,9 +207,9 @@ impl Engine {
             return;
         };
         let cid = m.call_id();
-        let slot = match self.by_id.get(cid) {
-            Some(&s) => s,
-            None if self.dead.contains(cid) => {
+        let slot = match self.lookup(cid) {
+            Some(s) => s,
+            None if self.dead.contains(&cid_key(cid)) => {
                 self.stats.count(|c| c.dead_call += 1);
                 return;
             }
@@ -218,7 +217,7 @@ impl Engine {
                 && !self.closed
                 && self.max_calls.is_none_or(|max| self.created < max) =>
             {
-                self.new_call(now, Some(cid.to_vec()), src)
+                self.new_call(now, Some(cid), src)
             }
             None if self.sc.uac && self.auto_answer && auto_answered(&m) => {
                 net.send(src, &simple_reply(&m));
@@ -503,6 +502,13 @@ impl Engine {
             }
         }
     }
+}
+
+/// FNV-1a over the Call-ID: cheap, and collisions are checked on lookup.
+fn cid_key(cid: &[u8]) -> u64 {
+    cid.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn auto_answered(m: &Message<'_>) -> bool {

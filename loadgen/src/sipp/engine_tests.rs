@@ -51,7 +51,10 @@ fn env() -> Env {
         default_behaviors: true,
         deadcall_wait: Duration::from_secs(33),
         users: None,
+        local_text: String::new(),
+        remote_text: String::new(),
     }
+    .with_texts()
 }
 
 fn engine(xml: &str) -> Engine {

@@ -7,6 +7,8 @@ pub mod action_xml;
 pub mod actions;
 #[cfg(test)]
 mod actions_tests;
+#[cfg(test)]
+mod alloc_tests;
 pub mod args;
 pub mod builtin;
 pub mod call;
@@ -151,7 +153,10 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         default_behaviors: o.default_behaviors,
         deadcall_wait: Duration::from_secs(33),
         users: o.users,
-    };
+        local_text: String::new(),
+        remote_text: String::new(),
+    }
+    .with_texts();
     let uac = sc.uac;
     let call_span = scenario_span(&sc).max(o.pause_default);
     let log = if o.trace_msg {

@@ -3,7 +3,7 @@
 //! literal bytes and `[keyword]` slots, rendered per message into a caller-owned buffer.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// A keyword whose value comes from the run or the call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,7 +289,9 @@ impl Template {
     /// Renders into `out` (cleared first); `[len]` is the body length, `%5u` as SIPp writes it.
     pub fn render(&self, v: &impl Values, out: &mut Vec<u8>) {
         out.clear();
-        let mut len_at = Vec::new();
+        // `[len]` slots, on the stack: rendering allocates nothing once `out` has grown.
+        let mut len_at = [(0usize, 0i64); 8];
+        let mut lens = 0;
         let mut skip_crlf = false;
         for seg in &self.segs {
             match seg {
@@ -302,10 +304,12 @@ impl Template {
                     skip_crlf = false;
                     out.extend_from_slice(l);
                 }
-                Seg::Key(Keyword::Len, off) => {
-                    len_at.push((out.len(), *off));
+                Seg::Key(Keyword::Len, off) if lens < len_at.len() => {
+                    len_at[lens] = (out.len(), *off);
+                    lens += 1;
                     out.extend_from_slice(b"     ");
                 }
+                Seg::Key(Keyword::Len, _) => {}
                 Seg::Key(kw, off) => {
                     let before = out.len();
                     v.put(kw, *off, out);
@@ -317,7 +321,7 @@ impl Template {
                 }
             }
         }
-        if len_at.is_empty() {
+        if lens == 0 {
             return;
         }
         let body = out
@@ -325,10 +329,12 @@ impl Template {
             .position(|w| w == b"\r\n\r\n")
             .map_or(0, |p| out.len() - p - 4);
         // Back-patch from the last slot so earlier offsets stay valid.
-        for &(at, off) in len_at.iter().rev() {
-            let mut s = String::new();
-            let _ = write!(s, "{:5}", (body as i64 + off).max(0));
-            out.splice(at..at + 5, s.into_bytes());
+        for &(at, off) in len_at[..lens].iter().rev() {
+            let mut digits = [0u8; 24];
+            let mut cur = std::io::Cursor::new(&mut digits[..]);
+            let _ = write!(cur, "{:5}", (body as i64 + off).max(0));
+            let n = cur.position() as usize;
+            out.splice(at..at + 5, digits[..n].iter().copied());
         }
     }
 }

@@ -32,31 +32,41 @@ pub fn last_header(msg: &[u8], name: &str, out: &mut Vec<u8>) {
         ("to", "t"),
         ("via", "v"),
     ];
-    let Some(mut pos) = msg.iter().position(|&b| b == b'\n').map(|p| p + 1) else {
+    let Some(first) = msg.iter().position(|&b| b == b'\n').map(|p| p + 1) else {
         return;
     };
-    let lower = name.to_ascii_lowercase();
-    let compact = COMPACT.iter().find(|(l, _)| *l == lower).map(|(_, c)| *c);
-    let mut full: Vec<header::Line> = Vec::new();
-    let mut short: Vec<header::Line> = Vec::new();
-    while let Ok(Next::Header(h)) = header::next(msg, pos) {
-        let n = &msg[h.name.0..h.name.1];
-        if n.eq_ignore_ascii_case(name.as_bytes()) {
-            full.push(h);
-        } else if compact.is_some_and(|c| n.eq_ignore_ascii_case(c.as_bytes())) {
-            short.push(h);
+    let compact = COMPACT
+        .iter()
+        .find(|(l, _)| l.eq_ignore_ascii_case(name))
+        .map(|(_, c)| *c);
+    // Two passes over the headers rather than a list of them: no allocation per message.
+    let each = |f: &mut dyn FnMut(header::Line, bool)| {
+        let mut pos = first;
+        while let Ok(Next::Header(h)) = header::next(msg, pos) {
+            let n = &msg[h.name.0..h.name.1];
+            if n.eq_ignore_ascii_case(name.as_bytes()) {
+                f(h, true);
+            } else if compact.is_some_and(|c| n.eq_ignore_ascii_case(c.as_bytes())) {
+                f(h, false);
+            }
+            pos = h.line.1;
         }
-        pos = h.line.1;
-    }
-    let lines = if full.is_empty() { short } else { full };
-    for (i, h) in lines.iter().enumerate() {
-        if i == 0 {
+    };
+    let mut any_full = false;
+    each(&mut |_, full| any_full |= full);
+    let mut first_line = true;
+    each(&mut |h, full| {
+        if full != any_full {
+            return;
+        }
+        if first_line {
             out.extend_from_slice(&msg[h.name.0..h.value.1]);
+            first_line = false;
         } else {
             out.extend_from_slice(b", ");
             out.extend_from_slice(&msg[h.value.0..h.value.1]);
         }
-    }
+    });
 }
 
 /// A 200 OK to an unexpected BYE or CANCEL.
