@@ -4,8 +4,7 @@
 //! UDP retransmissions with SIPp's timers, pauses, receive timeouts, `-aa`, and SIPp's default
 //! behaviours on unexpected messages. Time is an argument; sends go out through [`Net`].
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -18,6 +17,7 @@ use super::flow::After;
 use super::scenario::{Kind, Scenario};
 use super::stats::{self, Stats};
 use super::vars::{Var, View};
+use super::wheel::Wheel;
 use super::wire::{ack_for, simple_reply};
 
 /// Where the engine's messages go.
@@ -41,7 +41,8 @@ pub struct Engine {
     dead: HashSet<u64>,
     dead_order: VecDeque<(Instant, u64)>,
     spare: Vec<Call>,
-    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    timers: Wheel,
+    due: Vec<(usize, u32)>,
     created: u64,
     /// UAS: no new calls once this many were created (`-m`).
     pub max_calls: Option<u64>,
@@ -88,7 +89,8 @@ impl Engine {
             dead: HashSet::new(),
             dead_order: VecDeque::new(),
             spare: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: Wheel::new(Instant::now()),
+            due: Vec::new(),
             created: 0,
             max_calls,
             closed: false,
@@ -197,7 +199,7 @@ impl Engine {
     }
 
     pub(super) fn arm(&mut self, slot: usize, at: Instant) {
-        self.timers.push(Reverse((at, slot, self.gens[slot])));
+        self.timers.insert(at, slot, self.gens[slot]);
     }
 
     /// Handles one received datagram.
@@ -325,6 +327,7 @@ impl Engine {
             Kind::Recv { optional, rrs, .. } => (optional, rrs),
             _ => (false, false),
         };
+        let mut rearm = None;
         match m.start {
             StartLine::Response { code, .. } => {
                 if let Some(t) = m.to.tag {
@@ -339,6 +342,7 @@ impl Engine {
                     } else if let Some(r) = call.retrans.as_mut() {
                         r.interval = self.env.t2;
                         r.at = now + self.env.t2;
+                        rearm = Some(r.at);
                     }
                 }
             }
@@ -356,6 +360,9 @@ impl Engine {
         }
         if rrs {
             store_route_set(call, &m, self.sc.uac);
+        }
+        if let Some(at) = rearm {
+            self.arm(slot, at);
         }
         let After::Go(jump) = self.run_actions(slot, j, Some(data), now) else {
             return;
@@ -425,11 +432,9 @@ impl Engine {
     /// Fires due timers: retransmissions, pauses, timewaits, receive timeouts; drops expired
     /// dead-call memories.
     pub fn on_timers(&mut self, now: Instant, net: &mut impl Net) {
-        while let Some(Reverse((at, slot, generation))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.expire(now, &mut due);
+        for &(slot, generation) in &due {
             if self.gens[slot] != generation {
                 continue;
             }
@@ -493,6 +498,8 @@ impl Engine {
                 }
             }
         }
+        due.clear();
+        self.due = due;
         while let Some((t, _)) = self.dead_order.front() {
             if *t > now {
                 break;

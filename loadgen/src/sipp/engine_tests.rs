@@ -224,3 +224,32 @@ X-N: [$n]
     assert!(String::from_utf8_lossy(&net.0[0]).contains("X-N: 3.000000"));
     assert_eq!(e.stats.total.success, 1);
 }
+
+#[test]
+fn invite_retransmissions_double_then_the_call_fails() {
+    let mut e = Engine::new(
+        parse(super::builtin::UAC, "uac", &HashMap::new(), &[]).unwrap(),
+        env(),
+        None,
+    );
+    let t0 = Instant::now();
+    let mut net = Sent::default();
+    e.start_call(t0, &mut net);
+    let mut sent_at = vec![0u64];
+    for ms in 1..40_000u64 {
+        let before = net.0.len();
+        e.on_timers(t0 + Duration::from_millis(ms), &mut net);
+        if net.0.len() > before {
+            sent_at.push(ms);
+        }
+    }
+    // T1 doubling from 500 ms; the 1 ms timer wheel may add up to a tick to each interval.
+    let gaps: Vec<u64> = sent_at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps.len(), 5, "{sent_at:?}");
+    for (g, want) in gaps.iter().zip([500, 1000, 2000, 4000, 8000]) {
+        assert!((want..=want + 1).contains(g), "{sent_at:?}");
+    }
+    assert_eq!(e.stats.total.retransmissions, 5);
+    assert_eq!(e.stats.total.failures[stats::MAX_UDP_RETRANS], 1);
+    assert_eq!(e.open_calls(), 0);
+}

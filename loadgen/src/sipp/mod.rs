@@ -27,6 +27,7 @@ pub mod socket;
 pub mod stats;
 pub mod template;
 pub mod vars;
+pub mod wheel;
 pub mod wire;
 
 use std::fs::File;
