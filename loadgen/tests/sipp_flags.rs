@@ -285,3 +285,113 @@ fn a_terminal_gets_the_live_screen() {
     );
     assert!(text.contains("successful 30"), "{text}");
 }
+
+#[test]
+fn workers_stripe_the_calls_and_share_the_call_quota() {
+    let dir = tmpdir("workers");
+    let uas = SippUas::start(&dir);
+    let out = uac(&dir, &uas, "-workers 2 -r 300 -m 101 -trace_msg");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = dir.join("uac.csv");
+    assert_eq!(
+        last(&csv, "TotalCallCreated"),
+        "101",
+        "-m is exact across workers"
+    );
+    assert_eq!(last(&csv, "SuccessfulCall(C)"), "101");
+    assert_eq!(last(&csv, "TargetRate"), "300");
+    let log = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with("_messages.log"))
+        .unwrap();
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    // Each sent INVITE: its Via's port and its Call-ID (retransmissions repeat both).
+    let mut invites: Vec<(&str, &str)> = Vec::new();
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if l.starts_with("INVITE ") {
+            let via = lines.next().unwrap();
+            let port = via.rsplit(':').next().unwrap().split(';').next().unwrap();
+            let cid = lines.find(|l| l.starts_with("Call-ID: ")).unwrap();
+            invites.push((port, cid));
+        }
+    }
+    let mut ids: Vec<&str> = invites.iter().map(|i| i.1).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 101, "Call-IDs are unique across workers");
+    let mut ports: Vec<&str> = invites.iter().map(|i| i.0).collect();
+    ports.sort();
+    ports.dedup();
+    assert_eq!(
+        ports.len(),
+        2,
+        "each worker sends from its own port: {ports:?}"
+    );
+}
+
+#[test]
+fn a_uas_with_workers_answers_sipp() {
+    let dir = tmpdir("uas-workers");
+    let up = port().to_string();
+    let uas = spawn(
+        SIPLOAD,
+        &dir,
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &up,
+            "-m",
+            "40",
+            "-workers",
+            "2",
+            "-nostdin",
+            "-timeout",
+            "30",
+            "-trace_stat",
+            "-stf",
+            "u.csv",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{up}");
+    let out = run(
+        "sipp",
+        &dir,
+        &[
+            "-sn",
+            "uac",
+            &target,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port().to_string(),
+            "-r",
+            "100",
+            "-m",
+            "40",
+            "-nostdin",
+            "-timeout",
+            "30",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "SIPp uac");
+    let uas = uas.wait_with_output().unwrap();
+    assert_eq!(
+        uas.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&uas.stderr)
+    );
+    assert_eq!(last(&dir.join("u.csv"), "SuccessfulCall(C)"), "40");
+    assert_eq!(last(&dir.join("u.csv"), "IncomingCall(C)"), "40");
+}

@@ -54,6 +54,10 @@ pub struct Options {
     pub screen_period: Duration,
     /// `-summary FILE` (sipload's own): JSON with latency percentiles, written at exit.
     pub summary: Option<String>,
+    /// `-workers N|auto` (sipload's own): worker threads, each with its own socket.
+    pub workers: usize,
+    /// `-cpus 0,1,...` (sipload's own): pin worker k to the k-th CPU listed.
+    pub cpus: Vec<usize>,
 }
 
 impl Default for Options {
@@ -103,6 +107,8 @@ impl Default for Options {
             rtt_freq: 200,
             screen_period: Duration::from_secs(1),
             summary: None,
+            workers: 1,
+            cpus: Vec::new(),
         }
     }
 }
@@ -228,6 +234,25 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "-trace_rtt" => o.trace_rtt = true,
             "-f" => o.screen_period = t(a, val(a)?, 1000)?,
             "-summary" => o.summary = Some(val(a)?),
+            "-workers" => {
+                let v = val(a)?;
+                o.workers = if v == "auto" {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                } else {
+                    match v.parse::<usize>() {
+                        Ok(n) if (1..=256).contains(&n) => n,
+                        _ => return Err(format!("option -workers: `{v}` is not 1..256 or auto")),
+                    }
+                };
+            }
+            "-cpus" => {
+                let v = val(a)?;
+                o.cpus = v
+                    .split(',')
+                    .map(|c| c.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| format!("option -cpus: `{v}` is not a list of CPU numbers"))?;
+            }
             "-rtt_freq" => o.rtt_freq = num(a, val(a)?)? as usize,
             "-base_cseq" => o.base_cseq = num(a, val(a)?)? as u32,
             "-cid_str" => o.cid_str = val(a)?,
@@ -299,6 +324,9 @@ Options (SIPp's meanings, units and defaults):
   -bg                run in the background (the parent prints the pid and exits 99)
   -f T               live screen refresh (s; default 1), shown when stdout is a terminal
   -summary FILE      (sipload) JSON summary: latency percentiles in us, kernel drops
+  -workers N|auto    (sipload) worker threads (default 1; auto: one per core); a uac's
+                     worker k sends from -p + k, a uas's workers share -p
+  -cpus 0,1,...      (sipload) pin worker k to the k-th CPU
   -trace_rtt         response times to <scenario>_<pid>_rtt.csv (-rtt_freq N rows a flush)
   -base_cseq N       first [cseq]               -cid_str FMT   Call-ID format
   -buff_size BYTES   socket buffers             -mi IP -mp PORT  [media_ip] [media_port]

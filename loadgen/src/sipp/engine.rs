@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use sipdispatch::sip::{Message, Scanned, StartLine, scan};
@@ -14,6 +15,7 @@ use sipdispatch::sip::{Message, Scanned, StartLine, scan};
 pub use super::call::Env;
 use super::call::{Call, CallValues, Wake, store_route_set};
 use super::flow::After;
+use super::pace::Quota;
 use super::scenario::{Kind, Scenario};
 use super::stats::{self, Stats};
 use super::vars::{Var, View};
@@ -44,8 +46,13 @@ pub struct Engine {
     timers: Wheel,
     due: Vec<(usize, u32)>,
     created: u64,
-    /// UAS: no new calls once this many were created (`-m`).
+    /// UAS: no new calls once this many were created (`-m`) ...
     pub max_calls: Option<u64>,
+    /// ... or, with several workers, once their shared quota is used up.
+    pub quota: Option<Arc<Quota>>,
+    /// Calls are numbered `offset + 1`, then every `step`: unique across workers.
+    number_offset: u64,
+    number_step: u64,
     /// No new calls at all (quitting).
     pub closed: bool,
     /// Error-log lines (`-trace_err`) for the caller to write, when enabled.
@@ -93,6 +100,9 @@ impl Engine {
             due: Vec::new(),
             created: 0,
             max_calls,
+            quota: None,
+            number_offset: 0,
+            number_step: 1,
             closed: false,
             errors: None,
             logs: None,
@@ -105,6 +115,22 @@ impl Engine {
             rng,
             scratch: Vec::with_capacity(4096),
         }
+    }
+
+    /// Worker `k` of `n`: call numbers `k+1, k+1+n, ...` and, with `-users`, the users of the
+    /// same stripe.
+    pub fn stripe(&mut self, k: u64, n: u64) {
+        self.number_offset = k;
+        self.number_step = n.max(1);
+        self.free_users = (1..=self.env.users.unwrap_or(0))
+            .filter(|u| (u - 1) % self.number_step == k)
+            .rev()
+            .collect();
+    }
+
+    /// Users this worker runs (`-users`).
+    pub fn users(&self) -> u64 {
+        self.free_users.len() as u64
     }
 
     /// `-set name value`: a run-wide string variable.
@@ -129,7 +155,7 @@ impl Engine {
         peer: SocketAddr,
     ) -> usize {
         self.created += 1;
-        let number = self.created;
+        let number = self.number_offset + 1 + self.number_step * (self.created - 1);
         let slot = self.free.pop().unwrap_or_else(|| {
             self.calls.push(None);
             self.gens.push(0);
@@ -189,6 +215,14 @@ impl Engine {
         self.spare.push(call);
     }
 
+    /// Whether a UAS may take one more call (`-m`).
+    fn admits(&self) -> bool {
+        match &self.quota {
+            Some(q) => q.take(),
+            None => self.max_calls.is_none_or(|max| self.created < max),
+        }
+    }
+
     /// The live call with this Call-ID.
     fn lookup(&self, cid: &[u8]) -> Option<usize> {
         let &slot = self.by_id.get(&cid_key(cid))?;
@@ -215,10 +249,7 @@ impl Engine {
                 self.stats.count(|c| c.dead_call += 1);
                 return;
             }
-            None if !self.sc.uac
-                && !self.closed
-                && self.max_calls.is_none_or(|max| self.created < max) =>
-            {
+            None if !self.sc.uac && !self.closed && self.admits() => {
                 self.new_call(now, Some(cid), src)
             }
             None if self.sc.uac && self.auto_answer && auto_answered(&m) => {

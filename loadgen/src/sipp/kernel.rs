@@ -1,8 +1,10 @@
 //! Datagrams the kernel dropped, so a load generator's own losses are not mistaken for the
-//! peer's: the drop counter of sipload's socket (`/proc/net/udp`, `/proc/net/udp6`) and the
+//! peer's: the drop counter of each of sipload's sockets (`/proc/net/udp`, `/proc/net/udp6`,
+//! found by the socket's inode) and the
 //! host-wide `RcvbufErrors` (`/proc/net/snmp`, `/proc/net/snmp6`).
 
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 
 /// `Udp: RcvbufErrors` plus `Udp6RcvbufErrors`, host-wide; `None` off Linux.
 pub fn rcvbuf_errors() -> Option<u64> {
@@ -27,31 +29,28 @@ fn snmp_field(text: &str, proto: &str, name: &str) -> Option<u64> {
     values.split_whitespace().nth(i)?.parse().ok()
 }
 
-/// The kernel's drop counter of the UDP socket bound to `local`; `None` if not found.
-pub fn socket_drops(local: SocketAddr) -> Option<u64> {
+/// The kernel's drop counter of UDP socket `fd` (bound to `local`), found by its inode;
+/// `None` if not found.
+pub fn socket_drops(fd: RawFd, local: SocketAddr) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    let inode = link
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .to_owned();
     let file = if local.is_ipv4() {
         "/proc/net/udp"
     } else {
         "/proc/net/udp6"
     };
-    let text = std::fs::read_to_string(file).ok()?;
-    find_drops(&text, local)
+    find_drops(&std::fs::read_to_string(file).ok()?, &inode)
 }
 
-fn find_drops(text: &str, local: SocketAddr) -> Option<u64> {
-    let want_port = format!(":{:04X}", local.port());
-    let want_ip = match local {
-        SocketAddr::V4(v) => Some(format!("{:08X}", u32::from_le_bytes(v.ip().octets()))),
-        SocketAddr::V6(_) => None,
-    };
+/// The `drops` column (the last) of the line whose `inode` column (the tenth) is `inode`.
+fn find_drops(text: &str, inode: &str) -> Option<u64> {
     text.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        let addr = f.get(1)?;
-        let (ip, _) = addr.split_once(':')?;
-        let ip_ok = want_ip
-            .as_deref()
-            .is_none_or(|w| w == ip || ip == "00000000");
-        (addr.ends_with(&want_port) && ip_ok)
+        (f.get(9) == Some(&inode))
             .then(|| f.last()?.parse().ok())
             .flatten()
     })
@@ -66,15 +65,15 @@ mod tests {
         let snmp = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 10 0 7 12 5 0\n";
         assert_eq!(snmp_field(snmp, "Udp:", "RcvbufErrors"), Some(5));
         let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n  12: 0100007F:13C4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n";
-        assert_eq!(find_drops(udp, "127.0.0.1:5060".parse().unwrap()), Some(17));
-        assert_eq!(find_drops(udp, "127.0.0.1:5061".parse().unwrap()), None);
-        assert_eq!(find_drops(udp, "127.0.0.2:5060".parse().unwrap()), None);
+        assert_eq!(find_drops(udp, "4242"), Some(17));
+        assert_eq!(find_drops(udp, "4243"), None);
     }
 
     #[test]
     fn this_host_reports() {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert_eq!(socket_drops(s.local_addr().unwrap()), Some(0));
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+        assert_eq!(socket_drops(fd, s.local_addr().unwrap()), Some(0));
         assert!(rcvbuf_errors().is_some());
     }
 }

@@ -29,24 +29,26 @@ pub mod template;
 pub mod vars;
 pub mod wheel;
 pub mod wire;
+pub mod worker;
 
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use args::{Options, Parsed};
 use engine::{Engine, Env};
 use outputs::Outputs;
-use pace::{PaceOptions, Pacer};
+use pace::{PaceOptions, Pacer, Quota};
 use sipdispatch::io::counters::IoCounters;
-use sipdispatch::io::sys::{self, RecvBatch};
 use sipdispatch::io::tx::Tx;
 use socket::UdpNet;
+use stats::Stats;
+use worker::{Slot, Worker};
 
 /// Runs SIPp mode with `args` (without the program name); returns SIPp's exit code.
 pub fn main(args: &[String]) -> ExitCode {
@@ -119,6 +121,18 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     };
     let sock = socket::bind(o, remote)?;
     let local = sock.local_addr().map_err(|e| start_err(e.to_string()))?;
+    let n = o.workers.max(1);
+    // Worker k > 0: a UAC on the next ports (its replies come back to the socket that sent),
+    // a UAS on the same port (SO_REUSEPORT spreads peers over the workers).
+    let mut socks = vec![sock];
+    for k in 1..n {
+        let addr = if sc.uac {
+            SocketAddr::new(local.ip(), local.port().wrapping_add(k as u16))
+        } else {
+            local
+        };
+        socks.push(socket::bind_exact(addr, o.buff_size)?);
+    }
     if o.background {
         // SAFETY: no thread has been started yet, so the child gets a consistent copy of the
         // process; both sides only continue with ordinary Rust code.
@@ -132,60 +146,121 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         }
     }
     let pid = std::process::id();
-    let env = Env {
-        service: o.service.clone(),
-        remote: remote.unwrap_or(local),
-        remote_host: o.remote.clone().unwrap_or_default(),
-        local,
-        media_ip: o.media_ip.clone().unwrap_or_else(|| match local {
-            SocketAddr::V4(v) => v.ip().to_string(),
-            SocketAddr::V6(v) => format!("[{}]", v.ip()),
-        }),
-        media_port: o.media_port,
-        pid,
-        cid_str: o.cid_str.clone(),
-        base_cseq: o.base_cseq,
-        pause_default: o.pause_default,
-        recv_timeout: o.recv_timeout,
-        retrans: !o.no_retrans,
-        max_invite_retrans: o.max_invite_retrans,
-        max_non_invite_retrans: o.max_non_invite_retrans,
-        t2: o.t2,
-        default_behaviors: o.default_behaviors,
-        deadcall_wait: Duration::from_secs(33),
-        users: o.users,
-        local_text: String::new(),
-        remote_text: String::new(),
-    }
-    .with_texts();
     let uac = sc.uac;
     let call_span = scenario_span(&sc).max(o.pause_default);
-    let log = if o.trace_msg {
+    let msg_log = if o.trace_msg {
         let path = format!("{file_stem}_{pid}_messages.log");
-        Some(File::create(&path).map_err(|e| Fatal(255, format!("{path}: {e}")))?)
+        File::create(&path).map_err(|e| Fatal(255, format!("{path}: {e}")))?;
+        Some(path)
     } else {
         None
     };
-    const BATCH: usize = 64;
-    let fd = sock.as_raw_fd();
-    let mut net = UdpNet {
-        tx: Tx::new(
-            BATCH,
-            65_536,
-            vec![fd],
-            vec![local.is_ipv6()],
-            Arc::new(IoCounters::default()),
-        ),
-        log,
-    };
-    let sc_for_outputs = sc.clone();
-    let mut engine = Engine::new(sc, env, if uac { None } else { o.max_calls });
-    for (k, v) in &o.set {
-        engine.set_global(k, v);
+    let mut out = Outputs::open(o, &sc, &file_stem, pid)?;
+    let start = out.start;
+    let shared = Arc::new(worker::Shared {
+        quota: o.max_calls.map(|m| Arc::new(Quota::new(m))),
+        ..Default::default()
+    });
+    let slots: Arc<Vec<Mutex<Slot>>> = Arc::new((0..n).map(|_| Mutex::default()).collect());
+    let cpus = o.cpus.clone();
+    let mut handles = Vec::new();
+    for (k, sock) in socks.into_iter().enumerate() {
+        let local = sock.local_addr().map_err(|e| start_err(e.to_string()))?;
+        let env = Env {
+            service: o.service.clone(),
+            remote: remote.unwrap_or(local),
+            remote_host: o.remote.clone().unwrap_or_default(),
+            local,
+            media_ip: o.media_ip.clone().unwrap_or_else(|| match local {
+                SocketAddr::V4(v) => v.ip().to_string(),
+                SocketAddr::V6(v) => format!("[{}]", v.ip()),
+            }),
+            media_port: o.media_port,
+            pid,
+            cid_str: o.cid_str.clone(),
+            base_cseq: o.base_cseq,
+            pause_default: o.pause_default,
+            recv_timeout: o.recv_timeout,
+            retrans: !o.no_retrans,
+            max_invite_retrans: o.max_invite_retrans,
+            max_non_invite_retrans: o.max_non_invite_retrans,
+            t2: o.t2,
+            default_behaviors: o.default_behaviors,
+            deadcall_wait: Duration::from_secs(33),
+            users: o.users,
+            local_text: String::new(),
+            remote_text: String::new(),
+        }
+        .with_texts();
+        let mut engine = Engine::new(sc.clone(), env, None);
+        engine.quota = shared.quota.clone();
+        engine.stripe(k as u64, n as u64);
+        for (name, v) in &o.set {
+            engine.set_global(name, v);
+        }
+        engine.auto_answer = o.auto_answer;
+        engine.errors = o.trace_err.then(Vec::new);
+        engine.logs = o.trace_logs.then(Vec::new);
+        engine.rtt = o.trace_rtt.then(Vec::new);
+        // This worker's share of the rate, the limit and the users.
+        let share = |x: f64| x / n as f64;
+        let pacer = uac.then(|| {
+            Pacer::new(
+                PaceOptions {
+                    rate: share(o.rate),
+                    period: o.rate_period,
+                    limit: o.limit.map(|l| (l / n as u64).max(1)),
+                    call_span,
+                    increase: share(o.rate_increase),
+                    interval: o.rate_interval.unwrap_or(o.stat_period),
+                    max: share(o.rate_max),
+                    quit_at_max: !o.no_rate_quit,
+                    users: o.users.map(|_| engine.users()),
+                },
+                start,
+            )
+        });
+        let fd = sock.as_raw_fd();
+        let log = match &msg_log {
+            Some(p) => Some(
+                File::options()
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| Fatal(255, format!("{p}: {e}")))?,
+            ),
+            None => None,
+        };
+        let net = UdpNet {
+            tx: Tx::new(
+                64,
+                65_536,
+                vec![fd],
+                vec![local.is_ipv6()],
+                Arc::new(IoCounters::default()),
+            ),
+            log,
+            entry: Vec::new(),
+        };
+        let w = Worker {
+            engine,
+            net,
+            sock: sock.into(),
+            pacer,
+        };
+        let (shared, slots) = (Arc::clone(&shared), Arc::clone(&slots));
+        let cpu = cpus.get(k).copied();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("sipload-{k}"))
+                .spawn(move || {
+                    if let Some(c) = cpu {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                    }
+                    w.run(&shared, &slots[k]);
+                })
+                .map_err(|e| Fatal(255, format!("worker thread: {e}")))?,
+        );
     }
-    engine.auto_answer = o.auto_answer;
-    let mut out = Outputs::open(o, &sc_for_outputs, &file_stem, pid, &mut engine)?;
-    drop(sc_for_outputs);
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -194,131 +269,127 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     // SIGUSR1: SIPp's soft quit (no new calls, the open ones finish).
     let soft_quit = Arc::new(AtomicBool::new(false));
     let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&soft_quit));
-
-    let start = out.start;
     let rcvbuf_at_start = kernel::rcvbuf_errors();
     // SAFETY: isatty only inspects file descriptor 1.
     let live = !o.background && unsafe { libc::isatty(1) } == 1;
-    let mut last_screen = start;
-    let rtd_names = engine.sc.rtds.clone();
-    let mut last_created = 0u64;
-    let run_info =
-        |open_calls: usize, now: Instant, target: f64, recent_rate: f64| report::RunInfo {
-            scenario: &name,
-            rtd_names: &rtd_names,
-            elapsed: now - start,
-            target_rate: target,
-            open_calls,
-            recent_rate,
-            socket_drops: kernel::socket_drops(local),
-            rcvbuf_errors: kernel::rcvbuf_errors()
-                .zip(rcvbuf_at_start)
-                .map(|(a, b)| a.saturating_sub(b)),
-        };
-    let mut pacer = Pacer::new(
-        PaceOptions {
-            rate: o.rate,
-            period: o.rate_period,
-            limit: o.limit,
-            call_span,
-            increase: o.rate_increase,
-            interval: o.rate_interval.unwrap_or(o.stat_period),
-            max: o.rate_max,
-            quit_at_max: !o.no_rate_quit,
-            users: o.users,
-        },
+    let run_info = |open_calls: usize,
+                    now: Instant,
+                    target: f64,
+                    recent_rate: f64,
+                    socket_drops: Option<u64>| report::RunInfo {
+        scenario: &name,
+        rtd_names: &sc.rtds,
+        elapsed: now - start,
+        target_rate: target,
+        open_calls,
+        recent_rate,
+        socket_drops,
+        rcvbuf_errors: kernel::rcvbuf_errors()
+            .zip(rcvbuf_at_start)
+            .map(|(a, b)| a.saturating_sub(b)),
+    };
+    let fresh = || {
+        Stats::new(
+            sc.rtds.len(),
+            sc.counters.len(),
+            sc.rt_repartition.clone(),
+            sc.cl_repartition.clone(),
+        )
+    };
+    // Merges the workers' last copies; writes their queued log lines.
+    let gather = |out: &mut Outputs| -> Result<(Stats, usize, f64, Option<u64>), Fatal> {
+        let mut s = fresh();
+        let (mut open, mut target, mut drops) = (0, 0.0, Some(0));
+        for slot in slots.iter() {
+            let Ok(mut g) = slot.lock() else { continue };
+            out.drain(&mut g)?;
+            if let Some(st) = &g.stats {
+                s.merge(st);
+            }
+            open += g.open;
+            target += g.target;
+            drops = drops.zip(g.socket_drops).map(|(a, b)| a + b);
+        }
+        Ok((s, open, if uac { target } else { 10.0 }, drops))
+    };
+    let (mut merged, _, t, _) = gather(&mut out)?;
+    out.row(
+        &mut merged,
         start,
+        match (uac, o.users) {
+            (true, Some(u)) => u as f64,
+            (true, None) => o.rate,
+            (false, _) => t,
+        },
     );
-    out.row(&mut engine, start, target(&pacer, uac));
     let mut timed_out = false;
-    let mut rx = RecvBatch::new(BATCH, 65_536);
+    let (mut last_screen, mut last_created) = (start, 0u64);
     loop {
+        std::thread::sleep(Duration::from_millis(10));
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) {
-            break;
+            shared.stop.store(true, Ordering::Relaxed);
         }
         if soft_quit.load(Ordering::Relaxed) {
-            engine.closed = true;
+            shared.closed.store(true, Ordering::Relaxed);
         }
         if let Some(t) = o.timeout
             && now - start >= t
             && !timed_out
         {
             timed_out = true;
-            engine.closed = true;
+            shared.closed.store(true, Ordering::Relaxed);
         }
-        if uac && pacer.tick(now) {
-            engine.closed = true;
-        }
-        let done_creating = engine.closed || o.max_calls.is_some_and(|m| engine.created() >= m);
-        if uac && !done_creating {
-            let n = pacer.due(
-                now,
-                engine.open_calls() as u64,
-                engine.created(),
-                o.max_calls,
-            );
-            for _ in 0..n {
-                engine.start_call(now, &mut net);
+        let finished = handles.iter().all(|h| h.is_finished());
+        let screen_due = live && now - last_screen >= o.screen_period;
+        let row_due = out.row_due(now, o.stat_period);
+        if finished || screen_due || row_due {
+            let (mut s, open, target, drops) = gather(&mut out)?;
+            let created = s.total.incoming + s.total.outgoing;
+            if screen_due {
+                let recent =
+                    (created - last_created) as f64 / (now - last_screen).as_secs_f64().max(1e-9);
+                (last_screen, last_created) = (now, created);
+                print!(
+                    "{}",
+                    report::screen(&s, &run_info(open, now, target, recent, drops))
+                );
+            }
+            if row_due && !finished {
+                out.row(&mut s, now, target);
             }
         }
-        if done_creating
-            && engine.open_calls() == 0
-            && (uac || o.max_calls.is_some() || engine.closed)
-        {
+        if finished {
             break;
         }
-        engine.on_timers(now, &mut net);
-        net.tx.flush();
-        let n = rx.recv(fd).unwrap_or(0);
-        for i in 0..n {
-            let (Some(src), data, false) = rx.get(i) else {
-                continue;
-            };
-            net.log_received(data);
-            engine.on_datagram(Instant::now(), src, data, &mut net);
-        }
-        net.tx.flush();
-        if n == 0 {
-            // Idle: sleep until a datagram arrives or the next millisecond's work is due.
-            let mut p = [libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            let _ = sys::poll(&mut p, 1);
-        }
-        out.drain(&mut engine)?;
-        if engine.stop_now || engine.fatal.is_some() {
-            break;
-        }
-        if live && now - last_screen >= o.screen_period {
-            let recent = (engine.created() - last_created) as f64
-                / (now - last_screen).as_secs_f64().max(1e-9);
-            (last_screen, last_created) = (now, engine.created());
-            let info = run_info(engine.open_calls(), now, target(&pacer, uac), recent);
-            print!("{}", report::screen(&engine.stats, &info));
-        }
-        if out.row_due(now, o.stat_period) {
-            out.row(&mut engine, now, target(&pacer, uac));
-        }
+    }
+    for h in handles {
+        let _ = h.join();
     }
     let end = Instant::now();
-    let info = run_info(engine.open_calls(), end, target(&pacer, uac), 0.0);
+    let (mut merged, open, target, drops) = gather(&mut out)?;
+    let (mut stop_now, mut fatal) = (false, None);
+    for slot in slots.iter() {
+        if let Ok(mut g) = slot.lock() {
+            stop_now |= g.stop_now;
+            fatal = fatal.or(g.fatal.take());
+        }
+    }
+    let info = run_info(open, end, target, 0.0, drops);
     if live {
-        print!("{}", report::screen(&engine.stats, &info));
+        print!("{}", report::screen(&merged, &info));
     }
     if let Some(path) = &o.summary {
-        std::fs::write(path, report::summary_json(&engine.stats, &info) + "\n")
+        std::fs::write(path, report::summary_json(&merged, &info) + "\n")
             .map_err(|e| Fatal(255, format!("{path}: {e}")))?;
     }
-    out.finish(&mut engine, end, target(&pacer, uac));
-    println!("{}", stats::summary(&engine.stats, end - start));
-    if let Some(f) = engine.fatal.take() {
+    out.finish(&mut merged, end, target);
+    println!("{}", stats::summary(&merged, end - start));
+    if let Some(f) = fatal {
         return Err(Fatal(255, f));
     }
-    let c = &engine.stats.total;
-    Ok(if engine.stop_now {
+    let c = &merged.total;
+    Ok(if stop_now {
         97
     } else if c.failed > 0 {
         1
@@ -327,11 +398,6 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     } else {
         0
     })
-}
-
-/// SIPp's `TargetRate`: the rate (or `-users`) of a UAC, a UAS's default rate.
-fn target(p: &Pacer, uac: bool) -> f64 {
-    if uac { p.target() } else { 10.0 }
 }
 
 /// How long the scenario itself keeps a call: its fixed pauses and timewait.

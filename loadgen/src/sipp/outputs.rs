@@ -10,9 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::Fatal;
 use super::args::Options;
-use super::engine::Engine;
 use super::scenario::Scenario;
-use super::stats::{self, RowTimes};
+use super::stats::{self, Counts, RowTimes, Stats};
+use super::worker::Slot;
 
 fn create(path: &str) -> Result<File, Fatal> {
     File::create(path).map_err(|e| Fatal(255, format!("{path}: {e}")))
@@ -32,17 +32,14 @@ pub struct Outputs {
     pub start: Instant,
     wall_start: SystemTime,
     last_row: (Instant, SystemTime),
+    /// The cumulative counters at the last row: the next row's `(P)` columns are the
+    /// difference.
+    at_last_row: Option<Counts>,
 }
 
 impl Outputs {
     /// Opens the files asked for; `stem` and `pid` make SIPp's default names.
-    pub fn open(
-        o: &Options,
-        sc: &Scenario,
-        stem: &str,
-        pid: u32,
-        engine: &mut Engine,
-    ) -> Result<Self, Fatal> {
+    pub fn open(o: &Options, sc: &Scenario, stem: &str, pid: u32) -> Result<Self, Fatal> {
         let mut csv = None;
         if o.trace_stat {
             let path = o
@@ -60,17 +57,12 @@ impl Outputs {
             writeln!(f, "{h}").map_err(|e| Fatal(255, format!("{path}: {e}")))?;
             csv = Some(f);
         }
-        if o.trace_err {
-            engine.errors = Some(Vec::new());
-        }
         let logs = if o.trace_logs {
-            engine.logs = Some(Vec::new());
             Some(create(&format!("{stem}_{pid}_logs.log"))?)
         } else {
             None
         };
         let rtt = if o.trace_rtt {
-            engine.rtt = Some(Vec::new());
             let mut f = create(&format!("{stem}_{pid}_rtt.csv"))?;
             let _ = writeln!(f, "Date_ms;response_time_ms;rtd_no");
             Some(f)
@@ -93,15 +85,15 @@ impl Outputs {
             start: now,
             wall_start: wall,
             last_row: (now, wall),
+            at_last_row: None,
         })
     }
 
-    /// Writes what the engine queued since the last turn: error-log entries, `<log>` lines,
+    /// Writes what a worker queued since the last turn: error-log entries, `<log>` lines,
     /// response times.
-    pub fn drain(&mut self, engine: &mut Engine) -> Result<(), Fatal> {
-        if let Some(lines) = engine.errors.as_mut()
-            && !lines.is_empty()
-        {
+    pub fn drain(&mut self, slot: &mut Slot) -> Result<(), Fatal> {
+        let lines = &mut slot.errors;
+        if !lines.is_empty() {
             if self.err_log.is_none() {
                 let mut f = create(&self.err_path)?;
                 let _ = writeln!(f, "The following events occurred:");
@@ -113,13 +105,13 @@ impl Outputs {
                 }
             }
         }
-        if let (Some(lines), Some(f)) = (engine.logs.as_mut(), self.logs.as_mut()) {
-            for l in lines.drain(..) {
+        if let Some(f) = self.logs.as_mut() {
+            for l in slot.logs.drain(..) {
                 let _ = writeln!(f, "{l}");
             }
         }
-        if let Some(samples) = engine.rtt.as_mut() {
-            for (at, d, r) in samples.drain(..) {
+        if self.rtt.is_some() {
+            for (at, d, r) in slot.rtt.drain(..) {
                 let date = (at - self.start).as_secs_f64() * 1000.0;
                 let name = self.rtd_names.get(r).map_or("", String::as_str);
                 self.rtt_rows.push_str(&format!(
@@ -149,8 +141,12 @@ impl Outputs {
         now - self.last_row.0 >= period
     }
 
-    /// One CSV row, then the periodic counters start over.
-    pub fn row(&mut self, engine: &mut Engine, now: Instant, target_rate: f64) {
+    /// One CSV row of the merged counters `s` (whose `period` is filled in here).
+    pub fn row(&mut self, s: &mut Stats, now: Instant, target_rate: f64) {
+        s.period = match &self.at_last_row {
+            Some(earlier) => s.total.minus(earlier),
+            None => s.total.clone(),
+        };
         if let Some(f) = self.csv.as_mut() {
             let t = RowTimes {
                 start: self.wall_start,
@@ -160,16 +156,15 @@ impl Outputs {
                 elapsed: now - self.start,
                 target_rate,
             };
-            let _ = writeln!(f, "{}", stats::row(&engine.stats, &t, &self.delimiter));
+            let _ = writeln!(f, "{}", stats::row(s, &t, &self.delimiter));
         }
-        engine.stats.reset_period();
+        self.at_last_row = Some(s.total.clone());
         self.last_row = (now, SystemTime::now());
     }
 
     /// The last row and the rest of the rtt file.
-    pub fn finish(&mut self, engine: &mut Engine, now: Instant, target_rate: f64) {
-        let _ = self.drain(engine);
-        self.row(engine, now, target_rate);
+    pub fn finish(&mut self, s: &mut Stats, now: Instant, target_rate: f64) {
+        self.row(s, now, target_rate);
         self.flush_rtt();
     }
 }

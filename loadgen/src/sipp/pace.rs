@@ -3,7 +3,33 @@
 //! unless `-no_rate_quit`), or `-users`: a closed loop keeping that many calls open. Calls due
 //! while `-l` calls are open are skipped, not queued, as SIPp skips them. Time is an argument.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// `-m` shared by the workers: each call created takes one.
+#[derive(Debug)]
+pub struct Quota {
+    max: u64,
+    used: AtomicU64,
+}
+
+impl Quota {
+    pub fn new(max: u64) -> Self {
+        Self {
+            max,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes one call from the quota; false once it is used up.
+    pub fn take(&self) -> bool {
+        self.used.fetch_add(1, Ordering::Relaxed) < self.max
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.used.load(Ordering::Relaxed) >= self.max
+    }
+}
 
 /// Call pacing settings from the command line.
 #[derive(Clone, Debug)]
@@ -173,6 +199,20 @@ mod tests {
             // Pacing restarts from the change: 25 calls/s from t0 + 4 s.
             assert_eq!(p.due(t0 + Duration::from_secs(5), 0, 0, None), 25);
         }
+    }
+
+    #[test]
+    fn the_quota_is_shared_exactly() {
+        let q = std::sync::Arc::new(Quota::new(1000));
+        let taken: u64 = (0..4)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || (0..600).filter(|_| q.take()).count() as u64)
+            })
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(taken, 1000);
+        assert!(q.exhausted());
     }
 
     #[test]

@@ -36,18 +36,36 @@ pub fn resolve(host: &str) -> Result<SocketAddr, Fatal> {
 pub struct UdpNet {
     pub tx: Tx,
     pub log: Option<File>,
+    /// One `-trace_msg` entry, written with a single `write` so that workers appending to
+    /// the same file do not interleave.
+    pub entry: Vec<u8>,
 }
 
 impl UdpNet {
+    fn log_entry(&mut self, what: std::fmt::Arguments<'_>, data: &[u8]) {
+        let Some(f) = self.log.as_mut() else {
+            return;
+        };
+        self.entry.clear();
+        let _ = writeln!(
+            self.entry,
+            "----------------------------------------------- {}",
+            stats::log_time(SystemTime::now())
+        );
+        let _ = self.entry.write_fmt(what);
+        self.entry.extend_from_slice(b"\n\n");
+        self.entry
+            .extend_from_slice(String::from_utf8_lossy(data).as_bytes());
+        self.entry.push(b'\n');
+        let _ = f.write_all(&self.entry);
+    }
+
     /// `-trace_msg`: a received message, in SIPp's layout.
     pub fn log_received(&mut self, data: &[u8]) {
-        if let Some(f) = self.log.as_mut() {
-            let _ = write!(
-                f,
-                "----------------------------------------------- {}\nUDP message received [{}] bytes :\n\n{}\n",
-                stats::log_time(SystemTime::now()),
-                data.len(),
-                String::from_utf8_lossy(data)
+        if self.log.is_some() {
+            self.log_entry(
+                format_args!("UDP message received [{}] bytes :", data.len()),
+                data,
             );
         }
     }
@@ -61,13 +79,10 @@ impl Net for UdpNet {
             dst.copy_from_slice(data);
             self.tx.commit(data.len(), to);
         }
-        if let Some(f) = self.log.as_mut() {
-            let _ = write!(
-                f,
-                "----------------------------------------------- {}\nUDP message sent ({} bytes):\n\n{}\n",
-                stats::log_time(SystemTime::now()),
-                data.len(),
-                String::from_utf8_lossy(data)
+        if self.log.is_some() {
+            self.log_entry(
+                format_args!("UDP message sent ({} bytes):", data.len()),
+                data,
             );
         }
     }
@@ -103,6 +118,17 @@ pub fn bind(o: &Options, remote: Option<SocketAddr>) -> Result<UdpSocket, Fatal>
     } else {
         Err(start_err(format!("cannot bind {ip}: {e}")))
     }
+}
+
+/// A further worker's socket at exactly `addr`.
+pub fn bind_exact(addr: SocketAddr, buf: usize) -> Result<UdpSocket, Fatal> {
+    new_socket(addr, buf).map_err(|e| {
+        if e.kind() == ErrorKind::AddrInUse {
+            Fatal(254, format!("cannot bind {addr}: {e}"))
+        } else {
+            start_err(format!("cannot bind {addr}: {e}"))
+        }
+    })
 }
 
 fn new_socket(addr: SocketAddr, buf: usize) -> std::io::Result<UdpSocket> {

@@ -49,6 +49,20 @@ pub struct Timing {
 }
 
 impl Timing {
+    fn merge(&mut self, o: &Timing) {
+        self.n += o.n;
+        self.sum += o.sum;
+        self.sumsq += o.sumsq;
+    }
+
+    fn minus(&self, o: &Timing) -> Timing {
+        Timing {
+            n: self.n.saturating_sub(o.n),
+            sum: self.sum - o.sum,
+            sumsq: self.sumsq - o.sumsq,
+        }
+    }
+
     pub fn add(&mut self, ms: f64) {
         self.n += 1;
         self.sum += ms;
@@ -88,6 +102,63 @@ pub struct Counts {
     pub rtd: Vec<Timing>,
     pub call_length: Timing,
     pub counters: Vec<u64>,
+}
+
+impl Counts {
+    fn merge(&mut self, o: &Counts) {
+        self.incoming += o.incoming;
+        self.outgoing += o.outgoing;
+        self.success += o.success;
+        self.failed += o.failed;
+        for (a, b) in self.failures.iter_mut().zip(&o.failures) {
+            *a += b;
+        }
+        self.out_of_call += o.out_of_call;
+        self.dead_call += o.dead_call;
+        self.retransmissions += o.retransmissions;
+        self.auto_answered += o.auto_answered;
+        self.warnings += o.warnings;
+        for (a, b) in self.rtd.iter_mut().zip(&o.rtd) {
+            a.merge(b);
+        }
+        self.call_length.merge(&o.call_length);
+        for (a, b) in self.counters.iter_mut().zip(&o.counters) {
+            *a += b;
+        }
+    }
+
+    /// What happened since `earlier` (a copy of these counters taken then).
+    pub fn minus(&self, earlier: &Counts) -> Counts {
+        let mut failures = self.failures;
+        for (a, b) in failures.iter_mut().zip(&earlier.failures) {
+            *a = a.saturating_sub(*b);
+        }
+        Counts {
+            incoming: self.incoming.saturating_sub(earlier.incoming),
+            outgoing: self.outgoing.saturating_sub(earlier.outgoing),
+            success: self.success.saturating_sub(earlier.success),
+            failed: self.failed.saturating_sub(earlier.failed),
+            failures,
+            out_of_call: self.out_of_call.saturating_sub(earlier.out_of_call),
+            dead_call: self.dead_call.saturating_sub(earlier.dead_call),
+            retransmissions: self.retransmissions.saturating_sub(earlier.retransmissions),
+            auto_answered: self.auto_answered.saturating_sub(earlier.auto_answered),
+            warnings: self.warnings.saturating_sub(earlier.warnings),
+            rtd: self
+                .rtd
+                .iter()
+                .zip(&earlier.rtd)
+                .map(|(a, b)| a.minus(b))
+                .collect(),
+            call_length: self.call_length.minus(&earlier.call_length),
+            counters: self
+                .counters
+                .iter()
+                .zip(&earlier.counters)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+        }
+    }
 }
 
 /// Cumulative counters, the current period's, and the repartition tables.
@@ -142,13 +213,22 @@ impl Stats {
         }
     }
 
-    /// Starts a new period (after a CSV row).
-    pub fn reset_period(&mut self) {
-        self.period = Counts {
-            rtd: vec![Timing::default(); self.total.rtd.len()],
-            counters: vec![0; self.total.counters.len()],
-            ..Counts::default()
-        };
+    /// Adds another worker's cumulative counters, tables and histograms to these.
+    pub fn merge(&mut self, o: &Stats) {
+        self.total.merge(&o.total);
+        self.current_calls += o.current_calls;
+        for (a, b) in self.rt_buckets.iter_mut().zip(&o.rt_buckets) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        for (x, y) in self.cl_buckets.iter_mut().zip(&o.cl_buckets) {
+            *x += y;
+        }
+        for (a, b) in self.rt_hist.iter_mut().zip(&o.rt_hist) {
+            let _ = a.add(b);
+        }
+        let _ = self.cl_hist.add(&o.cl_hist);
     }
 
     /// Applies `f` to both the period and the cumulative counters.
