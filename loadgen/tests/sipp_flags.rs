@@ -395,3 +395,59 @@ fn a_uas_with_workers_answers_sipp() {
     assert_eq!(last(&dir.join("u.csv"), "SuccessfulCall(C)"), "40");
     assert_eq!(last(&dir.join("u.csv"), "IncomingCall(C)"), "40");
 }
+
+#[test]
+fn a_second_sigusr1_stops_a_run_whose_call_never_ends() {
+    // As with SIPp, a soft quit waits for the open calls; a call whose BYE never comes keeps
+    // the run alive until a second SIGUSR1.
+    let dir = tmpdir("usr1");
+    let up = port().to_string();
+    let mut uas = spawn(
+        SIPLOAD,
+        &dir,
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &up,
+            "-nostdin",
+            "-timeout",
+            "30",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let me = s.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: stuck-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    let to = format!("127.0.0.1:{up}");
+    s.send_to(invite.as_bytes(), &to).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (n, _) = s.recv_from(&mut buf).expect("the uas answers");
+        if buf[..n].starts_with(b"SIP/2.0 200") {
+            break;
+        }
+    }
+    let ack = invite
+        .replace("INVITE sip", "ACK sip")
+        .replace("1 INVITE", "1 ACK");
+    s.send_to(ack.as_bytes(), &to).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sigusr1(uas.id());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(uas.try_wait().unwrap().is_none(), "waits for the open call");
+    sigusr1(uas.id());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while uas.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        uas.try_wait().unwrap().is_some(),
+        "the second SIGUSR1 stops it"
+    );
+}

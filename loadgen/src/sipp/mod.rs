@@ -266,9 +266,16 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
-    // SIGUSR1: SIPp's soft quit (no new calls, the open ones finish).
-    let soft_quit = Arc::new(AtomicBool::new(false));
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&soft_quit));
+    // SIGUSR1: SIPp's soft quit (no new calls, the open ones finish); a second one stops now.
+    let usr1 = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    if let Ok(mut sigs) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1]) {
+        let usr1 = Arc::clone(&usr1);
+        std::thread::spawn(move || {
+            for _ in sigs.forever() {
+                usr1.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
     let rcvbuf_at_start = kernel::rcvbuf_errors();
     // SAFETY: isatty only inspects file descriptor 1.
     let live = !o.background && unsafe { libc::isatty(1) } == 1;
@@ -330,8 +337,10 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         if stop.load(Ordering::Relaxed) {
             shared.stop.store(true, Ordering::Relaxed);
         }
-        if soft_quit.load(Ordering::Relaxed) {
-            shared.closed.store(true, Ordering::Relaxed);
+        match usr1.load(Ordering::Relaxed) {
+            0 => {}
+            1 => shared.closed.store(true, Ordering::Relaxed),
+            _ => shared.stop.store(true, Ordering::Relaxed),
         }
         if let Some(t) = o.timeout
             && now - start >= t
