@@ -140,6 +140,15 @@ fn unsupported_scenario_is_refused_with_its_line() {
         err.contains("media.xml:5:") && err.contains("play_pcap_audio") && err.contains("media"),
         "{err}"
     );
+    // [fieldN] without the -inf file it reads is refused with the message's line.
+    let sf = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/ereg_uac.xml");
+    let out = run(SIPLOAD, &dir, &["-sf", sf, "127.0.0.1:9", "-nostdin"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ereg_uac.xml:3:") && err.contains("[fieldN]"),
+        "{err}"
+    );
     let out = run(SIPLOAD, &dir, &["-3pcc", "x.xml"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("-3pcc"));
 }
@@ -196,8 +205,8 @@ fn builtin_uac_puts_the_same_messages_on_the_wire_as_sipp() {
 }
 
 /// A scenario of ours using `ereg` (on a header and on the whole message), string and double
-/// variables, `test`, `strcmp`, `log`, `[$var]` (an empty one dropping its line) and a
-/// `nop` whose `next` is conditional on a variable: SIPp and sipload running it against the
+/// variables, `test`, `strcmp`, `log`, `[$var]` (an empty one dropping its line), `[fieldN]`
+/// from an `-inf` file and a `nop` whose `next` is conditional on a variable: SIPp and sipload running it against the
 /// same SIPp uas put the same messages on the wire and write the same `<log>` lines.
 #[test]
 fn custom_scenario_with_actions_puts_the_same_messages_on_the_wire_as_sipp() {
@@ -205,13 +214,18 @@ fn custom_scenario_with_actions_puts_the_same_messages_on_the_wire_as_sipp() {
     let (mut wires, mut logs) = (Vec::new(), Vec::new());
     for (exe, name) in [("sipp", "ereg-sipp"), (SIPLOAD, "ereg-sipload")] {
         let dir = tmpdir(name);
+        std::fs::write(
+            dir.join("users.csv"),
+            "SEQUENTIAL\n# user;domain\nalice;example.com\nbob;example.org\n",
+        )
+        .unwrap();
         let p = call_pair(
             &dir,
             "sipp",
             exe,
             "1",
             "x",
-            &["-sf", sf, "-trace_msg", "-trace_logs"],
+            &["-sf", sf, "-trace_msg", "-trace_logs", "-inf", "users.csv"],
         );
         assert_eq!(
             p.uac.status.code(),
@@ -232,6 +246,11 @@ fn custom_scenario_with_actions_puts_the_same_messages_on_the_wire_as_sipp() {
         logs.push(text.replace(&format!("127.0.0.1:{}", p.ports[0]), "127.0.0.1:RPORT"));
     }
     assert!(wires[0].contains("X-N: 12.000000"), "{}", wires[0]);
+    assert!(
+        wires[0].contains("X-User: alice example.com bob"),
+        "{}",
+        wires[0]
+    );
     assert!(wires[0].contains("X-Label: call-1-INVITE"), "{}", wires[0]);
     assert!(
         !wires[0].contains("INFO sip:"),

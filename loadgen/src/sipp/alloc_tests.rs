@@ -95,6 +95,7 @@ fn env(local: SocketAddr, remote: SocketAddr) -> Env {
         users: None,
         local_text: String::new(),
         remote_text: String::new(),
+        inject: Default::default(),
     }
     .with_texts()
 }

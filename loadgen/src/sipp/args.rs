@@ -56,6 +56,8 @@ pub struct Options {
     pub summary: Option<String>,
     /// `-workers N|auto` (sipload's own): worker threads, each with its own socket.
     pub workers: usize,
+    /// `-inf FILE` (repeatable): injection files for `[fieldN]`.
+    pub inf: Vec<String>,
     /// `-cpus 0,1,...` (sipload's own): pin worker k to the k-th CPU listed.
     pub cpus: Vec<usize>,
 }
@@ -108,6 +110,7 @@ impl Default for Options {
             screen_period: Duration::from_secs(1),
             summary: None,
             workers: 1,
+            inf: Vec::new(),
             cpus: Vec::new(),
         }
     }
@@ -224,6 +227,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 o.set.push((k, v));
             }
             "-trace_logs" => o.trace_logs = true,
+            "-inf" => o.inf.push(val(a)?),
             "-aa" => o.auto_answer = true,
             "-users" => o.users = Some(num(a, val(a)?)? as u64),
             "-rate_increase" => o.rate_increase = num(a, val(a)?)?,
@@ -316,6 +320,7 @@ Options (SIPp's meanings, units and defaults):
   -nr                no retransmissions         -max_retrans/-max_invite_retrans/-max_non_invite_retrans N
   -T2 T              non-INVITE retransmission cap (ms)
   -key NAME VALUE    generic [NAME] keyword     -set NAME VALUE  global variable $NAME
+  -inf FILE          injection file for [fieldN] (SEQUENTIAL, RANDOM, USER, PRINTF=n)
   -trace_logs        <log> actions to <scenario>_<pid>_logs.log
   -aa                answer INFO/NOTIFY/OPTIONS/UPDATE outside the scenario with 200
   -users N           closed loop: keep N calls open ([users], [userid])

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use sipdispatch::sip::Message;
 
 use super::actions::Render;
+use super::inject::InjectFile;
 use super::template::{Keyword, Template, Values};
 use super::vars::{Space, Var, View};
 use super::wire::{ip_text, last_header};
@@ -37,6 +38,8 @@ pub struct Env {
     /// `[local_ip]` and `[remote_ip]` as written (IPv6 bracketed), made once.
     pub local_text: String,
     pub remote_text: String,
+    /// `-inf` files, for `[fieldN]`.
+    pub inject: std::sync::Arc<Vec<InjectFile>>,
 }
 
 impl Env {
@@ -110,6 +113,8 @@ pub struct Call {
     pub user: u64,
     /// A failed action check: the call runs on and ends as failed with this reason.
     pub action_failure: Option<usize>,
+    /// The line of each `-inf` file this call reads.
+    pub lines: Vec<Option<usize>>,
 }
 
 impl Call {
@@ -138,6 +143,7 @@ impl Call {
             vars: Vec::new(),
             user: 0,
             action_failure: None,
+            lines: Vec::new(),
         }
     }
 
@@ -297,6 +303,17 @@ impl Values for CallValues<'_> {
                 None => out.extend_from_slice(b"-1"),
             },
             Keyword::UserId => num(out, call.user as i64),
+            Keyword::Field { n, file, line } => {
+                let i = match file {
+                    Some(name) => env.inject.iter().position(|f| f.name == *name),
+                    None => (!env.inject.is_empty()).then_some(0),
+                };
+                if let Some(i) = i
+                    && let Some(l) = line.or_else(|| call.lines.get(i).copied().flatten())
+                {
+                    env.inject[i].field(l, *n, out);
+                }
+            }
         }
     }
 }

@@ -182,6 +182,10 @@ impl Engine {
         call.rtd_start.fill(now);
         call.rtd_done.resize(rtds, false);
         call.rtd_done.fill(false);
+        call.lines.clear();
+        for f in self.env.inject.iter() {
+            call.lines.push(f.take_line(user, &mut self.rng));
+        }
         call.vars.resize(self.sc.vars.len(), Var::Unset);
         call.vars.fill(Var::Unset);
         if self.by_id.insert(cid_key(&call.call_id), slot).is_some() {

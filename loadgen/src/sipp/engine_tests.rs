@@ -53,6 +53,7 @@ fn env() -> Env {
         users: None,
         local_text: String::new(),
         remote_text: String::new(),
+        inject: Default::default(),
     }
     .with_texts()
 }

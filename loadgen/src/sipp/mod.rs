@@ -16,6 +16,7 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod flow;
+pub mod inject;
 pub mod kernel;
 pub mod outputs;
 pub mod pace;
@@ -114,6 +115,29 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     let set_names: Vec<String> = o.set.iter().map(|(k, _)| k.clone()).collect();
     let sc =
         scenario::parse(&xml, &name, &o.keys, &set_names).map_err(|e| start_err(e.to_string()))?;
+    let mut files = Vec::new();
+    for f in &o.inf {
+        let text = std::fs::read_to_string(f).map_err(|e| start_err(format!("-inf {f}: {e}")))?;
+        files.push(inject::InjectFile::parse(f, &text).map_err(start_err)?);
+    }
+    for s in &sc.steps {
+        if let scenario::Kind::Send { msg, .. } = &s.kind {
+            for file in msg.field_files() {
+                let known = match file {
+                    Some(name) => files.iter().any(|f| f.name == name),
+                    None => !files.is_empty(),
+                };
+                if !known {
+                    return Err(start_err(format!(
+                        "{name}:{}: [fieldN] reads {} but no such -inf file was given",
+                        s.line,
+                        file.unwrap_or("an injection file")
+                    )));
+                }
+            }
+        }
+    }
+    let inject = Arc::new(files);
     let remote = match &o.remote {
         Some(h) => Some(socket::resolve(h)?),
         None if sc.uac => return Err(start_err("a UAC scenario needs remote_host[:port]")),
@@ -190,6 +214,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             users: o.users,
             local_text: String::new(),
             remote_text: String::new(),
+            inject: Arc::clone(&inject),
         }
         .with_texts();
         let mut engine = Engine::new(sc.clone(), env, None);

@@ -37,6 +37,13 @@ pub enum Keyword {
     /// `-users` count (-1 without it) and the call's user (1..=users, 0 without it).
     Users,
     UserId,
+    /// `[fieldN]`, `[fieldN file="f.csv" line="k"]`: field N of the call's line of an `-inf`
+    /// file (the first one without `file=`), or of line k.
+    Field {
+        n: usize,
+        file: Option<String>,
+        line: Option<usize>,
+    },
     /// `[$name]`: a scenario variable (index into the scenario's variables).
     Var(usize),
 }
@@ -231,6 +238,11 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
             },
         };
     }
+    if let Some(rest) = name.strip_prefix("field")
+        && rest.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return field(name, rest);
+    }
     // `[kw+N]` / `[kw-N]` offsets on numeric keywords.
     let (base, off) = match name.find(['+', '-']) {
         Some(p) if name[p + 1..].chars().all(|c| c.is_ascii_digit()) && p + 1 < name.len() => {
@@ -263,8 +275,7 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
         "next_url" => NextUrl,
         "users" => Users,
         "userid" => UserId,
-        _ if base.starts_with("field")
-            || base.starts_with("authentication")
+        _ if base.starts_with("authentication")
             || base.starts_with("file ")
             || base.starts_with("fill ")
             || matches!(base, "tdmmap" | "auto_media_port" | "dynamic_id") =>
@@ -279,6 +290,32 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
     Ok((kw, off))
 }
 
+/// `[fieldN file="..." line="..."]`, after `field`.
+fn field(name: &str, rest: &str) -> Result<(Keyword, i64), TemplateError> {
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let n = rest[..digits]
+        .parse()
+        .map_err(|_| TemplateError::UnknownKeyword(name.to_owned()))?;
+    let (mut file, mut line) = (None, None);
+    let mut attrs = rest[digits..].trim();
+    while !attrs.is_empty() {
+        let bad = || TemplateError::UnknownKeyword(name.to_owned());
+        let (key, after) = attrs.split_once("=\"").ok_or_else(bad)?;
+        let (value, tail) = after.split_once('"').ok_or_else(bad)?;
+        match key.trim() {
+            "file" => file = Some(value.to_owned()),
+            "line" => {
+                line = Some(value.trim().parse().map_err(|_| {
+                    TemplateError::Unsupported(format!("{name} (line= must be a number)"))
+                })?)
+            }
+            _ => return Err(bad()),
+        }
+        attrs = tail.trim();
+    }
+    Ok((Keyword::Field { n, file, line }, 0))
+}
+
 /// Where keyword values come from while rendering.
 pub trait Values {
     /// Appends the keyword's value (nothing when it has none).
@@ -286,6 +323,14 @@ pub trait Values {
 }
 
 impl Template {
+    /// The `-inf` files this message's `[fieldN]`s read (`None`: the first one).
+    pub fn field_files(&self) -> impl Iterator<Item = Option<&str>> {
+        self.segs.iter().filter_map(|s| match s {
+            Seg::Key(Keyword::Field { file, .. }, _) => Some(file.as_deref()),
+            _ => None,
+        })
+    }
+
     /// Renders into `out` (cleared first); `[len]` is the body length, `%5u` as SIPp writes it.
     pub fn render(&self, v: &impl Values, out: &mut Vec<u8>) {
         out.clear();
@@ -428,9 +473,16 @@ mod tests {
             Err(TemplateError::UnknownKeyword("nope".into()))
         );
         assert_eq!(
-            compile("INVITE sip:[field0] SIP/2.0\n", &g, &mut |_| 0),
-            Err(TemplateError::Unsupported("field0".into()))
+            compile("INVITE sip:[authentication] SIP/2.0\n", &g, &mut |_| 0),
+            Err(TemplateError::Unsupported("authentication".into()))
         );
+        let t = compile(
+            "INVITE sip:[field1 file=\"a-b.csv\" line=\"2\"]@[field0] SIP/2.0\n",
+            &g,
+            &mut |_| 0,
+        )
+        .unwrap();
+        assert_eq!(t.field_files().collect::<Vec<_>>(), [Some("a-b.csv"), None]);
         assert_eq!(
             compile("SIP/2.0 999 X\n", &g, &mut |_| 0),
             Err(TemplateError::BadCode(999))
