@@ -115,6 +115,8 @@ pub struct Call {
     pub action_failure: Option<usize>,
     /// The line of each `-inf` file this call reads.
     pub lines: Vec<Option<usize>>,
+    /// The branch each transaction (`start_txn`) was sent with.
+    pub txn_branch: Vec<Vec<u8>>,
 }
 
 impl Call {
@@ -144,6 +146,7 @@ impl Call {
             user: 0,
             action_failure: None,
             lines: Vec::new(),
+            txn_branch: Vec::new(),
         }
     }
 

@@ -20,7 +20,7 @@ use super::scenario::{Kind, Scenario};
 use super::stats::{self, Stats};
 use super::vars::{Var, View};
 use super::wheel::Wheel;
-use super::wire::{ack_for, simple_reply};
+use super::wire::{ack_for, simple_reply, top_branch};
 
 /// Where the engine's messages go.
 pub trait Net {
@@ -182,6 +182,10 @@ impl Engine {
         call.rtd_start.fill(now);
         call.rtd_done.resize(rtds, false);
         call.rtd_done.fill(false);
+        call.txn_branch.resize_with(self.sc.txns.len(), Vec::new);
+        for b in &mut call.txn_branch {
+            b.clear();
+        }
         call.lines.clear();
         for f in self.env.inject.iter() {
             call.lines.push(f.take_line(user, &mut self.rng));
@@ -287,7 +291,7 @@ impl Engine {
         while let Some(s) = steps.get(j) {
             match &s.kind {
                 Kind::Recv { optional, .. } => {
-                    if matches(&s.kind, &m, j) {
+                    if matches(&s.kind, &m, j, &call.txn_branch) {
                         found = Some(j);
                         break;
                     }
@@ -314,21 +318,34 @@ impl Engine {
                     continue;
                 };
                 contig &= *optional;
-                if !matches(&steps[j].kind, &m, j) {
+                if !matches(&steps[j].kind, &m, j, &call.txn_branch) {
                     continue;
                 }
                 if contig || *global {
                     found = Some(j);
                     break;
                 }
-                // A late final response to an INVITE already ACKed: ACK it again.
-                if let (StartLine::Response { .. }, Some(next)) = (m.start, steps.get(j + 1))
-                    && m.cseq_method.of(data) == b"INVITE"
-                    && let Kind::Send { msg, .. } = &next.kind
+                // A late response to a transaction already answered: a provisional one is
+                // ignored, a final one to an INVITE gets its ACK again.
+                let txn = match &steps[j].kind {
+                    Kind::Recv { txn, .. } => *txn,
+                    _ => None,
+                };
+                let StartLine::Response { code, .. } = m.start else {
+                    continue;
+                };
+                let ack = match txn {
+                    Some(_) if code < 200 => return,
+                    Some(t) => self.sc.txn_ack[t],
+                    None if m.cseq_method.of(data) == b"INVITE" => Some(j + 1),
+                    None => None,
+                };
+                if let Some(a) = ack
+                    && let Some(Kind::Send { msg, .. }) = steps.get(a).map(|s| &s.kind)
                     && msg.method.as_deref() == Some("ACK")
                 {
                     let mut buf = std::mem::take(&mut self.scratch);
-                    call.msg_index = j + 1;
+                    call.msg_index = a;
                     let vars = View {
                         local: &call.vars,
                         global: &self.globals,
@@ -344,6 +361,9 @@ impl Engine {
                     );
                     net.send(call.peer, &buf);
                     self.scratch = buf;
+                    return;
+                }
+                if txn.is_some() {
                     return;
                 }
             }
@@ -557,18 +577,24 @@ fn auto_answered(m: &Message<'_>) -> bool {
     matches!(m.start, StartLine::Request { .. }) && AUTO_ANSWERED.contains(&m.method_bytes())
 }
 
-/// Whether a received message is what `recv` step `kind` (at index `idx`) waits for.
-fn matches(kind: &Kind, m: &Message<'_>, idx: usize) -> bool {
+/// Whether a received message is what `recv` step `kind` (at index `idx`) waits for, given
+/// the branches of the call's transactions.
+fn matches(kind: &Kind, m: &Message<'_>, idx: usize, txn_branch: &[Vec<u8>]) -> bool {
     let Kind::Recv {
         response,
         request,
         sent_methods,
+        txn,
         ..
     } = kind
     else {
         return false;
     };
     match (m.start, response, request) {
+        (StartLine::Response { code, .. }, Some(want), _) if txn.is_some() => {
+            let b = txn.and_then(|t| txn_branch.get(t)).map(Vec::as_slice);
+            code == *want && b.is_some_and(|b| !b.is_empty() && top_branch(m.buf) == Some(b))
+        }
         (StartLine::Response { code, .. }, Some(want), _) => {
             code == *want
                 && (idx == 0

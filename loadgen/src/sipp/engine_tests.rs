@@ -254,3 +254,49 @@ fn invite_retransmissions_double_then_the_call_fails() {
     assert_eq!(e.stats.total.failures[stats::MAX_UDP_RETRANS], 1);
     assert_eq!(e.open_calls(), 0);
 }
+
+#[test]
+fn response_txn_matches_by_the_branch_of_its_start_txn() {
+    let xml = r#"<scenario>
+<send start_txn="a"><![CDATA[INVITE sip:x SIP/2.0
+Via: SIP/2.0/UDP h;branch=[branch]
+Call-ID: [call_id]
+CSeq: 1 INVITE
+]]></send>
+<send start_txn="b"><![CDATA[OPTIONS sip:x SIP/2.0
+Via: SIP/2.0/UDP h;branch=[branch]
+Call-ID: [call_id]
+CSeq: 2 OPTIONS
+]]></send>
+<recv response="200" response_txn="b"/>
+</scenario>"#;
+    for (branch, ok) in [("z9hG4bK-42-1-1", true), ("z9hG4bK-42-1-0", false)] {
+        let mut e = engine(xml);
+        let mut net = Sent::default();
+        let now = Instant::now();
+        e.start_call(now, &mut net);
+        let ok200 = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch={branch}, SIP/2.0/UDP x;branch=other\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: 1-42@127.0.0.1\r\nCSeq: 2 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        e.on_datagram(now, peer(), ok200.as_bytes(), &mut net);
+        let c = &e.stats.total;
+        assert_eq!(
+            (c.success, c.failed),
+            (u64::from(ok), u64::from(!ok)),
+            "{branch}"
+        );
+    }
+    let bad = |x: &str| {
+        parse(x, "t.xml", &HashMap::new(), &[])
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        bad("<scenario>\n<recv response=\"200\" response_txn=\"z\"/>\n</scenario>")
+            .contains("transaction `z`")
+    );
+    assert!(
+        bad("<scenario>\n<send start_txn=\"a\"><![CDATA[INVITE x SIP/2.0\n]]></send>\n<send ack_txn=\"a\"><![CDATA[BYE x SIP/2.0\n]]></send>\n</scenario>")
+            .contains("t.xml:4: ack_txn is allowed only on an ACK")
+    );
+}

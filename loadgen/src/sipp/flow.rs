@@ -11,7 +11,7 @@ use super::engine::{Engine, Net};
 use super::scenario::{Kind, Pause, Step};
 use super::stats;
 use super::vars::{Space, View};
-use super::wire::cseq_is_invite;
+use super::wire::{cseq_is_invite, top_branch};
 
 /// What a step's actions leave for the call.
 pub enum After {
@@ -184,7 +184,11 @@ impl Engine {
                 call.rtd_start[r] = now;
             }
             match &step.kind {
-                Kind::Send { msg, retrans } => {
+                Kind::Send {
+                    msg,
+                    retrans,
+                    start_txn,
+                } => {
                     if let Some(m) = &msg.method
                         && m != "ACK"
                         && m != "CANCEL"
@@ -207,6 +211,12 @@ impl Engine {
                         &mut buf,
                     );
                     net.send(call.peer, &buf);
+                    if let Some(t) = start_txn
+                        && let Some(b) = call.txn_branch.get_mut(*t)
+                    {
+                        b.clear();
+                        b.extend_from_slice(top_branch(&buf).unwrap_or_default());
+                    }
                     if call.reply_to_last.is_empty() && !call.last_msg.is_empty() {
                         call.reply_to_last.clone_from(&buf);
                     }

@@ -29,6 +29,8 @@ pub enum Kind {
         msg: Template,
         /// Retransmission T1 in ms (UDP).
         retrans: Option<u64>,
+        /// `start_txn`: this request's branch is remembered as this transaction's.
+        start_txn: Option<usize>,
     },
     Recv {
         response: Option<u16>,
@@ -40,8 +42,10 @@ pub enum Kind {
         timeout: Option<u64>,
         ontimeout: Option<usize>,
         /// Request methods sent by earlier `send`s: a response matches only if its CSeq method
-        /// is one of them.
+        /// is one of them ...
         sent_methods: Vec<String>,
+        /// ... or, with `response_txn`, only if its top Via branch is the transaction's.
+        txn: Option<usize>,
     },
     Pause(Pause),
     Nop,
@@ -80,6 +84,9 @@ pub struct Scenario {
     /// Variable names (`[$x]`, `assign_to=`...), and which are run-wide (`<Global>`, `-set`).
     pub vars: Vec<String>,
     pub var_global: Vec<bool>,
+    /// Transactions (`start_txn`), and the index of the ACK marked `ack_txn` for each.
+    pub txns: Vec<String>,
+    pub txn_ack: Vec<Option<usize>>,
 }
 
 /// A scenario that cannot be run, with the line it was found on.
@@ -199,13 +206,7 @@ pub fn parse(
                     continue;
                 }
                 "send" => {
-                    allow(&["retrans", "start_txn"])?;
-                    if get("start_txn").is_some() {
-                        return Err(err(
-                            line,
-                            "attribute `start_txn` of <send> is not supported by sipload".into(),
-                        ));
-                    }
+                    allow(&["retrans", "start_txn", "ack_txn"])?;
                     open_send = Some((line, ms("retrans")?, attrs.clone()));
                     if empty {
                         return Err(err(line, "<send> without a message".into()));
@@ -220,6 +221,7 @@ pub fn parse(
                         "rrs",
                         "timeout",
                         "ontimeout",
+                        "response_txn",
                     ])?;
                     let response = get("response")
                         .map(|v| {
@@ -258,6 +260,10 @@ pub fn parse(
                         timeout: ms("timeout")?,
                         ontimeout: None,
                         sent_methods: sent.clone(),
+                        txn: match get("response_txn") {
+                            Some(t) => Some(txn_use(&sc.txns, &t).map_err(|e| err(line, e))?),
+                            None => None,
+                        },
                     }
                 }
                 "pause" => {
@@ -372,10 +378,33 @@ pub fn parse(
                 let text = String::from_utf8_lossy(&c.into_inner()).into_owned();
                 let msg = compile(&text, generic, &mut |v| names.var(v, line))
                     .map_err(|e: TemplateError| err(line, e.to_string()))?;
-                if let Some(m) = &msg.method {
+                let get = |k: &str| attrs.iter().find(|a| a.0 == k).map(|a| a.1.clone());
+                // As in SIPp, responses to a transaction's request match by `response_txn`
+                // only, not by CSeq method.
+                if let Some(m) = &msg.method
+                    && get("start_txn").is_none()
+                {
                     sent.push(m.clone());
                 }
-                let kind = Kind::Send { msg, retrans };
+                let start_txn = get("start_txn").map(|t| {
+                    sc.txns.iter().position(|x| *x == t).unwrap_or_else(|| {
+                        sc.txns.push(t);
+                        sc.txn_ack.push(None);
+                        sc.txns.len() - 1
+                    })
+                });
+                if let Some(t) = get("ack_txn") {
+                    if msg.method.as_deref() != Some("ACK") {
+                        return Err(err(line, "ack_txn is allowed only on an ACK".into()));
+                    }
+                    let i = txn_use(&sc.txns, &t).map_err(|e| err(line, e))?;
+                    sc.txn_ack[i] = Some(sc.steps.len());
+                }
+                let kind = Kind::Send {
+                    msg,
+                    retrans,
+                    start_txn,
+                };
                 let s = step(&mut sc, kind, line, &attrs, &mut pending_next, &mut names)
                     .map_err(|e| err(line, e))?;
                 sc.steps.push(s);
@@ -444,6 +473,13 @@ pub fn parse(
 }
 
 type Attr = (String, String);
+
+/// A transaction named by `response_txn`/`ack_txn`: one a `start_txn` opened earlier.
+fn txn_use(txns: &[String], name: &str) -> Result<usize, String> {
+    txns.iter()
+        .position(|t| t == name)
+        .ok_or_else(|| format!("transaction `{name}` has no earlier <send start_txn=\"{name}\">"))
+}
 
 fn attrs(s: &BytesStart<'_>) -> Result<Vec<Attr>, String> {
     s.attributes()

@@ -69,6 +69,30 @@ pub fn last_header(msg: &[u8], name: &str, out: &mut Vec<u8>) {
     });
 }
 
+/// The `branch` parameter of a message's top Via.
+pub fn top_branch(msg: &[u8]) -> Option<&[u8]> {
+    let mut pos = msg.iter().position(|&b| b == b'\n')? + 1;
+    while let Ok(Next::Header(h)) = header::next(msg, pos) {
+        let n = &msg[h.name.0..h.name.1];
+        if n.eq_ignore_ascii_case(b"Via") || n.eq_ignore_ascii_case(b"v") {
+            let v = &msg[h.value.0..h.value.1];
+            let first = v.split(|&b| b == b',').next()?;
+            let at = first
+                .windows(7)
+                .position(|w| w.eq_ignore_ascii_case(b"branch="))?
+                + 7;
+            let rest = &first[at..];
+            let end = rest
+                .iter()
+                .position(|&b| matches!(b, b';' | b' ' | b'\t' | b'\r' | b'\n'))
+                .unwrap_or(rest.len());
+            return Some(&rest[..end]);
+        }
+        pos = h.line.1;
+    }
+    None
+}
+
 /// A 200 OK to an unexpected BYE or CANCEL.
 pub fn simple_reply(m: &Message<'_>) -> Vec<u8> {
     let mut out = b"SIP/2.0 200 OK\r\n".to_vec();
