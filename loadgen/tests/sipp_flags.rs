@@ -451,3 +451,30 @@ fn a_second_sigusr1_stops_a_run_whose_call_never_ends() {
         "the second SIGUSR1 stops it"
     );
 }
+
+#[test]
+fn timeout_error_makes_the_timeout_fatal() {
+    let dir = tmpdir("timeout-error");
+    let p = port().to_string();
+    let args = [
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &p,
+        "-nostdin",
+        "-timeout",
+        "1",
+    ];
+    assert_eq!(
+        run(SIPLOAD, &dir, &args).status.code(),
+        Some(97),
+        "no call: 97"
+    );
+    let mut with_error = args.to_vec();
+    with_error.push("-timeout_error");
+    let out = run(SIPLOAD, &dir, &with_error);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-timeout"));
+}

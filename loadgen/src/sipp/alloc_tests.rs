@@ -96,6 +96,8 @@ fn env(local: SocketAddr, remote: SocketAddr) -> Env {
         local_text: String::new(),
         remote_text: String::new(),
         inject: Default::default(),
+        started: Instant::now(),
+        lost: 0.0,
     }
     .with_texts()
 }

@@ -58,6 +58,11 @@ pub struct Options {
     pub workers: usize,
     /// `-inf FILE` (repeatable): injection files for `[fieldN]`.
     pub inf: Vec<String>,
+    /// `-timeout_error`: reaching `-timeout` is a fatal error (exit 255).
+    pub timeout_error: bool,
+    pub deadcall_wait: Duration,
+    /// `-lost PCT`.
+    pub lost: f64,
     /// `-cpus 0,1,...` (sipload's own): pin worker k to the k-th CPU listed.
     pub cpus: Vec<usize>,
 }
@@ -111,6 +116,9 @@ impl Default for Options {
             summary: None,
             workers: 1,
             inf: Vec::new(),
+            timeout_error: false,
+            deadcall_wait: Duration::from_millis(33_000),
+            lost: 0.0,
             cpus: Vec::new(),
         }
     }
@@ -141,12 +149,17 @@ fn time(v: &str, unit_ms: u64) -> Option<Duration> {
     (n >= 0.0).then(|| Duration::from_micros((n * mult as f64 * 1000.0) as u64))
 }
 
-const ACCEPTED_NOOPS: [&str; 5] = [
+const ACCEPTED_NOOPS: [&str; 10] = [
     "-timer_resol",
     "-max_recv_loops",
     "-max_sched_loops",
     "-watchdog_interval",
     "-watchdog_minor_threshold",
+    "-watchdog_major_threshold",
+    "-watchdog_minor_maxtriggers",
+    "-watchdog_major_maxtriggers",
+    "-watchdog_reset",
+    "-sleep",
 ];
 
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
@@ -228,6 +241,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             }
             "-trace_logs" => o.trace_logs = true,
             "-inf" => o.inf.push(val(a)?),
+            "-timeout_error" => o.timeout_error = true,
+            "-deadcall_wait" => o.deadcall_wait = t(a, val(a)?, 1)?,
+            "-lost" => o.lost = num(a, val(a)?)?,
             "-aa" => o.auto_answer = true,
             "-users" => o.users = Some(num(a, val(a)?)? as u64),
             "-rate_increase" => o.rate_increase = num(a, val(a)?)?,
@@ -317,6 +333,9 @@ Options (SIPp's meanings, units and defaults):
   -fd T              CSV period (s; default 60) -stat_delimiter S
   -trace_err         <scenario>_<pid>_errors.log   -trace_msg  <scenario>_<pid>_messages.log
   -timeout T         global timeout (s)         -recv_timeout T  default recv timeout (ms)
+  -timeout_error     reaching -timeout is a fatal error (exit 255)
+  -deadcall_wait T   how long an ended call is remembered (ms; default 33 s)
+  -lost PCT          drop this percentage of messages on purpose (a step's lost= wins)
   -nr                no retransmissions         -max_retrans/-max_invite_retrans/-max_non_invite_retrans N
   -T2 T              non-INVITE retransmission cap (ms)
   -key NAME VALUE    generic [NAME] keyword     -set NAME VALUE  global variable $NAME

@@ -2,7 +2,7 @@
 //! timers, variables and route set) and how `[keyword]`s read from it.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sipdispatch::sip::Message;
 
@@ -38,6 +38,10 @@ pub struct Env {
     /// `[local_ip]` and `[remote_ip]` as written (IPv6 bracketed), made once.
     pub local_text: String,
     pub remote_text: String,
+    /// `-lost`: percent of messages dropped on purpose where a step sets no `lost`.
+    pub lost: f64,
+    /// When the run started, for `[clock_tick]`.
+    pub started: Instant,
     /// `-inf` files, for `[fieldN]`.
     pub inject: std::sync::Arc<Vec<InjectFile>>,
 }
@@ -306,6 +310,19 @@ impl Values for CallValues<'_> {
                 None => out.extend_from_slice(b"-1"),
             },
             Keyword::UserId => num(out, call.user as i64),
+            Keyword::AutoMediaPort => num(
+                out,
+                i64::from(env.media_port) + (4 * (call.number as i64 - 1)) % 10_000,
+            ),
+            Keyword::ServerIp => out.extend_from_slice(env.local_text.as_bytes()),
+            Keyword::Date => {
+                out.extend_from_slice(super::stats::rfc2822(SystemTime::now()).as_bytes())
+            }
+            Keyword::Timestamp => {
+                out.extend_from_slice(super::stats::timestamp(SystemTime::now()).as_bytes())
+            }
+            Keyword::ClockTick => num(out, env.started.elapsed().as_millis() as i64),
+            Keyword::Version => out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes()),
             Keyword::Field { n, file, line } => {
                 let i = match file {
                     Some(name) => env.inject.iter().position(|f| f.name == *name),

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use sipdispatch::sip::{Message, Scanned, StartLine, scan};
 
+use super::actions::unit;
 pub use super::call::Env;
 use super::call::{Call, CallValues, Wake, store_route_set};
 use super::flow::After;
@@ -378,6 +379,11 @@ impl Engine {
             return;
         };
         let step = &steps[j];
+        // `lost`: this message is dropped on purpose, as if it never arrived.
+        let lost = step.lost.unwrap_or(self.env.lost);
+        if lost > 0.0 && unit(&mut self.rng) * 100.0 < lost {
+            return;
+        }
         let (optional, rrs) = match step.kind {
             Kind::Recv { optional, rrs, .. } => (optional, rrs),
             _ => (false, false),
@@ -585,6 +591,7 @@ fn matches(kind: &Kind, m: &Message<'_>, idx: usize, txn_branch: &[Vec<u8>]) -> 
         request,
         sent_methods,
         txn,
+        request_re,
         ..
     } = kind
     else {
@@ -602,7 +609,10 @@ fn matches(kind: &Kind, m: &Message<'_>, idx: usize, txn_branch: &[Vec<u8>]) -> 
                         .iter()
                         .any(|s| s.as_bytes() == m.cseq_method.of(m.buf)))
         }
-        (StartLine::Request { .. }, _, Some(want)) => m.method_bytes() == want.as_bytes(),
+        (StartLine::Request { .. }, _, Some(want)) => match request_re {
+            Some(re) => std::str::from_utf8(m.method_bytes()).is_ok_and(|s| re.is_match(s)),
+            None => m.method_bytes() == want.as_bytes(),
+        },
         _ => false,
     }
 }

@@ -54,6 +54,8 @@ fn env() -> Env {
         local_text: String::new(),
         remote_text: String::new(),
         inject: Default::default(),
+        started: Instant::now(),
+        lost: 0.0,
     }
     .with_texts()
 }
@@ -299,4 +301,19 @@ CSeq: 2 OPTIONS
         bad("<scenario>\n<send start_txn=\"a\"><![CDATA[INVITE x SIP/2.0\n]]></send>\n<send ack_txn=\"a\"><![CDATA[BYE x SIP/2.0\n]]></send>\n</scenario>")
             .contains("t.xml:4: ack_txn is allowed only on an ACK")
     );
+}
+
+#[test]
+fn regexp_match_and_lost_messages() {
+    let xml = format!(
+        "<scenario>\n<recv request=\"MESSAGE|PUBLISH\" regexp_match=\"true\"/>\n{OK}\n<recv request=\"BYE\" lost=\"100\"/>\n</scenario>"
+    );
+    let mut e = engine(&xml);
+    let mut net = Sent::default();
+    let now = Instant::now();
+    e.on_datagram(now, peer(), &req("PUBLISH", 1, ""), &mut net);
+    assert_eq!(net.first_lines(), ["SIP/2.0 200 OK"]);
+    // Every BYE is "lost": the call keeps waiting for one.
+    e.on_datagram(now, peer(), &req("BYE", 2, ""), &mut net);
+    assert_eq!((e.open_calls(), e.stats.total.failed), (1, 0));
 }

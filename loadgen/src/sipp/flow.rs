@@ -210,7 +210,11 @@ impl Engine {
                         },
                         &mut buf,
                     );
-                    net.send(call.peer, &buf);
+                    // `lost`: not sent, on purpose; retransmissions still go out.
+                    let lost = step.lost.unwrap_or(self.env.lost);
+                    if lost <= 0.0 || unit(&mut self.rng) * 100.0 >= lost {
+                        net.send(call.peer, &buf);
+                    }
                     if let Some(t) = start_txn
                         && let Some(b) = call.txn_branch.get_mut(*t)
                     {

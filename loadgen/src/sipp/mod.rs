@@ -210,11 +210,13 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             max_non_invite_retrans: o.max_non_invite_retrans,
             t2: o.t2,
             default_behaviors: o.default_behaviors,
-            deadcall_wait: Duration::from_secs(33),
+            deadcall_wait: o.deadcall_wait,
             users: o.users,
             local_text: String::new(),
             remote_text: String::new(),
             inject: Arc::clone(&inject),
+            lost: o.lost,
+            started: start,
         }
         .with_texts();
         let mut engine = Engine::new(sc.clone(), env, None);
@@ -373,6 +375,9 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         {
             timed_out = true;
             shared.closed.store(true, Ordering::Relaxed);
+            if o.timeout_error {
+                shared.stop.store(true, Ordering::Relaxed);
+            }
         }
         let finished = handles.iter().all(|h| h.is_finished());
         let screen_due = live && now - last_screen >= o.screen_period;
@@ -421,6 +426,9 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     println!("{}", stats::summary(&merged, end - start));
     if let Some(f) = fatal {
         return Err(Fatal(255, f));
+    }
+    if timed_out && o.timeout_error {
+        return Err(Fatal(255, "-timeout reached (-timeout_error)".into()));
     }
     let c = &merged.total;
     Ok(if stop_now {

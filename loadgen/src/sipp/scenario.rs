@@ -46,6 +46,8 @@ pub enum Kind {
         sent_methods: Vec<String>,
         /// ... or, with `response_txn`, only if its top Via branch is the transaction's.
         txn: Option<usize>,
+        /// `regexp_match="true"`: `request` is a regular expression over the method.
+        request_re: Option<regex::Regex>,
     },
     Pause(Pause),
     Nop,
@@ -62,6 +64,8 @@ pub struct Step {
     pub start_rtd: Option<usize>,
     pub repeat_rtd: bool,
     pub counter: Option<usize>,
+    /// `lost=`: percent of this step's messages dropped on purpose.
+    pub lost: Option<f64>,
     /// `next` is taken only if this variable is set (`test=`) ...
     pub test: Option<usize>,
     /// ... and then with this probability (`chance=`; 1 when absent).
@@ -98,7 +102,8 @@ pub struct ScenarioError {
     pub reason: String,
 }
 
-const COMMON: [&str; 12] = [
+const COMMON: [&str; 13] = [
+    "lost",
     "crlf",
     "hide",
     "display",
@@ -222,6 +227,7 @@ pub fn parse(
                         "timeout",
                         "ontimeout",
                         "response_txn",
+                        "regexp_match",
                     ])?;
                     let response = get("response")
                         .map(|v| {
@@ -253,13 +259,20 @@ pub fn parse(
                     }
                     Kind::Recv {
                         response,
-                        request,
+                        request: request.clone(),
                         optional,
                         global,
                         rrs: get("rrs").as_deref() == Some("true"),
                         timeout: ms("timeout")?,
                         ontimeout: None,
                         sent_methods: sent.clone(),
+                        request_re: match (&request, get("regexp_match").as_deref()) {
+                            (Some(r), Some("true")) => Some(
+                                regex::Regex::new(r)
+                                    .map_err(|e| err(line, format!("request=\"{r}\": {e}")))?,
+                            ),
+                            _ => None,
+                        },
                         txn: match get("response_txn") {
                             Some(t) => Some(txn_use(&sc.txns, &t).map_err(|e| err(line, e))?),
                             None => None,
@@ -549,6 +562,16 @@ fn step(
         repeat_rtd: get("repeat_rtd").as_deref() == Some("true"),
         counter,
         test: get("test").map(|v| names.var(&v, line)),
+        lost: match get("lost") {
+            Some(v) => Some(
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| format!("lost=\"{v}\" is not a percentage"))?,
+            ),
+            None => None,
+        },
         chance,
         condexec,
         actions: Vec::new(),

@@ -43,11 +43,13 @@ fn unsupported_things_are_refused_with_their_line() {
     assert!(e.reason.contains("<jump> in a <recv>"), "{e}");
     let e = p("<scenario>\n\n<sendCmd/>\n</scenario>").unwrap_err();
     assert_eq!((e.line, e.reason.contains("3PCC")), (3, true), "{e}");
-    let e = p("<scenario>\n<recv request=\"BYE\" lost=\"10\"/>\n</scenario>").unwrap_err();
+    let e = p("<scenario>\n<recv response=\"401\" auth=\"true\"/>\n</scenario>").unwrap_err();
     assert!(
-        e.to_string().starts_with("t.xml:2: attribute `lost`"),
+        e.to_string().starts_with("t.xml:2: attribute `auth`"),
         "{e}"
     );
+    let e = p("<scenario>\n<recv request=\"BYE\" lost=\"110\"/>\n</scenario>").unwrap_err();
+    assert!(e.reason.contains("not a percentage"), "{e}");
     let e = p("<scenario>\n<send><![CDATA[\nINVITE sip:[bogus] SIP/2.0\n]]></send>\n</scenario>")
         .unwrap_err();
     assert!(e.to_string().contains("[bogus]"), "{e}");

@@ -351,6 +351,35 @@ pub fn log_time(t: SystemTime) -> String {
     format!("{date} {time}")
 }
 
+/// RFC 2822 in GMT, as SIPp's `[date]`: `Mon, 25 Oct 2021 07:20:55 GMT`.
+pub fn rfc2822(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 fn local(t: SystemTime) -> (String, String, String) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as libc::time_t;
@@ -547,6 +576,15 @@ mod tests {
             .matches(';')
             .count();
         assert_eq!(row(&s, &t, ";").matches(';').count(), header_cols);
+    }
+
+    #[test]
+    fn rfc2822_dates() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_635_146_455);
+        assert_eq!(rfc2822(t), "Mon, 25 Oct 2021 07:20:55 GMT");
+        assert_eq!(rfc2822(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc2822(leap), "Tue, 29 Feb 2000 00:00:00 GMT");
     }
 
     #[test]

@@ -34,6 +34,16 @@ pub enum Keyword {
     LastMessage,
     Routes,
     NextUrl,
+    /// `media_port + 4 × (call_number - 1) mod 10000`, as SIPp numbers per-call media ports.
+    AutoMediaPort,
+    /// `[server_ip]`: the local IP the message arrived on (the bound one).
+    ServerIp,
+    /// `[date]` (RFC 2822, GMT), `[timestamp]` (local time as in the CSV), `[clock_tick]` (ms
+    /// since the start), `[sipp_version]` (sipload's).
+    Date,
+    Timestamp,
+    ClockTick,
+    Version,
     /// `-users` count (-1 without it) and the call's user (1..=users, 0 without it).
     Users,
     UserId,
@@ -55,6 +65,7 @@ impl Keyword {
             Keyword::RemotePort
                 | Keyword::LocalPort
                 | Keyword::MediaPort
+                | Keyword::AutoMediaPort
                 | Keyword::CallNumber
                 | Keyword::Cseq
                 | Keyword::LastCseqNumber
@@ -262,7 +273,13 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
         "transport" => Transport,
         "media_ip" => MediaIp,
         "media_ip_type" => MediaIpType,
-        "media_port" => MediaPort,
+        "media_port" | "rtpstream_audio_port" | "rtpstream_video_port" => MediaPort,
+        "auto_media_port" => AutoMediaPort,
+        "server_ip" => ServerIp,
+        "date" => Date,
+        "timestamp" => Timestamp,
+        "clock_tick" => ClockTick,
+        "sipp_version" => Version,
         "call_number" => CallNumber,
         "call_id" => CallId,
         "cseq" => Cseq,
@@ -278,7 +295,7 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
         _ if base.starts_with("authentication")
             || base.starts_with("file ")
             || base.starts_with("fill ")
-            || matches!(base, "tdmmap" | "auto_media_port" | "dynamic_id") =>
+            || matches!(base, "tdmmap" | "dynamic_id") =>
         {
             return Err(TemplateError::Unsupported(name.to_owned()));
         }
