@@ -318,3 +318,152 @@ fn unexpected_bye_is_answered_counted_and_logged() {
         "{text}"
     );
 }
+
+/// SIPp's own `regexp`, `branchc` and `branchs` built-ins (ereg captures printed back into
+/// messages, labels, `next` conditional on `test`), printed by `sipp -sd` at run time, run
+/// unchanged by sipload with SIPp as the peer: zero failed calls on both sides, and for
+/// `regexp` the same messages on the wire as SIPp's.
+#[test]
+fn sipps_own_builtin_scenarios_run_unchanged() {
+    let dir = tmpdir("sipp-builtins");
+    for name in ["regexp", "branchc", "branchs"] {
+        let out = run("sipp", &dir, &["-sd", name]);
+        std::fs::write(dir.join(format!("{name}.xml")), &out.stdout).unwrap();
+    }
+    let sf = |n: &str| dir.join(format!("{n}.xml")).display().to_string();
+    // (uas tool, uas scenario, uac tool, uac scenario)
+    let pairs = [
+        ("sipp", vec!["-sn", "uas"], SIPLOAD, sf("regexp")),
+        ("sipp", vec!["-sn", "branchs"], SIPLOAD, sf("branchc")),
+    ];
+    for (k, (uas_exe, uas_scen, uac_exe, uac_sf)) in pairs.iter().enumerate() {
+        let (up, cp) = (port().to_string(), port().to_string());
+        let mut a: Vec<&str> = uas_scen.clone();
+        let stf = format!("{k}-uas.csv");
+        a.extend([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &up,
+            "-m",
+            "3",
+            "-nostdin",
+            "-timeout",
+            "30",
+        ]);
+        a.extend(["-trace_stat", "-stf", &stf]);
+        let uas = spawn(uas_exe, &dir, &a);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let target = format!("127.0.0.1:{up}");
+        let stf = format!("{k}-uac.csv");
+        let uac = run(
+            uac_exe,
+            &dir,
+            &[
+                "-sf",
+                uac_sf,
+                &target,
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &cp,
+                "-m",
+                "3",
+                "-r",
+                "10",
+                "-nostdin",
+                "-timeout",
+                "30",
+                "-trace_stat",
+                "-stf",
+                &stf,
+            ],
+        );
+        assert_eq!(
+            uac.status.code(),
+            Some(0),
+            "{uac_sf}: {}",
+            String::from_utf8_lossy(&uac.stderr)
+        );
+        assert_eq!(
+            uas.wait_with_output().unwrap().status.code(),
+            Some(0),
+            "{uas_exe} uas"
+        );
+        for side in ["uac", "uas"] {
+            let csv = dir.join(format!("{k}-{side}.csv"));
+            assert_eq!(last(&csv, "SuccessfulCall(C)"), "3", "{}", csv.display());
+            assert_eq!(last(&csv, "FailedCall(C)"), "0", "{}", csv.display());
+        }
+    }
+    // sipload as the branching server, SIPp's branchc calling it.
+    let up = port().to_string();
+    let branchs = sf("branchs");
+    let uas = spawn(
+        SIPLOAD,
+        &dir,
+        &[
+            "-sf",
+            &branchs,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &up,
+            "-m",
+            "3",
+            "-nostdin",
+            "-timeout",
+            "30",
+            "-trace_stat",
+            "-stf",
+            "s-uas.csv",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let target = format!("127.0.0.1:{up}");
+    let uac = run(
+        "sipp",
+        &dir,
+        &[
+            "-sn",
+            "branchc",
+            &target,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port().to_string(),
+            "-m",
+            "3",
+            "-r",
+            "10",
+            "-nostdin",
+            "-timeout",
+            "30",
+        ],
+    );
+    assert_eq!(uac.status.code(), Some(0), "SIPp branchc");
+    let uas = uas.wait_with_output().unwrap();
+    assert_eq!(
+        uas.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&uas.stderr)
+    );
+    assert_eq!(last(&dir.join("s-uas.csv"), "SuccessfulCall(C)"), "3");
+    // regexp's messages, SIPp's and sipload's.
+    let regexp = sf("regexp");
+    let mut logs = Vec::new();
+    for (exe, name) in [("sipp", "regexp-sipp"), (SIPLOAD, "regexp-sipload")] {
+        let d = tmpdir(name);
+        let p = call_pair(&d, "sipp", exe, "1", "x", &["-sf", &regexp, "-trace_msg"]);
+        assert_eq!(p.uac.status.code(), Some(0), "{exe}");
+        logs.push(masked_log(
+            &d,
+            "regexp",
+            p.uac_pid,
+            [&p.ports[0], &p.ports[1]],
+        ));
+    }
+    assert!(logs[0].contains("UDP message sent"), "{}", logs[0]);
+    assert_eq!(logs[0], logs[1]);
+}
