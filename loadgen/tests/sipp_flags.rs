@@ -478,3 +478,58 @@ fn timeout_error_makes_the_timeout_fatal() {
     assert_eq!(out.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&out.stderr).contains("-timeout"));
 }
+
+#[test]
+fn rsa_sends_to_an_outbound_proxy_keeping_the_remote_in_the_messages() {
+    let dir = tmpdir("rsa");
+    let uas = SippUas::start(&dir);
+    let p = port().to_string();
+    let rsa = format!("127.0.0.1:{}", uas.1);
+    let out = run(
+        SIPLOAD,
+        &dir,
+        &[
+            "-sn",
+            "uac",
+            "127.0.0.2:5999",
+            "-rsa",
+            &rsa,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-m",
+            "3",
+            "-r",
+            "50",
+            "-nostdin",
+            "-timeout",
+            "20",
+            "-trace_msg",
+            "-trace_stat",
+            "-stf",
+            "uac.csv",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(last(&dir.join("uac.csv"), "SuccessfulCall(C)"), "3");
+    let log = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with("_messages.log"))
+        .unwrap();
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        text.contains("INVITE sip:service@127.0.0.2:5999 SIP/2.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("BYE sip:service@127.0.0.2:5999 SIP/2.0"),
+        "{text}"
+    );
+}

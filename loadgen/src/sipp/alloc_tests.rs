@@ -98,6 +98,7 @@ fn env(local: SocketAddr, remote: SocketAddr) -> Env {
         inject: Default::default(),
         started: Instant::now(),
         lost: 0.0,
+        send_to: None,
     }
     .with_texts()
 }

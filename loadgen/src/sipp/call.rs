@@ -18,6 +18,8 @@ use std::io::Write as _;
 pub struct Env {
     pub service: String,
     pub remote: SocketAddr,
+    /// Where a UAC's calls are sent: `-rsa` (an outbound proxy), else `remote`.
+    pub send_to: Option<SocketAddr>,
     pub remote_host: String,
     pub local: SocketAddr,
     pub media_ip: String,

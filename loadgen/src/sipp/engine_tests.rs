@@ -56,6 +56,7 @@ fn env() -> Env {
         inject: Default::default(),
         started: Instant::now(),
         lost: 0.0,
+        send_to: None,
     }
     .with_texts()
 }

@@ -318,7 +318,7 @@ impl Engine {
 
     /// UAC: starts one call now.
     pub fn start_call(&mut self, now: Instant, net: &mut impl Net) {
-        let remote: SocketAddr = self.env.remote;
+        let remote: SocketAddr = self.env.send_to.unwrap_or(self.env.remote);
         let slot = self.new_call(now, None, remote);
         self.advance(slot, now, net);
     }

@@ -143,7 +143,11 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         None if sc.uac => return Err(start_err("a UAC scenario needs remote_host[:port]")),
         None => None,
     };
-    let sock = socket::bind(o, remote)?;
+    let rsa = match &o.rsa {
+        Some(h) => Some(socket::resolve(h)?),
+        None => None,
+    };
+    let sock = socket::bind(o, rsa.or(remote))?;
     let local = sock.local_addr().map_err(|e| start_err(e.to_string()))?;
     let n = o.workers.max(1);
     // Worker k > 0: a UAC on the next ports (its replies come back to the socket that sent),
@@ -216,6 +220,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             remote_text: String::new(),
             inject: Arc::clone(&inject),
             lost: o.lost,
+            send_to: rsa,
             started: start,
         }
         .with_texts();
