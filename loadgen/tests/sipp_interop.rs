@@ -467,3 +467,69 @@ fn sipps_own_builtin_scenarios_run_unchanged() {
     assert!(logs[0].contains("UDP message sent"), "{}", logs[0]);
     assert_eq!(logs[0], logs[1]);
 }
+
+/// A call the uac aborts (its receive times out): after the 200 and the ACK SIPp sends a
+/// BYE, while only ringing a CANCEL. sipload sends the same messages, byte for byte.
+#[test]
+fn aborted_calls_send_sipps_bye_or_cancel() {
+    let scen = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/");
+    let uac_sf = format!("{scen}abort_uac.xml");
+    let ring_sf = format!("{scen}ring_uas.xml");
+    for (case, uas_args, expect) in [
+        ("bye", vec!["-sn", "uas"], "BYE sip:"),
+        ("cancel", vec!["-sf", ring_sf.as_str()], "CANCEL sip:"),
+    ] {
+        let mut logs = Vec::new();
+        for exe in ["sipp", SIPLOAD] {
+            let dir = tmpdir(&format!("abort-{case}-{}", logs.len()));
+            let (up, cp) = (port().to_string(), port().to_string());
+            let mut a = uas_args.clone();
+            a.extend([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &up,
+                "-m",
+                "1",
+                "-nostdin",
+                "-timeout",
+                "10",
+            ]);
+            let uas = spawn("sipp", &dir, &a);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let target = format!("127.0.0.1:{up}");
+            let uac = spawn(
+                exe,
+                &dir,
+                &[
+                    "-sf",
+                    &uac_sf,
+                    &target,
+                    "-i",
+                    "127.0.0.1",
+                    "-p",
+                    &cp,
+                    "-m",
+                    "1",
+                    "-nostdin",
+                    "-timeout",
+                    "10",
+                    "-trace_msg",
+                ],
+            );
+            let pid = uac.id();
+            let out = uac.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(1), "{exe}: the aborted call failed");
+            let _ = uas.wait_with_output();
+            // What each sent; SIPp also lingers to log the answer to its BYE.
+            let log = masked_log(&dir, "abort_uac", pid, [&up, &cp]);
+            let sent: Vec<&str> = log
+                .split("----\n")
+                .filter(|e| e.starts_with("UDP message sent"))
+                .collect();
+            logs.push(sent.concat());
+        }
+        assert!(logs[0].contains(expect), "{case}: {}", logs[0]);
+        assert_eq!(logs[0], logs[1], "{case}");
+    }
+}

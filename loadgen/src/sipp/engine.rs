@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use sipdispatch::sip::{Message, Scanned, StartLine, scan};
 
+use super::abort::AbortMessages;
 use super::actions::unit;
 pub use super::call::Env;
 use super::call::{Call, CallValues, Wake, store_route_set};
@@ -37,15 +38,15 @@ pub struct Engine {
     pub env: Env,
     pub stats: Stats,
     pub(super) calls: Vec<Option<Call>>,
-    gens: Vec<u32>,
+    pub(super) gens: Vec<u32>,
     free: Vec<usize>,
     /// Live calls by a hash of their Call-ID (checked against the call's own).
     by_id: HashMap<u64, usize>,
-    dead: HashSet<u64>,
-    dead_order: VecDeque<(Instant, u64)>,
+    pub(super) dead: HashSet<u64>,
+    pub(super) dead_order: VecDeque<(Instant, u64)>,
     spare: Vec<Call>,
-    timers: Wheel,
-    due: Vec<(usize, u32)>,
+    pub(super) timers: Wheel,
+    pub(super) due: Vec<(usize, u32)>,
     created: u64,
     /// UAS: no new calls once this many were created (`-m`) ...
     pub max_calls: Option<u64>,
@@ -70,6 +71,7 @@ pub struct Engine {
     free_users: VecDeque<u64>,
     /// `-trace_rtt`: each response time measured (when, how long, which RTD).
     pub rtt: Option<Vec<(Instant, std::time::Duration, usize)>>,
+    pub(super) aborts: AbortMessages,
     pub(super) globals: Vec<Var>,
     pub(super) rng: u64,
     pub(super) scratch: Vec<u8>,
@@ -112,6 +114,7 @@ impl Engine {
             auto_answer: false,
             free_users,
             rtt: None,
+            aborts: AbortMessages::default(),
             globals,
             rng,
             scratch: Vec::with_capacity(4096),
@@ -446,13 +449,34 @@ impl Engine {
             step.next.is_some() && step.test.is_none_or(|t| vars.get(t).is_set())
         };
         self.step_done(slot, j, now);
-        // An optional message without a `next` to take leaves the call where it was.
+        // An optional message without a `next` to take leaves the call where it was; as in
+        // SIPp, the receive timeouts of the steps after it now apply.
         if !optional || take_next || jump.is_some() {
             if let Some(call) = self.calls[slot].as_mut() {
                 call.wake = None;
             }
             self.go_to(slot, j, jump);
             self.advance(slot, now, net);
+        } else {
+            let t = self.sc.steps[j + 1..]
+                .iter()
+                .take_while(|s| matches!(s.kind, Kind::Recv { .. }))
+                .filter_map(|s| match s.kind {
+                    Kind::Recv { timeout, .. } => timeout
+                        .map(std::time::Duration::from_millis)
+                        .or(self.env.recv_timeout),
+                    _ => None,
+                })
+                .min();
+            if let Some(t) = t
+                && let Some(call) = self.calls[slot].as_mut()
+            {
+                let at = now + t;
+                if call.wake.is_none_or(|(w, _)| at < w) {
+                    call.wake = Some((at, Wake::RecvTimeout));
+                    self.arm(slot, at);
+                }
+            }
         }
     }
 
@@ -488,87 +512,6 @@ impl Engine {
             }
         }
         self.end_call(slot, now, Some(stats::UNEXPECTED));
-    }
-
-    /// Fires due timers: retransmissions, pauses, timewaits, receive timeouts; drops expired
-    /// dead-call memories.
-    pub fn on_timers(&mut self, now: Instant, net: &mut impl Net) {
-        let mut due = std::mem::take(&mut self.due);
-        self.timers.expire(now, &mut due);
-        for &(slot, generation) in &due {
-            if self.gens[slot] != generation {
-                continue;
-            }
-            let Some(call) = self.calls[slot].as_mut() else {
-                continue;
-            };
-            if let Some(r) = call.retrans.as_mut()
-                && r.at <= now
-            {
-                let max = if r.invite {
-                    self.env.max_invite_retrans
-                } else {
-                    self.env.max_non_invite_retrans
-                };
-                if r.count >= max {
-                    self.end_call(slot, now, Some(stats::MAX_UDP_RETRANS));
-                    continue;
-                }
-                r.count += 1;
-                r.interval *= 2;
-                if !r.invite {
-                    r.interval = r.interval.min(self.env.t2);
-                }
-                r.at = now + r.interval;
-                let at = r.at;
-                net.send(call.peer, &call.last_sent);
-                self.stats.count(|c| c.retransmissions += 1);
-                self.arm(slot, at);
-            }
-            let Some(call) = self.calls[slot].as_mut() else {
-                continue;
-            };
-            if let Some((t, kind)) = call.wake
-                && t <= now
-            {
-                call.wake = None;
-                let idx = call.idx;
-                match kind {
-                    Wake::Pause => {
-                        self.step_done(slot, idx, now);
-                        self.go_to(slot, idx, None);
-                        self.advance(slot, now, net);
-                    }
-                    Wake::Timewait => {
-                        let f = call.action_failure;
-                        self.end_call(slot, now, f);
-                    }
-                    Wake::RecvTimeout => {
-                        let ontimeout = match &self.sc.steps[idx].kind {
-                            Kind::Recv { ontimeout, .. } => *ontimeout,
-                            _ => None,
-                        };
-                        match ontimeout {
-                            Some(label) => {
-                                call.idx = label;
-                                self.advance(slot, now, net);
-                            }
-                            None => self.end_call(slot, now, Some(stats::TIMEOUT_ON_RECV)),
-                        }
-                    }
-                }
-            }
-        }
-        due.clear();
-        self.due = due;
-        while let Some((t, _)) = self.dead_order.front() {
-            if *t > now {
-                break;
-            }
-            if let Some((_, id)) = self.dead_order.pop_front() {
-                self.dead.remove(&id);
-            }
-        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! `-bg`, paces new calls ([`pace`]), feeds datagrams and timers to the [`engine`], and writes
 //! SIPp's files ([`outputs`]). Exit codes are SIPp's.
 
+pub mod abort;
 pub mod action_xml;
 pub mod actions;
 #[cfg(test)]
@@ -27,6 +28,7 @@ mod scenario_tests;
 pub mod socket;
 pub mod stats;
 pub mod template;
+pub mod timers;
 pub mod vars;
 pub mod wheel;
 pub mod wire;

@@ -243,6 +243,17 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
             "Request_URI" => Ok((LastRequestUri, 0)),
             "message" => Ok((LastMessage, 0)),
             "cseq_number" => Ok((LastCseqNumber, 0)),
+            _ if h.starts_with("cseq_number") => {
+                let off = &h["cseq_number".len()..];
+                let n: i64 = off[1..]
+                    .parse()
+                    .map_err(|_| TemplateError::UnknownKeyword(name.to_owned()))?;
+                match off.as_bytes()[0] {
+                    b'+' => Ok((LastCseqNumber, n)),
+                    b'-' => Ok((LastCseqNumber, -n)),
+                    _ => Err(TemplateError::UnknownKeyword(name.to_owned())),
+                }
+            }
             _ => match h.strip_suffix(':') {
                 Some(hdr) if !hdr.is_empty() => Ok((LastHeader(hdr.to_owned()), 0)),
                 _ => Err(TemplateError::UnknownKeyword(name.to_owned())),
@@ -485,6 +496,22 @@ mod tests {
     fn bad_keywords_are_named() {
         let g = HashMap::from([("target".to_owned(), "sip:x".to_owned())]);
         assert!(compile("INVITE [target] SIP/2.0\n", &g, &mut |_| 0).is_ok());
+        assert!(
+            compile(
+                "BYE x SIP/2.0\nCSeq: [last_cseq_number+1] BYE\n",
+                &g,
+                &mut |_| 0
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            compile(
+                "BYE x SIP/2.0\nCSeq: [last_cseq_number*1] BYE\n",
+                &g,
+                &mut |_| 0
+            ),
+            Err(TemplateError::UnknownKeyword("last_cseq_number*1".into()))
+        );
         assert_eq!(
             compile("INVITE sip:[nope] SIP/2.0\n", &g, &mut |_| 0),
             Err(TemplateError::UnknownKeyword("nope".into()))
