@@ -89,7 +89,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
                 "uas" => builtin::UAS,
                 n => {
                     return Err(start_err(format!(
-                        "built-in scenario `{n}` is not supported by sipload (uac, uas)"
+                        "built-in scenario `{n}` is not supported by sipload (uac, uas); SIPp's own runs with `sipp -sd {n} > {n}.xml` and `-sf {n}.xml`"
                     )));
                 }
             };
@@ -108,7 +108,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             "uas" => (builtin::UAS.to_owned(), "uas".to_owned()),
             n => {
                 return Err(start_err(format!(
-                    "built-in scenario `{n}` is not supported by sipload (uac, uas)"
+                    "built-in scenario `{n}` is not supported by sipload (uac, uas); SIPp's own runs with `sipp -sd {n} > {n}.xml` and `-sf {n}.xml`"
                 )));
             }
         },
