@@ -318,3 +318,29 @@ fn regexp_match_and_lost_messages() {
     e.on_datagram(now, peer(), &req("BYE", 2, ""), &mut net);
     assert_eq!((e.open_calls(), e.stats.total.failed), (1, 0));
 }
+
+#[test]
+fn init_sets_globals_once_before_the_calls() {
+    let mut e = engine(
+        r#"<scenario>
+<Global variables="base"/>
+<init>
+  <nop><action><assign assign_to="base" value="40"/><assign assign_to="scratch" value="1"/></action></nop>
+</init>
+<recv request="INVITE"><action><add assign_to="base" value="1"/></action></recv>
+<send><![CDATA[SIP/2.0 200 OK
+[last_Via:]
+[last_Call-ID:]
+[last_CSeq:]
+X-Base: [$base] [$scratch]
+Content-Length: 0
+]]></send>
+</scenario>"#,
+    );
+    e.run_init(Instant::now());
+    let mut net = Sent::default();
+    e.on_datagram(Instant::now(), peer(), &req("INVITE", 1, ""), &mut net);
+    let reply = String::from_utf8_lossy(&net.0[0]).into_owned();
+    assert!(reply.contains("X-Base: 41.000000 \r\n"), "{reply}");
+    assert!(parse("<scenario>\n<init>\n<send><![CDATA[OPTIONS x SIP/2.0\n]]></send>\n</init>\n</scenario>", "t.xml", &HashMap::new(), &[]).unwrap_err().to_string().contains("only <nop>"));
+}

@@ -316,6 +316,55 @@ impl Engine {
         }
     }
 
+    /// Runs the `<init>` nops' actions once, on the run-wide variables (their call-local
+    /// variables are thrown away, as in SIPp).
+    pub fn run_init(&mut self, now: Instant) {
+        if self.sc.init.is_empty() {
+            return;
+        }
+        let dummy = super::call::Call::blank(now, self.env.local);
+        let mut local = vec![super::vars::Var::Unset; self.sc.vars.len()];
+        let mut global = std::mem::take(&mut self.globals);
+        let (mut logs, mut warnings) = (Vec::new(), Vec::new());
+        for (i, step) in self.sc.init.iter().enumerate() {
+            let render = CallValues {
+                env: &self.env,
+                call: &dummy,
+                vars: View {
+                    local: &[],
+                    global: &[],
+                    is_global: &[],
+                },
+            };
+            let mut cx = Cx {
+                vars: Space {
+                    local: &mut local,
+                    global: &mut global,
+                    is_global: &self.sc.var_global,
+                },
+                msg: None,
+                msg_index: i,
+                render: &render,
+                logs: &mut logs,
+                warnings: &mut warnings,
+                rng: &mut self.rng,
+            };
+            let out = actions::run(&step.actions, &mut cx);
+            self.stop_now |= out.stop_now;
+            if out.fatal.is_some() {
+                self.fatal = out.fatal;
+                break;
+            }
+        }
+        self.globals = global;
+        if let Some(l) = self.logs.as_mut() {
+            l.append(&mut logs);
+        }
+        if let Some(e) = self.errors.as_mut() {
+            e.append(&mut warnings);
+        }
+    }
+
     /// UAC: starts one call now.
     pub fn start_call(&mut self, now: Instant, net: &mut impl Net) {
         let remote: SocketAddr = self.env.send_to.unwrap_or(self.env.remote);

@@ -236,6 +236,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         engine.errors = o.trace_err.then(Vec::new);
         engine.logs = o.trace_logs.then(Vec::new);
         engine.rtt = o.trace_rtt.then(Vec::new);
+        engine.run_init(start);
         // This worker's share of the rate, the limit and the users.
         let share = |x: f64| x / n as f64;
         let pacer = uac.then(|| {

@@ -88,6 +88,8 @@ pub struct Scenario {
     /// Variable names (`[$x]`, `assign_to=`...), and which are run-wide (`<Global>`, `-set`).
     pub vars: Vec<String>,
     pub var_global: Vec<bool>,
+    /// `<init>`: nops whose actions run once when the run starts (for global variables).
+    pub init: Vec<Step>,
     /// Transactions (`start_txn`), and the index of the ACK marked `ack_txn` for each.
     pub txns: Vec<String>,
     pub txn_ack: Vec<Option<usize>>,
@@ -148,6 +150,8 @@ pub fn parse(
     // Inside a non-empty recv/send/nop: the element, and the actions of its <action>.
     let mut open: Option<(String, Vec<Action>)> = None;
     let mut in_action = false;
+    // Inside <init>: the index its steps start at, and its line.
+    let mut init_from: Option<(usize, usize)> = None;
     loop {
         let pos = r.buffer_position();
         let ev = r
@@ -308,6 +312,12 @@ pub fn parse(
                     Kind::Timewait(ms("milliseconds")?.unwrap_or(0))
                 }
                 "label" => {
+                    if init_from.is_some() {
+                        return Err(err(
+                            line,
+                            "<label> inside <init> is not supported by sipload".into(),
+                        ));
+                    }
                     let id = get("id").ok_or_else(|| err(line, "<label> without id".into()))?;
                     if id == "_unexp.main" {
                         return Err(err(
@@ -337,6 +347,14 @@ pub fn parse(
                     }
                     continue;
                 }
+                "init" if !empty => {
+                    if init_from.is_some() {
+                        return Err(err(line, "<init> inside <init>".into()));
+                    }
+                    init_from = Some((sc.steps.len(), line));
+                    continue;
+                }
+                "init" => continue,
                 "Reference" | "Global" => {
                     for v in get("variables").unwrap_or_default().split(',') {
                         if !v.trim().is_empty() {
@@ -423,6 +441,22 @@ pub fn parse(
                 sc.steps.push(s);
             }
             Event::End(e) if e.name().as_ref() == b"action" => in_action = false,
+            Event::End(e) if e.name().as_ref() == b"init" => {
+                let Some((from, line)) = init_from.take() else {
+                    continue;
+                };
+                if pending_next.iter().any(|p| p.0 >= from) {
+                    return Err(err(
+                        line,
+                        "next= inside <init> is not supported by sipload".into(),
+                    ));
+                }
+                let init: Vec<Step> = sc.steps.drain(from..).collect();
+                if let Some(s) = init.iter().find(|s| !matches!(s.kind, Kind::Nop)) {
+                    return Err(err(s.line, "only <nop> is allowed inside <init>".into()));
+                }
+                sc.init.extend(init);
+            }
             Event::End(e) if matches!(e.name().as_ref(), b"send" | b"recv" | b"nop") => {
                 if let Some((line, ..)) = open_send.take() {
                     return Err(err(line, "<send> without a CDATA message".into()));
