@@ -53,7 +53,7 @@ impl Engine {
     /// Sends the CANCEL or BYE that ends an aborted UAC call on the wire too (`-nd` or
     /// `-default_behaviors none` turn this off).
     pub(super) fn abort(&mut self, slot: usize, _now: Instant, net: &mut impl Net) {
-        if !self.sc.uac || !self.env.default_behaviors {
+        if !self.sc.uac || !self.env.behaviors.bye {
             return;
         }
         let Some(call) = self.calls[slot].as_mut() else {

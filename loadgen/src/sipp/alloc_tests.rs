@@ -90,7 +90,7 @@ fn env(local: SocketAddr, remote: SocketAddr) -> Env {
         max_invite_retrans: 5,
         max_non_invite_retrans: 9,
         t2: Duration::from_secs(4),
-        default_behaviors: true,
+        behaviors: super::call::Behaviors::ALL,
         deadcall_wait: Duration::from_secs(2),
         users: None,
         local_text: String::new(),

@@ -36,7 +36,7 @@ pub struct Options {
     pub buff_size: usize,
     pub media_ip: Option<String>,
     pub media_port: u16,
-    pub default_behaviors: bool,
+    pub behaviors: super::call::Behaviors,
     /// `-set name value`: run-wide variables.
     pub set: Vec<(String, String)>,
     pub trace_logs: bool,
@@ -102,7 +102,7 @@ impl Default for Options {
             buff_size: 65_535,
             media_ip: None,
             media_port: 6000,
-            default_behaviors: true,
+            behaviors: super::call::Behaviors::ALL,
             set: Vec::new(),
             trace_logs: false,
             auto_answer: false,
@@ -283,19 +283,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "-buff_size" => o.buff_size = num(a, val(a)?)? as usize,
             "-mi" => o.media_ip = Some(val(a)?),
             "-mp" => o.media_port = num(a, val(a)?)? as u16,
-            "-nd" => o.default_behaviors = false,
-            "-default_behaviors" => {
-                let v = val(a)?;
-                o.default_behaviors = match v.as_str() {
-                    "all" => true,
-                    "none" => false,
-                    _ => {
-                        return Err(format!(
-                            "-default_behaviors {v}: only `all` and `none` are supported by sipload"
-                        ));
-                    }
-                };
-            }
+            "-nd" => o.behaviors = super::call::Behaviors::NONE,
+            "-default_behaviors" => o.behaviors = super::call::Behaviors::parse(&val(a)?)?,
             f if ACCEPTED_NOOPS.contains(&f) => {
                 val(f)?;
             }
@@ -359,7 +348,7 @@ Options (SIPp's meanings, units and defaults):
   -trace_rtt         response times to <scenario>_<pid>_rtt.csv (-rtt_freq N rows a flush)
   -base_cseq N       first [cseq]               -cid_str FMT   Call-ID format
   -buff_size BYTES   socket buffers             -mi IP -mp PORT  [media_ip] [media_port]
-  -nd | -default_behaviors all|none             -nostdin
+  -nd | -default_behaviors all|none|bye,abortunexp,pingreply,-bye...       -nostdin
   -v, -h
 Exit codes: 0 all calls succeeded, 1 some failed (or a start-up error), 97 timeout with no
 call processed, 99 -v/-h/-sd, 254 port in use, 255 fatal error.

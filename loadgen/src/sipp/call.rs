@@ -13,6 +13,50 @@ use super::vars::{Space, Var, View};
 use super::wire::{ip_text, last_header};
 use std::io::Write as _;
 
+/// `-default_behaviors`: SIPp's `bye`, `abortunexp` and `pingreply`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Behaviors {
+    /// Send a BYE or CANCEL when aborting a UAC call.
+    pub bye: bool,
+    /// An unexpected message fails the call (else it is ignored and the call goes on).
+    pub abort_unexpected: bool,
+    /// Answer an unexpected PING with 200.
+    pub ping_reply: bool,
+}
+
+impl Behaviors {
+    pub const ALL: Behaviors = Behaviors {
+        bye: true,
+        abort_unexpected: true,
+        ping_reply: true,
+    };
+    pub const NONE: Behaviors = Behaviors {
+        bye: false,
+        abort_unexpected: false,
+        ping_reply: false,
+    };
+
+    /// `all`, `none`, or a list such as `all,-bye` or `abortunexp,pingreply`.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        let mut b = Behaviors::NONE;
+        for item in v.split(',').map(str::trim) {
+            let (on, name) = match item.strip_prefix('-') {
+                Some(n) => (false, n),
+                None => (true, item),
+            };
+            match name {
+                "all" => b = if on { Behaviors::ALL } else { Behaviors::NONE },
+                "none" => b = Behaviors::NONE,
+                "bye" => b.bye = on,
+                "abortunexp" => b.abort_unexpected = on,
+                "pingreply" => b.ping_reply = on,
+                _ => return Err(format!("-default_behaviors: unknown behavior `{item}`")),
+            }
+        }
+        Ok(b)
+    }
+}
+
 /// Run-wide values for keywords and timers.
 #[derive(Clone, Debug)]
 pub struct Env {
@@ -33,7 +77,7 @@ pub struct Env {
     pub max_invite_retrans: u32,
     pub max_non_invite_retrans: u32,
     pub t2: Duration,
-    pub default_behaviors: bool,
+    pub behaviors: Behaviors,
     pub deadcall_wait: Duration,
     /// `-users`, for `[users]`.
     pub users: Option<u64>,

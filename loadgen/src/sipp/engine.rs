@@ -264,7 +264,10 @@ impl Engine {
             None if !self.sc.uac && !self.closed && self.admits() => {
                 self.new_call(now, Some(cid), src)
             }
-            None if self.sc.uac && self.auto_answer && auto_answered(&m) => {
+            None if self.sc.uac
+                && ((self.auto_answer && auto_answered(&m))
+                    || (self.env.behaviors.ping_reply && ping(&m))) =>
+            {
                 net.send(src, &simple_reply(&m));
                 self.stats.count(|c| c.auto_answered += 1);
                 return;
@@ -373,7 +376,9 @@ impl Engine {
             }
         }
         let Some(j) = found else {
-            if self.auto_answer && auto_answered(&m) {
+            if (self.auto_answer && auto_answered(&m))
+                || (self.env.behaviors.ping_reply && ping(&m))
+            {
                 net.send(call.peer, &simple_reply(&m));
                 self.stats.count(|c| c.auto_answered += 1);
                 return;
@@ -480,22 +485,26 @@ impl Engine {
         }
     }
 
-    /// SIPp's default behaviours: answer an unexpected BYE or CANCEL with 200, ACK a final
-    /// error response; the call fails as `FailedUnexpectedMessage`.
+    /// SIPp's default behaviours: with `abortunexp`, answer an unexpected BYE or CANCEL with
+    /// 200, ACK a final error response, and fail the call as `FailedUnexpectedMessage`;
+    /// without it, ignore the message and go on.
     fn unexpected(&mut self, slot: usize, now: Instant, m: &Message<'_>, net: &mut impl Net) {
+        let abort = self.env.behaviors.abort_unexpected;
         if let (Some(log), Some(call)) = (self.errors.as_mut(), self.calls[slot].as_ref()) {
             let first = m.buf.split(|&b| b == b'\r').next().unwrap_or_default();
             log.push(format!(
-                "Aborting call on unexpected message for Call-Id '{}': while expecting step {} (line {}), received '{}'",
+                "{} on unexpected message for Call-Id '{}': while expecting step {} (line {}), received '{}'",
+                if abort { "Aborting call" } else { "Continuing call" },
                 String::from_utf8_lossy(&call.call_id),
                 call.idx,
                 self.sc.steps.get(call.idx).map_or(0, |s| s.line),
                 String::from_utf8_lossy(first)
             ));
         }
-        if self.env.default_behaviors
-            && let Some(call) = self.calls[slot].as_ref()
-        {
+        if !abort {
+            return;
+        }
+        if let Some(call) = self.calls[slot].as_ref() {
             let reply = match m.start {
                 StartLine::Request { .. } if matches!(m.method_bytes(), b"BYE" | b"CANCEL") => {
                     Some(simple_reply(m))
@@ -520,6 +529,11 @@ fn cid_key(cid: &[u8]) -> u64 {
     cid.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// `pingreply` answers a PING outside the scenario with 200.
+fn ping(m: &Message<'_>) -> bool {
+    matches!(m.start, StartLine::Request { .. }) && m.method_bytes() == b"PING"
 }
 
 fn auto_answered(m: &Message<'_>) -> bool {

@@ -48,7 +48,7 @@ fn env() -> Env {
         max_invite_retrans: 5,
         max_non_invite_retrans: 9,
         t2: Duration::from_secs(4),
-        default_behaviors: true,
+        behaviors: super::call::Behaviors::ALL,
         deadcall_wait: Duration::from_secs(33),
         users: None,
         local_text: String::new(),
@@ -343,4 +343,37 @@ Content-Length: 0
     let reply = String::from_utf8_lossy(&net.0[0]).into_owned();
     assert!(reply.contains("X-Base: 41.000000 \r\n"), "{reply}");
     assert!(parse("<scenario>\n<init>\n<send><![CDATA[OPTIONS x SIP/2.0\n]]></send>\n</init>\n</scenario>", "t.xml", &HashMap::new(), &[]).unwrap_err().to_string().contains("only <nop>"));
+}
+
+#[test]
+fn without_abortunexp_an_unexpected_message_is_ignored_and_pingreply_answers() {
+    use super::call::Behaviors;
+    let xml = format!(
+        "<scenario>\n<recv request=\"INVITE\"/>\n{OK}\n<recv request=\"BYE\"/>\n{OK}\n</scenario>"
+    );
+    let mut e = engine(&xml);
+    e.env.behaviors = Behaviors::parse("all,-abortunexp").unwrap();
+    assert_eq!(
+        e.env.behaviors,
+        Behaviors {
+            bye: true,
+            abort_unexpected: false,
+            ping_reply: true
+        }
+    );
+    let mut net = Sent::default();
+    let now = Instant::now();
+    e.on_datagram(now, peer(), &req("INVITE", 1, ""), &mut net);
+    e.on_datagram(now, peer(), &req("INFO", 2, ""), &mut net);
+    e.on_datagram(now, peer(), &req("PING", 3, ""), &mut net);
+    e.on_datagram(now, peer(), &req("BYE", 4, ""), &mut net);
+    let c = &e.stats.total;
+    assert_eq!((c.success, c.failed, c.auto_answered), (1, 0, 1));
+    assert!(String::from_utf8_lossy(&net.0[1]).contains("CSeq: 3 PING"));
+    assert!(
+        Behaviors::parse("bye,nonsense")
+            .unwrap_err()
+            .contains("`nonsense`")
+    );
+    assert_eq!(Behaviors::parse("none").unwrap(), Behaviors::NONE);
 }

@@ -215,7 +215,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             max_invite_retrans: o.max_invite_retrans,
             max_non_invite_retrans: o.max_non_invite_retrans,
             t2: o.t2,
-            default_behaviors: o.default_behaviors,
+            behaviors: o.behaviors,
             deadcall_wait: o.deadcall_wait,
             users: o.users,
             local_text: String::new(),
