@@ -533,3 +533,29 @@ fn rsa_sends_to_an_outbound_proxy_keeping_the_remote_in_the_messages() {
         "{text}"
     );
 }
+
+#[test]
+fn without_i_a_uas_listens_on_every_address_and_bind_local_narrows_it() {
+    let dir = tmpdir("bind");
+    for (extra, answers) in [(None, true), (Some("-bind_local"), false)] {
+        let p = port().to_string();
+        let mut args = vec!["-sn", "uas", "-p", &p, "-nostdin", "-timeout", "3"];
+        args.extend(extra);
+        let mut uas = spawn(SIPLOAD, &dir, &args);
+        std::thread::sleep(Duration::from_millis(300));
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let me = s.local_addr().unwrap();
+        let invite = format!(
+            "INVITE sip:x@127.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: bind-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        // 127.0.0.2 is loopback too, but not the uas's [local_ip] (127.0.0.1).
+        s.send_to(invite.as_bytes(), format!("127.0.0.2:{p}"))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        assert_eq!(s.recv_from(&mut buf).is_ok(), answers, "{extra:?}");
+        let _ = uas.kill();
+        let _ = uas.wait();
+    }
+}

@@ -63,6 +63,8 @@ pub struct Options {
     pub deadcall_wait: Duration,
     /// `-lost PCT`.
     pub lost: f64,
+    /// `-bind_local`: bind the socket to the local IP even without `-i`.
+    pub bind_local: bool,
     /// `-rsa host:port`: where requests go, `[remote_ip]` staying the remote host's.
     pub rsa: Option<String>,
     /// `-cpus 0,1,...` (sipload's own): pin worker k to the k-th CPU listed.
@@ -122,6 +124,7 @@ impl Default for Options {
             deadcall_wait: Duration::from_millis(33_000),
             lost: 0.0,
             rsa: None,
+            bind_local: false,
             cpus: Vec::new(),
         }
     }
@@ -248,6 +251,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "-deadcall_wait" => o.deadcall_wait = t(a, val(a)?, 1)?,
             "-lost" => o.lost = num(a, val(a)?)?,
             "-rsa" => o.rsa = Some(val(a)?),
+            "-bind_local" => o.bind_local = true,
             "-aa" => o.auto_answer = true,
             "-users" => o.users = Some(num(a, val(a)?)? as u64),
             "-rate_increase" => o.rate_increase = num(a, val(a)?)?,
@@ -329,6 +333,7 @@ Options (SIPp's meanings, units and defaults):
   -timeout_error     reaching -timeout is a fatal error (exit 255)
   -deadcall_wait T   how long an ended call is remembered (ms; default 33 s)
   -lost PCT          drop this percentage of messages on purpose (a step's lost= wins)
+  -bind_local        listen on [local_ip] only (without -i or it: every address)
   -rsa HOST:PORT     send to this address (an outbound proxy), [remote_ip] unchanged
   -nr                no retransmissions         -max_retrans/-max_invite_retrans/-max_non_invite_retrans N
   -T2 T              non-INVITE retransmission cap (ms)

@@ -149,7 +149,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         Some(h) => Some(socket::resolve(h)?),
         None => None,
     };
-    let sock = socket::bind(o, rsa.or(remote))?;
+    let (sock, local_ip) = socket::bind(o, rsa.or(remote))?;
     let local = sock.local_addr().map_err(|e| start_err(e.to_string()))?;
     let n = o.workers.max(1);
     // Worker k > 0: a UAC on the next ports (its replies come back to the socket that sent),
@@ -195,7 +195,9 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     let cpus = o.cpus.clone();
     let mut handles = Vec::new();
     for (k, sock) in socks.into_iter().enumerate() {
-        let local = sock.local_addr().map_err(|e| start_err(e.to_string()))?;
+        let bound = sock.local_addr().map_err(|e| start_err(e.to_string()))?;
+        // `[local_ip]` is the chosen IP even when the socket listens on every address.
+        let local = SocketAddr::new(local_ip, bound.port());
         let env = Env {
             service: o.service.clone(),
             remote: remote.unwrap_or(local),

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Write as _};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::SystemTime;
 
 use sipdispatch::engine::Outbox;
@@ -89,8 +89,10 @@ impl Net for UdpNet {
 }
 
 /// The SIP socket: `-i`/`-p` as SIPp binds them (5060…5119 tried first without `-p`).
-pub fn bind(o: &Options, remote: Option<SocketAddr>) -> Result<UdpSocket, Fatal> {
-    let ip: std::net::IpAddr = match (&o.local_ip, remote) {
+/// Returns the socket and the IP for `[local_ip]`: as SIPp 3.6.1 does, the socket is bound to
+/// that IP with `-i` or `-bind_local`, else to every address.
+pub fn bind(o: &Options, remote: Option<SocketAddr>) -> Result<(UdpSocket, IpAddr), Fatal> {
+    let ip: IpAddr = match (&o.local_ip, remote) {
         (Some(i), _) => i
             .trim_matches(['[', ']'])
             .parse()
@@ -105,10 +107,15 @@ pub fn bind(o: &Options, remote: Option<SocketAddr>) -> Result<UdpSocket, Fatal>
         Some(p) => vec![p],
         None => (5060..5120).chain([0]).collect(),
     };
+    let bind_ip = match (o.local_ip.is_some() || o.bind_local, ip) {
+        (true, ip) => ip,
+        (false, IpAddr::V4(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        (false, IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
     let mut last = None;
     for p in ports {
-        match new_socket(SocketAddr::new(ip, p), o.buff_size) {
-            Ok(s) => return Ok(s),
+        match new_socket(SocketAddr::new(bind_ip, p), o.buff_size) {
+            Ok(s) => return Ok((s, ip)),
             Err(e) => last = Some(e),
         }
     }
