@@ -27,6 +27,7 @@ pub mod scenario;
 mod scenario_tests;
 pub mod socket;
 pub mod stats;
+pub mod step_attrs;
 pub mod template;
 pub mod timers;
 pub mod vars;
