@@ -6,6 +6,8 @@
 # the kernel's UDP RcvbufErrors during the run.
 #   bench/sipload.sh [seconds] [sipp rates] [sipload rates]
 #   defaults: 20 "10000 15000 20000 25000" "20000 30000 40000 50000"
+#   SIPLOAD_UAS_ARGS / SIPLOAD_UAC_ARGS: extra sipload-only flags, e.g. "-cpus 0" / "-cpus 1",
+#   or "-workers 2" on a machine with cores to spare for both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
@@ -20,16 +22,20 @@ cd "$tmp"
 rcvbuf_errors() { awk '/^Udp:/ { if (++n == 2) print $6 }' /proc/net/snmp; }
 
 one() { # $1 = tool binary, $2 = rate → prints a markdown row
-  local exe=$1 rate=$2 m=$(( $2 * secs )) before after
+  local exe=$1 rate=$2 m=$(( $2 * secs )) before after uas_extra=() uac_extra=()
+  if [ "$(basename "$exe")" = sipload ]; then
+    read -r -a uas_extra <<<"${SIPLOAD_UAS_ARGS:-}"
+    read -r -a uac_extra <<<"${SIPLOAD_UAC_ARGS:-}"
+  fi
   rm -f uas.csv uac.csv
   before=$(rcvbuf_errors)
   /usr/bin/time -f "%U %S" -o uas.time "$exe" -sn uas -i 127.0.0.1 -p 7501 -m "$m" -nostdin \
-    -buff_size 4194304 -timeout $(( secs + 30 )) -trace_stat -fd 5 -stf uas.csv >/dev/null 2>&1 &
+    -buff_size 4194304 -timeout $(( secs + 30 )) -trace_stat -fd 5 -stf uas.csv "${uas_extra[@]}" >/dev/null 2>&1 &
   local uas=$!
   sleep 0.5
   /usr/bin/time -f "%U %S" -o uac.time "$exe" -sn uac 127.0.0.1:7501 -i 127.0.0.1 -p 7502 -r "$rate" \
     -m "$m" -l $(( rate * 10 )) -nostdin -buff_size 4194304 -timeout $(( secs + 30 )) \
-    -trace_stat -fd 5 -stf uac.csv >/dev/null 2>&1 || true
+    -trace_stat -fd 5 -stf uac.csv "${uac_extra[@]}" >/dev/null 2>&1 || true
   wait $uas || true
   after=$(rcvbuf_errors)
   local col ok failed cpu

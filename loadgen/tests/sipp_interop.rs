@@ -4,105 +4,13 @@
 //! scenario; an unsupported scenario refused with its line. Every run is bounded by `-m` and
 //! `-timeout`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::path::Path;
+
+use common::*;
 
 const CALLS: &str = "200";
-
-fn port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sipload-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn spawn(exe: &str, dir: &Path, args: &[&str]) -> Child {
-    Command::new(exe)
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{exe}: {e} (is SIPp installed? apt-get install sip-tester)"))
-}
-
-fn run(exe: &str, dir: &Path, args: &[&str]) -> Output {
-    spawn(exe, dir, args).wait_with_output().unwrap()
-}
-
-/// A column of the last row of a SIPp-format CSV, by name.
-fn last(csv: &Path, column: &str) -> String {
-    let text = std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(';').collect();
-    let row: Vec<&str> = lines.last().unwrap().split(';').collect();
-    let i = header
-        .iter()
-        .position(|h| *h == column)
-        .unwrap_or_else(|| panic!("{column} not in {}", csv.display()));
-    row[i].to_owned()
-}
-
-fn first_line(p: &Path) -> String {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
-/// One run: a uas (`-m calls`) started first, then a uac calling it, each writing its
-/// statistics to `<tag>-uas.csv` / `<tag>-uac.csv` in `dir`. Returns both outputs, the uac's
-/// pid and the two ports.
-struct Pair {
-    uac: Output,
-    uas: Output,
-    uac_pid: u32,
-    ports: [String; 2],
-}
-
-fn call_pair(
-    dir: &Path,
-    uas_exe: &str,
-    uac_exe: &str,
-    calls: &str,
-    tag: &str,
-    extra: &[&str],
-) -> Pair {
-    let (up, cp) = (port().to_string(), port().to_string());
-    let uas_cmd = format!(
-        "-sn uas -i 127.0.0.1 -p {up} -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uas.csv"
-    );
-    let uac_cmd = format!(
-        "-sn uac 127.0.0.1:{up} -i 127.0.0.1 -p {cp} -r 200 -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uac.csv"
-    );
-    let uas = spawn(
-        uas_exe,
-        dir,
-        &uas_cmd.split_whitespace().collect::<Vec<_>>(),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut args: Vec<&str> = uac_cmd.split_whitespace().collect();
-    args.extend_from_slice(extra);
-    let uac = spawn(uac_exe, dir, &args);
-    let uac_pid = uac.id();
-    Pair {
-        uac: uac.wait_with_output().unwrap(),
-        uas: uas.wait_with_output().unwrap(),
-        uac_pid,
-        ports: [up, cp],
-    }
-}
 
 fn check_clean(csv: &Path) {
     assert_eq!(last(csv, "TotalCallCreated"), CALLS, "{}", csv.display());
@@ -110,12 +18,10 @@ fn check_clean(csv: &Path) {
     assert_eq!(last(csv, "FailedCall(C)"), "0", "{}", csv.display());
 }
 
-const SIPLOAD: &str = env!("CARGO_BIN_EXE_sipload");
-
 #[test]
 fn sipload_uac_calls_sipp_uas() {
     let dir = tmpdir("uac");
-    let p = call_pair(&dir, "sipp", SIPLOAD, CALLS, "x", &[]);
+    let p = call_pair(&dir, "sipp", SIPLOAD, CALLS, "x", &["-summary", "sum.json"]);
     assert_eq!(
         p.uac.status.code(),
         Some(0),
@@ -125,6 +31,26 @@ fn sipload_uac_calls_sipp_uas() {
     assert_eq!(p.uas.status.code(), Some(0), "SIPp uas failed");
     check_clean(&dir.join("x-uac.csv"));
     check_clean(&dir.join("x-uas.csv"));
+    // Not a terminal: no live screen, only the closing summary line.
+    let stdout = String::from_utf8_lossy(&p.uac.stdout);
+    assert!(!stdout.contains("\x1b[2J"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // Percentiles go to the separate summary, never into the CSV.
+    let sum = std::fs::read_to_string(dir.join("sum.json")).unwrap();
+    assert!(
+        sum.contains(&format!("\"successful\":{CALLS},\"failed\":0")),
+        "{sum}"
+    );
+    assert!(
+        sum.contains(&format!(
+            "\"response_time_us\":{{\"1\":{{\"count\":{CALLS},"
+        )),
+        "{sum}"
+    );
+    assert!(
+        sum.contains("\"p99_9\":") && sum.contains("\"socket_drops\":0"),
+        "{sum}"
+    );
 }
 
 #[test]
@@ -145,10 +71,25 @@ fn sipp_uac_calls_sipload_uas() {
 #[test]
 fn csv_headers_are_byte_identical_to_sipp() {
     // Each side of a call writes the header of its own scenario: run sipload uac against
-    // SIPp uas and SIPp uac against sipload uas, then compare uac with uac, uas with uas.
+    // SIPp uas and SIPp uac against sipload uas, then compare uac with uac, uas with uas, and
+    // the two uacs' -trace_rtt files.
     let dir = tmpdir("csv");
-    call_pair(&dir, "sipp", SIPLOAD, "20", "a", &[]);
-    call_pair(&dir, SIPLOAD, "sipp", "20", "b", &[]);
+    let a = call_pair(
+        &dir,
+        "sipp",
+        SIPLOAD,
+        "20",
+        "a",
+        &["-trace_rtt", "-rtt_freq", "5"],
+    );
+    let b = call_pair(
+        &dir,
+        SIPLOAD,
+        "sipp",
+        "20",
+        "b",
+        &["-trace_rtt", "-rtt_freq", "5"],
+    );
     assert_eq!(
         first_line(&dir.join("a-uac.csv")),
         first_line(&dir.join("b-uac.csv"))
@@ -157,6 +98,20 @@ fn csv_headers_are_byte_identical_to_sipp() {
         first_line(&dir.join("a-uas.csv")),
         first_line(&dir.join("b-uas.csv"))
     );
+    let rtt = |p: &Pair| dir.join(format!("uac_{}_rtt.csv", p.uac_pid));
+    assert_eq!(first_line(&rtt(&a)), first_line(&rtt(&b)));
+    let ours = std::fs::read_to_string(rtt(&a)).unwrap();
+    let rows: Vec<&str> = ours.lines().skip(1).collect();
+    assert_eq!(rows.len(), 20, "one row per call's RTD 1: {ours}");
+    for r in rows {
+        let f: Vec<&str> = r.split(';').collect();
+        assert_eq!(f.len(), 3, "{r}");
+        assert!(
+            f[0].parse::<f64>().is_ok() && f[1].parse::<f64>().is_ok(),
+            "{r}"
+        );
+        assert_eq!(f[2], "1", "{r}");
+    }
 }
 
 #[test]
@@ -182,7 +137,16 @@ fn unsupported_scenario_is_refused_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("media.xml:4:") && err.contains("<action>"),
+        err.contains("media.xml:5:") && err.contains("play_pcap_audio") && err.contains("media"),
+        "{err}"
+    );
+    // [fieldN] without the -inf file it reads is refused with the message's line.
+    let sf = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/ereg_uac.xml");
+    let out = run(SIPLOAD, &dir, &["-sf", sf, "127.0.0.1:9", "-nostdin"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ereg_uac.xml:3:") && err.contains("[fieldN]"),
         "{err}"
     );
     let out = run(SIPLOAD, &dir, &["-3pcc", "x.xml"]);
@@ -192,8 +156,8 @@ fn unsupported_scenario_is_refused_with_its_line() {
 /// One call's `-trace_msg` log with what legitimately differs between two runs masked: the
 /// process ids (in Call-IDs, tags and branches), the ports, the log's timestamps, and the
 /// media port (SIPp binds RTP sockets and advertises the port it got; sipload opens none).
-fn masked_log(dir: &Path, uac_pid: u32, ports: [&str; 2]) -> String {
-    let log = std::fs::read_to_string(dir.join(format!("uac_{uac_pid}_messages.log"))).unwrap();
+fn masked_log(dir: &Path, stem: &str, uac_pid: u32, ports: [&str; 2]) -> String {
+    let log = std::fs::read_to_string(dir.join(format!("{stem}_{uac_pid}_messages.log"))).unwrap();
     let mut out = String::new();
     for line in log.lines() {
         let mut l = if line.starts_with("-----------") {
@@ -229,10 +193,72 @@ fn builtin_uac_puts_the_same_messages_on_the_wire_as_sipp() {
         let dir = tmpdir(name);
         let p = call_pair(&dir, "sipp", exe, "1", "x", &["-trace_msg"]);
         assert_eq!(p.uac.status.code(), Some(0), "{exe}");
-        logs.push(masked_log(&dir, p.uac_pid, [&p.ports[0], &p.ports[1]]));
+        logs.push(masked_log(
+            &dir,
+            "uac",
+            p.uac_pid,
+            [&p.ports[0], &p.ports[1]],
+        ));
     }
     assert!(logs[0].contains("UDP message sent"), "{}", logs[0]);
     assert_eq!(logs[0], logs[1]);
+}
+
+/// A scenario of ours using `ereg` (on a header and on the whole message), string and double
+/// variables, `test`, `strcmp`, `log`, `[$var]` (an empty one dropping its line), `[fieldN]`
+/// from an `-inf` file and a `nop` whose `next` is conditional on a variable: SIPp and sipload running it against the
+/// same SIPp uas put the same messages on the wire and write the same `<log>` lines.
+#[test]
+fn custom_scenario_with_actions_puts_the_same_messages_on_the_wire_as_sipp() {
+    let sf = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/ereg_uac.xml");
+    let (mut wires, mut logs) = (Vec::new(), Vec::new());
+    for (exe, name) in [("sipp", "ereg-sipp"), (SIPLOAD, "ereg-sipload")] {
+        let dir = tmpdir(name);
+        std::fs::write(
+            dir.join("users.csv"),
+            "SEQUENTIAL\n# user;domain\nalice;example.com\nbob;example.org\n",
+        )
+        .unwrap();
+        let p = call_pair(
+            &dir,
+            "sipp",
+            exe,
+            "1",
+            "x",
+            &["-sf", sf, "-trace_msg", "-trace_logs", "-inf", "users.csv"],
+        );
+        assert_eq!(
+            p.uac.status.code(),
+            Some(0),
+            "{exe}: {}",
+            String::from_utf8_lossy(&p.uac.stderr)
+        );
+        assert_eq!(last(&dir.join("x-uac.csv"), "SuccessfulCall(C)"), "1");
+        wires.push(masked_log(
+            &dir,
+            "ereg_uac",
+            p.uac_pid,
+            [&p.ports[0], &p.ports[1]],
+        ));
+        let log = dir.join(format!("ereg_uac_{}_logs.log", p.uac_pid));
+        let text =
+            std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        logs.push(text.replace(&format!("127.0.0.1:{}", p.ports[0]), "127.0.0.1:RPORT"));
+    }
+    assert!(wires[0].contains("X-N: 12.000000"), "{}", wires[0]);
+    assert!(
+        wires[0].contains("X-User: alice example.com bob"),
+        "{}",
+        wires[0]
+    );
+    assert!(wires[0].contains("X-Label: call-1-INVITE"), "{}", wires[0]);
+    assert!(
+        !wires[0].contains("INFO sip:"),
+        "the nop's next skips the INFO"
+    );
+    assert_eq!(wires[0], wires[1]);
+    assert_eq!(logs[0], logs[1]);
+    assert!(logs[0].starts_with("got 127.0.0.1:"), "{}", logs[0]);
 }
 
 #[test]
@@ -291,4 +317,219 @@ fn unexpected_bye_is_answered_counted_and_logged() {
         text.contains("unexpected message for Call-Id 'stray-1'"),
         "{text}"
     );
+}
+
+/// SIPp's own `regexp`, `branchc` and `branchs` built-ins (ereg captures printed back into
+/// messages, labels, `next` conditional on `test`), printed by `sipp -sd` at run time, run
+/// unchanged by sipload with SIPp as the peer: zero failed calls on both sides, and for
+/// `regexp` the same messages on the wire as SIPp's.
+#[test]
+fn sipps_own_builtin_scenarios_run_unchanged() {
+    let dir = tmpdir("sipp-builtins");
+    for name in ["regexp", "branchc", "branchs"] {
+        let out = run("sipp", &dir, &["-sd", name]);
+        std::fs::write(dir.join(format!("{name}.xml")), &out.stdout).unwrap();
+    }
+    let sf = |n: &str| dir.join(format!("{n}.xml")).display().to_string();
+    // (uas tool, uas scenario, uac tool, uac scenario)
+    let pairs = [
+        ("sipp", vec!["-sn", "uas"], SIPLOAD, sf("regexp")),
+        ("sipp", vec!["-sn", "branchs"], SIPLOAD, sf("branchc")),
+    ];
+    for (k, (uas_exe, uas_scen, uac_exe, uac_sf)) in pairs.iter().enumerate() {
+        let (up, cp) = (port().to_string(), port().to_string());
+        let mut a: Vec<&str> = uas_scen.clone();
+        let stf = format!("{k}-uas.csv");
+        a.extend([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &up,
+            "-m",
+            "3",
+            "-nostdin",
+            "-timeout",
+            "30",
+        ]);
+        a.extend(["-trace_stat", "-stf", &stf]);
+        let uas = spawn(uas_exe, &dir, &a);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let target = format!("127.0.0.1:{up}");
+        let stf = format!("{k}-uac.csv");
+        let uac = run(
+            uac_exe,
+            &dir,
+            &[
+                "-sf",
+                uac_sf,
+                &target,
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &cp,
+                "-m",
+                "3",
+                "-r",
+                "10",
+                "-nostdin",
+                "-timeout",
+                "30",
+                "-trace_stat",
+                "-stf",
+                &stf,
+            ],
+        );
+        assert_eq!(
+            uac.status.code(),
+            Some(0),
+            "{uac_sf}: {}",
+            String::from_utf8_lossy(&uac.stderr)
+        );
+        assert_eq!(
+            uas.wait_with_output().unwrap().status.code(),
+            Some(0),
+            "{uas_exe} uas"
+        );
+        for side in ["uac", "uas"] {
+            let csv = dir.join(format!("{k}-{side}.csv"));
+            assert_eq!(last(&csv, "SuccessfulCall(C)"), "3", "{}", csv.display());
+            assert_eq!(last(&csv, "FailedCall(C)"), "0", "{}", csv.display());
+        }
+    }
+    // sipload as the branching server, SIPp's branchc calling it.
+    let up = port().to_string();
+    let branchs = sf("branchs");
+    let uas = spawn(
+        SIPLOAD,
+        &dir,
+        &[
+            "-sf",
+            &branchs,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &up,
+            "-m",
+            "3",
+            "-nostdin",
+            "-timeout",
+            "30",
+            "-trace_stat",
+            "-stf",
+            "s-uas.csv",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let target = format!("127.0.0.1:{up}");
+    let uac = run(
+        "sipp",
+        &dir,
+        &[
+            "-sn",
+            "branchc",
+            &target,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port().to_string(),
+            "-m",
+            "3",
+            "-r",
+            "10",
+            "-nostdin",
+            "-timeout",
+            "30",
+        ],
+    );
+    assert_eq!(uac.status.code(), Some(0), "SIPp branchc");
+    let uas = uas.wait_with_output().unwrap();
+    assert_eq!(
+        uas.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&uas.stderr)
+    );
+    assert_eq!(last(&dir.join("s-uas.csv"), "SuccessfulCall(C)"), "3");
+    // regexp's messages, SIPp's and sipload's.
+    let regexp = sf("regexp");
+    let mut logs = Vec::new();
+    for (exe, name) in [("sipp", "regexp-sipp"), (SIPLOAD, "regexp-sipload")] {
+        let d = tmpdir(name);
+        let p = call_pair(&d, "sipp", exe, "1", "x", &["-sf", &regexp, "-trace_msg"]);
+        assert_eq!(p.uac.status.code(), Some(0), "{exe}");
+        logs.push(masked_log(
+            &d,
+            "regexp",
+            p.uac_pid,
+            [&p.ports[0], &p.ports[1]],
+        ));
+    }
+    assert!(logs[0].contains("UDP message sent"), "{}", logs[0]);
+    assert_eq!(logs[0], logs[1]);
+}
+
+/// A call the uac aborts (its receive times out): after the 200 and the ACK SIPp sends a
+/// BYE, while only ringing a CANCEL. sipload sends the same messages, byte for byte.
+#[test]
+fn aborted_calls_send_sipps_bye_or_cancel() {
+    let scen = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/");
+    let uac_sf = format!("{scen}abort_uac.xml");
+    let ring_sf = format!("{scen}ring_uas.xml");
+    for (case, uas_args, expect) in [
+        ("bye", vec!["-sn", "uas"], "BYE sip:"),
+        ("cancel", vec!["-sf", ring_sf.as_str()], "CANCEL sip:"),
+    ] {
+        let mut logs = Vec::new();
+        for exe in ["sipp", SIPLOAD] {
+            let dir = tmpdir(&format!("abort-{case}-{}", logs.len()));
+            let (up, cp) = (port().to_string(), port().to_string());
+            let mut a = uas_args.clone();
+            a.extend([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &up,
+                "-m",
+                "1",
+                "-nostdin",
+                "-timeout",
+                "10",
+            ]);
+            let uas = spawn("sipp", &dir, &a);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let target = format!("127.0.0.1:{up}");
+            let uac = spawn(
+                exe,
+                &dir,
+                &[
+                    "-sf",
+                    &uac_sf,
+                    &target,
+                    "-i",
+                    "127.0.0.1",
+                    "-p",
+                    &cp,
+                    "-m",
+                    "1",
+                    "-nostdin",
+                    "-timeout",
+                    "10",
+                    "-trace_msg",
+                ],
+            );
+            let pid = uac.id();
+            let out = uac.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(1), "{exe}: the aborted call failed");
+            let _ = uas.wait_with_output();
+            // What each sent; SIPp also lingers to log the answer to its BYE.
+            let log = masked_log(&dir, "abort_uac", pid, [&up, &cp]);
+            let sent: Vec<&str> = log
+                .split("----\n")
+                .filter(|e| e.starts_with("UDP message sent"))
+                .collect();
+            logs.push(sent.concat());
+        }
+        assert!(logs[0].contains(expect), "{case}: {}", logs[0]);
+        assert_eq!(logs[0], logs[1], "{case}");
+    }
 }

@@ -36,7 +36,39 @@ pub struct Options {
     pub buff_size: usize,
     pub media_ip: Option<String>,
     pub media_port: u16,
-    pub default_behaviors: bool,
+    pub behaviors: super::call::Behaviors,
+    /// `-set name value`: run-wide variables.
+    pub set: Vec<(String, String)>,
+    pub trace_logs: bool,
+    pub auto_answer: bool,
+    pub users: Option<u64>,
+    pub rate_increase: f64,
+    /// `-rate_interval`; `None`: the `-fd` period.
+    pub rate_interval: Option<Duration>,
+    pub rate_max: f64,
+    pub no_rate_quit: bool,
+    pub background: bool,
+    pub trace_rtt: bool,
+    pub rtt_freq: usize,
+    /// `-f`: the live screen's refresh period.
+    pub screen_period: Duration,
+    /// `-summary FILE` (sipload's own): JSON with latency percentiles, written at exit.
+    pub summary: Option<String>,
+    /// `-workers N|auto` (sipload's own): worker threads, each with its own socket.
+    pub workers: usize,
+    /// `-inf FILE` (repeatable): injection files for `[fieldN]`.
+    pub inf: Vec<String>,
+    /// `-timeout_error`: reaching `-timeout` is a fatal error (exit 255).
+    pub timeout_error: bool,
+    pub deadcall_wait: Duration,
+    /// `-lost PCT`.
+    pub lost: f64,
+    /// `-bind_local`: bind the socket to the local IP even without `-i`.
+    pub bind_local: bool,
+    /// `-rsa host:port`: where requests go, `[remote_ip]` staying the remote host's.
+    pub rsa: Option<String>,
+    /// `-cpus 0,1,...` (sipload's own): pin worker k to the k-th CPU listed.
+    pub cpus: Vec<usize>,
 }
 
 impl Default for Options {
@@ -72,7 +104,28 @@ impl Default for Options {
             buff_size: 65_535,
             media_ip: None,
             media_port: 6000,
-            default_behaviors: true,
+            behaviors: super::call::Behaviors::ALL,
+            set: Vec::new(),
+            trace_logs: false,
+            auto_answer: false,
+            users: None,
+            rate_increase: 0.0,
+            rate_interval: None,
+            rate_max: 0.0,
+            no_rate_quit: false,
+            background: false,
+            trace_rtt: false,
+            rtt_freq: 200,
+            screen_period: Duration::from_secs(1),
+            summary: None,
+            workers: 1,
+            inf: Vec::new(),
+            timeout_error: false,
+            deadcall_wait: Duration::from_millis(33_000),
+            lost: 0.0,
+            rsa: None,
+            bind_local: false,
+            cpus: Vec::new(),
         }
     }
 }
@@ -102,13 +155,17 @@ fn time(v: &str, unit_ms: u64) -> Option<Duration> {
     (n >= 0.0).then(|| Duration::from_micros((n * mult as f64 * 1000.0) as u64))
 }
 
-const ACCEPTED_NOOPS: [&str; 6] = [
+const ACCEPTED_NOOPS: [&str; 10] = [
     "-timer_resol",
     "-max_recv_loops",
     "-max_sched_loops",
-    "-f",
     "-watchdog_interval",
     "-watchdog_minor_threshold",
+    "-watchdog_major_threshold",
+    "-watchdog_minor_maxtriggers",
+    "-watchdog_major_maxtriggers",
+    "-watchdog_reset",
+    "-sleep",
 ];
 
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
@@ -183,24 +240,55 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 let v = val(a)?;
                 o.keys.insert(k, v);
             }
+            "-set" => {
+                let k = val(a)?;
+                let v = val(a)?;
+                o.set.push((k, v));
+            }
+            "-trace_logs" => o.trace_logs = true,
+            "-inf" => o.inf.push(val(a)?),
+            "-timeout_error" => o.timeout_error = true,
+            "-deadcall_wait" => o.deadcall_wait = t(a, val(a)?, 1)?,
+            "-lost" => o.lost = num(a, val(a)?)?,
+            "-rsa" => o.rsa = Some(val(a)?),
+            "-bind_local" => o.bind_local = true,
+            "-aa" => o.auto_answer = true,
+            "-users" => o.users = Some(num(a, val(a)?)? as u64),
+            "-rate_increase" => o.rate_increase = num(a, val(a)?)?,
+            "-rate_interval" => o.rate_interval = Some(t(a, val(a)?, 1000)?),
+            "-rate_max" => o.rate_max = num(a, val(a)?)?,
+            "-no_rate_quit" => o.no_rate_quit = true,
+            "-bg" => o.background = true,
+            "-trace_rtt" => o.trace_rtt = true,
+            "-f" => o.screen_period = t(a, val(a)?, 1000)?,
+            "-summary" => o.summary = Some(val(a)?),
+            "-workers" => {
+                let v = val(a)?;
+                o.workers = if v == "auto" {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                } else {
+                    match v.parse::<usize>() {
+                        Ok(n) if (1..=256).contains(&n) => n,
+                        _ => return Err(format!("option -workers: `{v}` is not 1..256 or auto")),
+                    }
+                };
+            }
+            "-cpus" => {
+                let v = val(a)?;
+                o.cpus = v
+                    .split(',')
+                    .map(|c| c.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| format!("option -cpus: `{v}` is not a list of CPU numbers"))?;
+            }
+            "-rtt_freq" => o.rtt_freq = num(a, val(a)?)? as usize,
             "-base_cseq" => o.base_cseq = num(a, val(a)?)? as u32,
             "-cid_str" => o.cid_str = val(a)?,
             "-buff_size" => o.buff_size = num(a, val(a)?)? as usize,
             "-mi" => o.media_ip = Some(val(a)?),
             "-mp" => o.media_port = num(a, val(a)?)? as u16,
-            "-nd" => o.default_behaviors = false,
-            "-default_behaviors" => {
-                let v = val(a)?;
-                o.default_behaviors = match v.as_str() {
-                    "all" => true,
-                    "none" => false,
-                    _ => {
-                        return Err(format!(
-                            "-default_behaviors {v}: only `all` and `none` are supported by sipload"
-                        ));
-                    }
-                };
-            }
+            "-nd" => o.behaviors = super::call::Behaviors::NONE,
+            "-default_behaviors" => o.behaviors = super::call::Behaviors::parse(&val(a)?)?,
             f if ACCEPTED_NOOPS.contains(&f) => {
                 val(f)?;
             }
@@ -219,6 +307,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     }
     if o.rate <= 0.0 {
         return Err("-r must be positive".into());
+    }
+    if o.users.is_some() && o.limit.is_some() {
+        return Err("-users cannot be combined with -l".into());
     }
     Ok(Parsed::Run(Box::new(o)))
 }
@@ -239,11 +330,30 @@ Options (SIPp's meanings, units and defaults):
   -fd T              CSV period (s; default 60) -stat_delimiter S
   -trace_err         <scenario>_<pid>_errors.log   -trace_msg  <scenario>_<pid>_messages.log
   -timeout T         global timeout (s)         -recv_timeout T  default recv timeout (ms)
+  -timeout_error     reaching -timeout is a fatal error (exit 255)
+  -deadcall_wait T   how long an ended call is remembered (ms; default 33 s)
+  -lost PCT          drop this percentage of messages on purpose (a step's lost= wins)
+  -bind_local        listen on [local_ip] only (without -i or it: every address)
+  -rsa HOST:PORT     send to this address (an outbound proxy), [remote_ip] unchanged
   -nr                no retransmissions         -max_retrans/-max_invite_retrans/-max_non_invite_retrans N
   -T2 T              non-INVITE retransmission cap (ms)
-  -key NAME VALUE    generic [NAME] keyword     -base_cseq N   -cid_str FMT
+  -key NAME VALUE    generic [NAME] keyword     -set NAME VALUE  global variable $NAME
+  -inf FILE          injection file for [fieldN] (SEQUENTIAL, RANDOM, USER, PRINTF=n)
+  -trace_logs        <log> actions to <scenario>_<pid>_logs.log
+  -aa                answer INFO/NOTIFY/OPTIONS/UPDATE outside the scenario with 200
+  -users N           closed loop: keep N calls open ([users], [userid])
+  -rate_increase N   add N to -r every -rate_interval T (s; default -fd)
+  -rate_max N        stop opening calls once -r reaches N (-no_rate_quit: hold it)
+  -bg                run in the background (the parent prints the pid and exits 99)
+  -f T               live screen refresh (s; default 1), shown when stdout is a terminal
+  -summary FILE      (sipload) JSON summary: latency percentiles in us, kernel drops
+  -workers N|auto    (sipload) worker threads (default 1; auto: one per core); a uac's
+                     worker k sends from -p + k, a uas's workers share -p
+  -cpus 0,1,...      (sipload) pin worker k to the k-th CPU
+  -trace_rtt         response times to <scenario>_<pid>_rtt.csv (-rtt_freq N rows a flush)
+  -base_cseq N       first [cseq]               -cid_str FMT   Call-ID format
   -buff_size BYTES   socket buffers             -mi IP -mp PORT  [media_ip] [media_port]
-  -nd | -default_behaviors all|none             -nostdin
+  -nd | -default_behaviors all|none|bye,abortunexp,pingreply,-bye...       -nostdin
   -v, -h
 Exit codes: 0 all calls succeeded, 1 some failed (or a start-up error), 97 timeout with no
 call processed, 99 -v/-h/-sd, 254 port in use, 255 fatal error.

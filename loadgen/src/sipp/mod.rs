@@ -1,32 +1,58 @@
 //! SIPp-compatible mode: `sipload [SIPp options] remote_host[:port]`. Loads the scenario
-//! (built-in `-sn uac|uas` or `-sf FILE`), opens the UDP socket, paces new calls at `-r`/`-rp`,
-//! feeds datagrams and timers to the [`engine`], and writes SIPp's statistics CSV. Exit codes
-//! are SIPp's.
+//! (built-in `-sn uac|uas` or `-sf FILE`), opens the UDP socket, goes to the background for
+//! `-bg`, paces new calls ([`pace`]), feeds datagrams and timers to the [`engine`], and writes
+//! SIPp's files ([`outputs`]). Exit codes are SIPp's.
 
+pub mod abort;
+pub mod action_xml;
+pub mod actions;
+#[cfg(test)]
+mod actions_tests;
+#[cfg(test)]
+mod alloc_tests;
 pub mod args;
 pub mod builtin;
+pub mod call;
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
+pub mod flow;
+pub mod inject;
+pub mod kernel;
+pub mod outputs;
+pub mod pace;
+pub mod report;
 pub mod scenario;
+#[cfg(test)]
+mod scenario_tests;
+pub mod socket;
 pub mod stats;
+pub mod step_attrs;
 pub mod template;
+pub mod timers;
+pub mod vars;
+pub mod wheel;
+pub mod wire;
+pub mod worker;
 
 use std::fs::File;
-use std::io::{ErrorKind, Write as _};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use args::{Options, Parsed};
-use engine::{Engine, Env, Net};
-use sipdispatch::engine::Outbox;
+use engine::{Engine, Env};
+use outputs::Outputs;
+use pace::{PaceOptions, Pacer, Quota};
 use sipdispatch::io::counters::IoCounters;
-use sipdispatch::io::sys::{self, RecvBatch};
 use sipdispatch::io::tx::Tx;
-use stats::RowTimes;
+use socket::UdpNet;
+use stats::Stats;
+use worker::{Slot, Worker};
 
 /// Runs SIPp mode with `args` (without the program name); returns SIPp's exit code.
 pub fn main(args: &[String]) -> ExitCode {
@@ -50,53 +76,10 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-struct Fatal(u8, String);
+pub struct Fatal(pub u8, pub String);
 
-fn start_err(msg: impl Into<String>) -> Fatal {
+pub fn start_err(msg: impl Into<String>) -> Fatal {
     Fatal(1, msg.into())
-}
-
-fn resolve(host: &str) -> Result<SocketAddr, Fatal> {
-    let with_port = if host.rsplit_once(':').is_some_and(|(h, p)| {
-        p.chars().all(|c| c.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']'))
-    }) {
-        host.to_owned()
-    } else if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:5060")
-    } else {
-        format!("{host}:5060")
-    };
-    with_port
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| start_err(format!("cannot resolve remote host `{host}`")))
-}
-
-/// Sends queue into the data plane's `sendmmsg` batch, flushed once per loop turn.
-struct UdpNet {
-    tx: Tx,
-    log: Option<File>,
-}
-
-impl Net for UdpNet {
-    fn send(&mut self, to: SocketAddr, data: &[u8]) {
-        if let Some(b) = self.tx.buffer()
-            && let Some(dst) = b.get_mut(..data.len())
-        {
-            dst.copy_from_slice(data);
-            self.tx.commit(data.len(), to);
-        }
-        if let Some(f) = self.log.as_mut() {
-            let _ = write!(
-                f,
-                "----------------------------------------------- {}\nUDP message sent ({} bytes):\n\n{}\n",
-                stats::log_time(SystemTime::now()),
-                data.len(),
-                String::from_utf8_lossy(data)
-            );
-        }
-    }
 }
 
 fn run(o: &Options) -> Result<u8, Fatal> {
@@ -107,7 +90,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
                 "uas" => builtin::UAS,
                 n => {
                     return Err(start_err(format!(
-                        "built-in scenario `{n}` is not supported by sipload (uac, uas)"
+                        "built-in scenario `{n}` is not supported by sipload (uac, uas); SIPp's own runs with `sipp -sd {n} > {n}.xml` and `-sf {n}.xml`"
                     )));
                 }
             };
@@ -126,203 +109,342 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             "uas" => (builtin::UAS.to_owned(), "uas".to_owned()),
             n => {
                 return Err(start_err(format!(
-                    "built-in scenario `{n}` is not supported by sipload (uac, uas)"
+                    "built-in scenario `{n}` is not supported by sipload (uac, uas); SIPp's own runs with `sipp -sd {n} > {n}.xml` and `-sf {n}.xml`"
                 )));
             }
         },
     };
     let name = o.sf.clone().unwrap_or_else(|| format!("-sn {file_stem}"));
-    let sc = scenario::parse(&xml, &name, &o.keys).map_err(|e| start_err(e.to_string()))?;
+    let set_names: Vec<String> = o.set.iter().map(|(k, _)| k.clone()).collect();
+    let sc =
+        scenario::parse(&xml, &name, &o.keys, &set_names).map_err(|e| start_err(e.to_string()))?;
+    let mut files = Vec::new();
+    for f in &o.inf {
+        let text = std::fs::read_to_string(f).map_err(|e| start_err(format!("-inf {f}: {e}")))?;
+        files.push(inject::InjectFile::parse(f, &text).map_err(start_err)?);
+    }
+    for s in &sc.steps {
+        if let scenario::Kind::Send { msg, .. } = &s.kind {
+            for file in msg.field_files() {
+                let known = match file {
+                    Some(name) => files.iter().any(|f| f.name == name),
+                    None => !files.is_empty(),
+                };
+                if !known {
+                    return Err(start_err(format!(
+                        "{name}:{}: [fieldN] reads {} but no such -inf file was given",
+                        s.line,
+                        file.unwrap_or("an injection file")
+                    )));
+                }
+            }
+        }
+    }
+    let inject = Arc::new(files);
     let remote = match &o.remote {
-        Some(h) => Some(resolve(h)?),
+        Some(h) => Some(socket::resolve(h)?),
         None if sc.uac => return Err(start_err("a UAC scenario needs remote_host[:port]")),
         None => None,
     };
-    let sock = bind(o, remote)?;
-    let local = sock.local_addr().map_err(|e| start_err(e.to_string()))?;
-    let pid = std::process::id();
-    let env = Env {
-        service: o.service.clone(),
-        remote: remote.unwrap_or(local),
-        remote_host: o.remote.clone().unwrap_or_default(),
-        local,
-        media_ip: o.media_ip.clone().unwrap_or_else(|| match local {
-            SocketAddr::V4(v) => v.ip().to_string(),
-            SocketAddr::V6(v) => format!("[{}]", v.ip()),
-        }),
-        media_port: o.media_port,
-        pid,
-        cid_str: o.cid_str.clone(),
-        base_cseq: o.base_cseq,
-        pause_default: o.pause_default,
-        recv_timeout: o.recv_timeout,
-        retrans: !o.no_retrans,
-        max_invite_retrans: o.max_invite_retrans,
-        max_non_invite_retrans: o.max_non_invite_retrans,
-        t2: o.t2,
-        default_behaviors: o.default_behaviors,
-        deadcall_wait: Duration::from_secs(33),
+    let rsa = match &o.rsa {
+        Some(h) => Some(socket::resolve(h)?),
+        None => None,
     };
-    let uac = sc.uac;
-    let mut csv = None;
-    if o.trace_stat {
-        let path = o
-            .stat_file
-            .clone()
-            .unwrap_or_else(|| format!("{file_stem}_{pid}_.csv"));
-        let mut f = File::create(&path).map_err(|e| Fatal(255, format!("{path}: {e}")))?;
-        let h = stats::header(
-            &sc.rtds,
-            &sc.counters,
-            &sc.rt_repartition,
-            &sc.cl_repartition,
-            &o.stat_delimiter,
-        );
-        writeln!(f, "{h}").map_err(|e| Fatal(255, format!("{path}: {e}")))?;
-        csv = Some(f);
+    let (sock, local_ip) = socket::bind(o, rsa.or(remote))?;
+    let local = sock.local_addr().map_err(|e| start_err(e.to_string()))?;
+    let n = o.workers.max(1);
+    // Worker k > 0: a UAC on the next ports (its replies come back to the socket that sent),
+    // a UAS on the same port (SO_REUSEPORT spreads peers over the workers).
+    let mut socks = vec![sock];
+    for k in 1..n {
+        let addr = if sc.uac {
+            SocketAddr::new(local.ip(), local.port().wrapping_add(k as u16))
+        } else {
+            local
+        };
+        socks.push(socket::bind_exact(addr, o.buff_size)?);
     }
-    let log = if o.trace_msg {
+    if o.background {
+        // SAFETY: no thread has been started yet, so the child gets a consistent copy of the
+        // process; both sides only continue with ordinary Rust code.
+        match unsafe { libc::fork() } {
+            -1 => return Err(Fatal(255, "-bg: fork failed".into())),
+            0 => {}
+            child => {
+                println!("Background mode - PID=[{child}]");
+                return Ok(99);
+            }
+        }
+    }
+    let pid = std::process::id();
+    let uac = sc.uac;
+    let call_span = scenario_span(&sc).max(o.pause_default);
+    let msg_log = if o.trace_msg {
         let path = format!("{file_stem}_{pid}_messages.log");
-        Some(File::create(&path).map_err(|e| Fatal(255, format!("{path}: {e}")))?)
+        File::create(&path).map_err(|e| Fatal(255, format!("{path}: {e}")))?;
+        Some(path)
     } else {
         None
     };
-    const BATCH: usize = 64;
-    let fd = sock.as_raw_fd();
-    let mut net = UdpNet {
-        tx: Tx::new(
-            BATCH,
-            65_536,
-            vec![fd],
-            vec![local.is_ipv6()],
-            Arc::new(IoCounters::default()),
-        ),
-        log,
-    };
-    let mut engine = Engine::new(sc, env, if uac { None } else { o.max_calls });
-    let err_path = format!("{file_stem}_{pid}_errors.log");
-    let mut err_log: Option<File> = None;
-    if o.trace_err {
-        engine.errors = Some(Vec::new());
-    }
-    let limit = o.limit.unwrap_or_else(|| {
-        let span = o.pause_default.max(Duration::from_secs(1)).as_secs_f64();
-        ((3.0 * o.rate * span / o.rate_period.as_secs_f64()).ceil() as u64).max(1)
+    let mut out = Outputs::open(o, &sc, &file_stem, pid)?;
+    let start = out.start;
+    let shared = Arc::new(worker::Shared {
+        quota: o.max_calls.map(|m| Arc::new(Quota::new(m))),
+        ..Default::default()
     });
+    let slots: Arc<Vec<Mutex<Slot>>> = Arc::new((0..n).map(|_| Mutex::default()).collect());
+    let cpus = o.cpus.clone();
+    let mut handles = Vec::new();
+    for (k, sock) in socks.into_iter().enumerate() {
+        let bound = sock.local_addr().map_err(|e| start_err(e.to_string()))?;
+        // `[local_ip]` is the chosen IP even when the socket listens on every address.
+        let local = SocketAddr::new(local_ip, bound.port());
+        let env = Env {
+            service: o.service.clone(),
+            remote: remote.unwrap_or(local),
+            remote_host: o.remote.clone().unwrap_or_default(),
+            local,
+            media_ip: o.media_ip.clone().unwrap_or_else(|| match local {
+                SocketAddr::V4(v) => v.ip().to_string(),
+                SocketAddr::V6(v) => format!("[{}]", v.ip()),
+            }),
+            media_port: o.media_port,
+            pid,
+            cid_str: o.cid_str.clone(),
+            base_cseq: o.base_cseq,
+            pause_default: o.pause_default,
+            recv_timeout: o.recv_timeout,
+            retrans: !o.no_retrans,
+            max_invite_retrans: o.max_invite_retrans,
+            max_non_invite_retrans: o.max_non_invite_retrans,
+            t2: o.t2,
+            behaviors: o.behaviors,
+            deadcall_wait: o.deadcall_wait,
+            users: o.users,
+            local_text: String::new(),
+            remote_text: String::new(),
+            inject: Arc::clone(&inject),
+            lost: o.lost,
+            send_to: rsa,
+            started: start,
+        }
+        .with_texts();
+        let mut engine = Engine::new(sc.clone(), env, None);
+        engine.quota = shared.quota.clone();
+        engine.stripe(k as u64, n as u64);
+        for (name, v) in &o.set {
+            engine.set_global(name, v);
+        }
+        engine.auto_answer = o.auto_answer;
+        engine.errors = o.trace_err.then(Vec::new);
+        engine.logs = o.trace_logs.then(Vec::new);
+        engine.rtt = o.trace_rtt.then(Vec::new);
+        engine.run_init(start);
+        // This worker's share of the rate, the limit and the users.
+        let share = |x: f64| x / n as f64;
+        let pacer = uac.then(|| {
+            Pacer::new(
+                PaceOptions {
+                    rate: share(o.rate),
+                    period: o.rate_period,
+                    limit: o.limit.map(|l| (l / n as u64).max(1)),
+                    call_span,
+                    increase: share(o.rate_increase),
+                    interval: o.rate_interval.unwrap_or(o.stat_period),
+                    max: share(o.rate_max),
+                    quit_at_max: !o.no_rate_quit,
+                    users: o.users.map(|_| engine.users()),
+                },
+                start,
+            )
+        });
+        let fd = sock.as_raw_fd();
+        let log = match &msg_log {
+            Some(p) => Some(
+                File::options()
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| Fatal(255, format!("{p}: {e}")))?,
+            ),
+            None => None,
+        };
+        let net = UdpNet {
+            tx: Tx::new(
+                64,
+                65_536,
+                vec![fd],
+                vec![local.is_ipv6()],
+                Arc::new(IoCounters::default()),
+            ),
+            log,
+            entry: Vec::new(),
+        };
+        let w = Worker {
+            engine,
+            net,
+            sock: sock.into(),
+            pacer,
+        };
+        let (shared, slots) = (Arc::clone(&shared), Arc::clone(&slots));
+        let cpu = cpus.get(k).copied();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("sipload-{k}"))
+                .spawn(move || {
+                    if let Some(c) = cpu {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                    }
+                    w.run(&shared, &slots[k]);
+                })
+                .map_err(|e| Fatal(255, format!("worker thread: {e}")))?,
+        );
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
-
-    let start = Instant::now();
-    let wall_start = SystemTime::now();
-    let mut last_row = (start, wall_start);
-    let write_row = |engine: &mut Engine,
-                     csv: &mut Option<File>,
-                     last: &mut (Instant, SystemTime),
-                     now: Instant| {
-        if let Some(f) = csv.as_mut() {
-            let t = RowTimes {
-                start: wall_start,
-                last_reset: last.1,
-                now: SystemTime::now(),
-                period: now - last.0,
-                elapsed: now - start,
-                target_rate: o.rate,
-            };
-            let _ = writeln!(f, "{}", stats::row(&engine.stats, &t, &o.stat_delimiter));
-        }
-        engine.stats.period = stats::Counts {
-            rtd: vec![Default::default(); engine.stats.total.rtd.len()],
-            counters: vec![0; engine.stats.total.counters.len()],
-            ..Default::default()
-        };
-        *last = (now, SystemTime::now());
+    // SIGUSR1: SIPp's soft quit (no new calls, the open ones finish); a second one stops now.
+    let usr1 = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    if let Ok(mut sigs) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1]) {
+        let usr1 = Arc::clone(&usr1);
+        std::thread::spawn(move || {
+            for _ in sigs.forever() {
+                usr1.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let rcvbuf_at_start = kernel::rcvbuf_errors();
+    // SAFETY: isatty only inspects file descriptor 1.
+    let live = !o.background && unsafe { libc::isatty(1) } == 1;
+    let run_info = |open_calls: usize,
+                    now: Instant,
+                    target: f64,
+                    recent_rate: f64,
+                    socket_drops: Option<u64>| report::RunInfo {
+        scenario: &name,
+        rtd_names: &sc.rtds,
+        elapsed: now - start,
+        target_rate: target,
+        open_calls,
+        recent_rate,
+        socket_drops,
+        rcvbuf_errors: kernel::rcvbuf_errors()
+            .zip(rcvbuf_at_start)
+            .map(|(a, b)| a.saturating_sub(b)),
     };
-    write_row(&mut engine, &mut csv, &mut last_row, start);
-    let mut started: u64 = 0;
+    let fresh = || {
+        Stats::new(
+            sc.rtds.len(),
+            sc.counters.len(),
+            sc.rt_repartition.clone(),
+            sc.cl_repartition.clone(),
+        )
+    };
+    // Merges the workers' last copies; writes their queued log lines.
+    let gather = |out: &mut Outputs| -> Result<(Stats, usize, f64, Option<u64>), Fatal> {
+        let mut s = fresh();
+        let (mut open, mut target, mut drops) = (0, 0.0, Some(0));
+        for slot in slots.iter() {
+            let Ok(mut g) = slot.lock() else { continue };
+            out.drain(&mut g)?;
+            if let Some(st) = &g.stats {
+                s.merge(st);
+            }
+            open += g.open;
+            target += g.target;
+            drops = drops.zip(g.socket_drops).map(|(a, b)| a + b);
+        }
+        Ok((s, open, if uac { target } else { 10.0 }, drops))
+    };
+    let (mut merged, _, t, _) = gather(&mut out)?;
+    out.row(
+        &mut merged,
+        start,
+        match (uac, o.users) {
+            (true, Some(u)) => u as f64,
+            (true, None) => o.rate,
+            (false, _) => t,
+        },
+    );
     let mut timed_out = false;
-    let mut rx = RecvBatch::new(BATCH, 65_536);
+    let (mut last_screen, mut last_created) = (start, 0u64);
     loop {
+        std::thread::sleep(Duration::from_millis(10));
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) {
-            break;
+            shared.stop.store(true, Ordering::Relaxed);
+        }
+        match usr1.load(Ordering::Relaxed) {
+            0 => {}
+            1 => shared.closed.store(true, Ordering::Relaxed),
+            _ => shared.stop.store(true, Ordering::Relaxed),
         }
         if let Some(t) = o.timeout
             && now - start >= t
             && !timed_out
         {
             timed_out = true;
-            engine.closed = true;
-        }
-        let done_creating = engine.closed || o.max_calls.is_some_and(|m| engine.created() >= m);
-        if uac && !done_creating {
-            let due = ((now - start).as_secs_f64() * o.rate / o.rate_period.as_secs_f64()) as u64;
-            while started < due && o.max_calls.is_none_or(|m| engine.created() < m) {
-                started += 1;
-                // SIPp skips (does not queue) the calls due while at the limit.
-                if (engine.open_calls() as u64) < limit {
-                    engine.start_call(now, &mut net);
-                }
+            shared.closed.store(true, Ordering::Relaxed);
+            if o.timeout_error {
+                shared.stop.store(true, Ordering::Relaxed);
             }
         }
-        if done_creating && engine.open_calls() == 0 && (uac || o.max_calls.is_some() || timed_out)
-        {
+        let finished = handles.iter().all(|h| h.is_finished());
+        let screen_due = live && now - last_screen >= o.screen_period;
+        let row_due = out.row_due(now, o.stat_period);
+        if finished || screen_due || row_due {
+            let (mut s, open, target, drops) = gather(&mut out)?;
+            let created = s.total.incoming + s.total.outgoing;
+            if screen_due {
+                let recent =
+                    (created - last_created) as f64 / (now - last_screen).as_secs_f64().max(1e-9);
+                (last_screen, last_created) = (now, created);
+                print!(
+                    "{}",
+                    report::screen(&s, &run_info(open, now, target, recent, drops))
+                );
+            }
+            if row_due && !finished {
+                out.row(&mut s, now, target);
+            }
+        }
+        if finished {
             break;
         }
-        engine.on_timers(now, &mut net);
-        net.tx.flush();
-        let n = rx.recv(fd).unwrap_or(0);
-        for i in 0..n {
-            let (Some(src), data, false) = rx.get(i) else {
-                continue;
-            };
-            if let Some(f) = net.log.as_mut() {
-                let _ = write!(
-                    f,
-                    "----------------------------------------------- {}\nUDP message received [{}] bytes :\n\n{}\n",
-                    stats::log_time(SystemTime::now()),
-                    data.len(),
-                    String::from_utf8_lossy(data)
-                );
-            }
-            engine.on_datagram(Instant::now(), src, data, &mut net);
-        }
-        net.tx.flush();
-        if n == 0 {
-            // Idle: sleep until a datagram arrives or the next millisecond's work is due.
-            let mut p = [libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            let _ = sys::poll(&mut p, 1);
-        }
-        if let Some(lines) = engine.errors.as_mut()
-            && !lines.is_empty()
-        {
-            // Created at the first event, as SIPp does.
-            if err_log.is_none() {
-                err_log = Some(
-                    File::create(&err_path).map_err(|e| Fatal(255, format!("{err_path}: {e}")))?,
-                );
-            }
-            if let Some(f) = err_log.as_mut() {
-                for l in lines.drain(..) {
-                    let _ = writeln!(f, "{}      {l}", stats::log_time(SystemTime::now()));
-                }
-            }
-        }
-        if now - last_row.0 >= o.stat_period {
-            write_row(&mut engine, &mut csv, &mut last_row, now);
-        }
+    }
+    for h in handles {
+        let _ = h.join();
     }
     let end = Instant::now();
-    write_row(&mut engine, &mut csv, &mut last_row, end);
-    println!("{}", stats::summary(&engine.stats, end - start));
-    let c = &engine.stats.total;
-    Ok(if c.failed > 0 {
+    let (mut merged, open, target, drops) = gather(&mut out)?;
+    let (mut stop_now, mut fatal) = (false, None);
+    for slot in slots.iter() {
+        if let Ok(mut g) = slot.lock() {
+            stop_now |= g.stop_now;
+            fatal = fatal.or(g.fatal.take());
+        }
+    }
+    let info = run_info(open, end, target, 0.0, drops);
+    if live {
+        print!("{}", report::screen(&merged, &info));
+    }
+    if let Some(path) = &o.summary {
+        std::fs::write(path, report::summary_json(&merged, &info) + "\n")
+            .map_err(|e| Fatal(255, format!("{path}: {e}")))?;
+    }
+    out.finish(&mut merged, end, target);
+    println!("{}", stats::summary(&merged, end - start));
+    if let Some(f) = fatal {
+        return Err(Fatal(255, f));
+    }
+    if timed_out && o.timeout_error {
+        return Err(Fatal(255, "-timeout reached (-timeout_error)".into()));
+    }
+    let c = &merged.total;
+    Ok(if stop_now {
+        97
+    } else if c.failed > 0 {
         1
     } else if timed_out && c.success == 0 {
         97
@@ -331,38 +453,15 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     })
 }
 
-/// The SIP socket: `-i`/`-p` as SIPp binds them (5060…5119 tried first without `-p`).
-fn bind(o: &Options, remote: Option<SocketAddr>) -> Result<UdpSocket, Fatal> {
-    let ip: std::net::IpAddr = match (&o.local_ip, remote) {
-        (Some(i), _) => i
-            .trim_matches(['[', ']'])
-            .parse()
-            .map_err(|_| start_err(format!("-i {i} is not an IP address")))?,
-        (None, Some(r)) => UdpSocket::bind(if r.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })
-            .and_then(|s| s.connect(r).and_then(|_| s.local_addr()))
-            .map(|a| a.ip())
-            .unwrap_or_else(|_| "127.0.0.1".parse().expect("literal")),
-        (None, None) => "127.0.0.1".parse().expect("literal"),
-    };
-    let ports: Vec<u16> = match o.local_port {
-        Some(p) => vec![p],
-        None => (5060..5120).chain([0]).collect(),
-    };
-    let mut last = None;
-    for p in ports {
-        match new_socket(SocketAddr::new(ip, p), o.buff_size) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
-        }
-    }
-    let e = last.expect("at least one port tried");
-    if e.kind() == ErrorKind::AddrInUse {
-        Err(Fatal(254, format!("cannot bind {ip}: {e}")))
-    } else {
-        Err(start_err(format!("cannot bind {ip}: {e}")))
-    }
-}
-
-fn new_socket(addr: SocketAddr, buf: usize) -> std::io::Result<UdpSocket> {
-    Ok(sys::udp_socket(addr, Some(buf), Some(buf))?.into())
+/// How long the scenario itself keeps a call: its fixed pauses and timewait.
+fn scenario_span(sc: &scenario::Scenario) -> Duration {
+    let ms: u64 = sc
+        .steps
+        .iter()
+        .map(|s| match s.kind {
+            scenario::Kind::Pause(scenario::Pause::Ms(ms)) | scenario::Kind::Timewait(ms) => ms,
+            _ => 0,
+        })
+        .sum();
+    Duration::from_millis(ms)
 }

@@ -1,13 +1,28 @@
 //! SIPp scenario XML compiled into steps: labels resolved to indexes, messages compiled to
-//! templates, response matching prepared (the methods sent before each `recv`). Anything
-//! sipload does not implement is refused with its name and line, never ignored.
+//! templates, `<action>`s compiled (see [`super::action_xml`]), variables numbered, response
+//! matching prepared (the methods sent before each `recv`). Anything sipload does not
+//! implement is refused with its name and line, never ignored.
 
 use std::collections::HashMap;
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
+use super::action_xml::{self, Names};
+use super::actions::{Action, Dist};
+use super::step_attrs::step;
 use super::template::{Template, TemplateError, compile};
+
+/// How long a `<pause>` lasts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pause {
+    /// The `-d` value.
+    Default,
+    Ms(u64),
+    /// `variable=`: the value of a variable, in ms.
+    Var(usize),
+    Dist(Dist),
+}
 
 #[derive(Clone, Debug)]
 pub enum Kind {
@@ -15,20 +30,27 @@ pub enum Kind {
         msg: Template,
         /// Retransmission T1 in ms (UDP).
         retrans: Option<u64>,
+        /// `start_txn`: this request's branch is remembered as this transaction's.
+        start_txn: Option<usize>,
     },
     Recv {
         response: Option<u16>,
         request: Option<String>,
         optional: bool,
+        /// `optional="global"`: also matched when the call is past it.
+        global: bool,
         rrs: bool,
         timeout: Option<u64>,
         ontimeout: Option<usize>,
         /// Request methods sent by earlier `send`s: a response matches only if its CSeq method
-        /// is one of them.
+        /// is one of them ...
         sent_methods: Vec<String>,
+        /// ... or, with `response_txn`, only if its top Via branch is the transaction's.
+        txn: Option<usize>,
+        /// `regexp_match="true"`: `request` is a regular expression over the method.
+        request_re: Option<regex::Regex>,
     },
-    /// `None`: the `-d` value.
-    Pause(Option<u64>),
+    Pause(Pause),
     Nop,
     Timewait(u64),
 }
@@ -43,6 +65,15 @@ pub struct Step {
     pub start_rtd: Option<usize>,
     pub repeat_rtd: bool,
     pub counter: Option<usize>,
+    /// `lost=`: percent of this step's messages dropped on purpose.
+    pub lost: Option<f64>,
+    /// `next` is taken only if this variable is set (`test=`) ...
+    pub test: Option<usize>,
+    /// ... and then with this probability (`chance=`; 1 when absent).
+    pub chance: f64,
+    /// `condexec=` / `condexec_inverse`: the step runs only if the variable is (not) set.
+    pub condexec: Option<(usize, bool)>,
+    pub actions: Vec<Action>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -55,6 +86,14 @@ pub struct Scenario {
     pub counters: Vec<String>,
     pub rt_repartition: Vec<u64>,
     pub cl_repartition: Vec<u64>,
+    /// Variable names (`[$x]`, `assign_to=`...), and which are run-wide (`<Global>`, `-set`).
+    pub vars: Vec<String>,
+    pub var_global: Vec<bool>,
+    /// `<init>`: nops whose actions run once when the run starts (for global variables).
+    pub init: Vec<Step>,
+    /// Transactions (`start_txn`), and the index of the ACK marked `ack_txn` for each.
+    pub txns: Vec<String>,
+    pub txn_ack: Vec<Option<usize>>,
 }
 
 /// A scenario that cannot be run, with the line it was found on.
@@ -66,7 +105,8 @@ pub struct ScenarioError {
     pub reason: String,
 }
 
-const COMMON: [&str; 8] = [
+const COMMON: [&str; 13] = [
+    "lost",
     "crlf",
     "hide",
     "display",
@@ -75,13 +115,19 @@ const COMMON: [&str; 8] = [
     "repeat_rtd",
     "counter",
     "next",
+    "test",
+    "chance",
+    "condexec",
+    "condexec_inverse",
 ];
 
-/// Compiles scenario XML; `file` names it in errors, `generic` holds `-key` keywords.
+/// Compiles scenario XML; `file` names it in errors, `generic` holds `-key` keywords and
+/// `set` the variables given values with `-set`.
 pub fn parse(
     xml: &str,
     file: &str,
     generic: &HashMap<String, String>,
+    set: &[String],
 ) -> Result<Scenario, ScenarioError> {
     let line_of = |pos: u64| xml[..(pos as usize).min(xml.len())].matches('\n').count() + 1;
     let err = |line: usize, reason: String| ScenarioError {
@@ -97,6 +143,16 @@ pub fn parse(
     // The open element a CDATA message belongs to.
     let mut open_send: Option<(usize, Option<u64>, Vec<Attr>)> = None;
     let mut depth_in_scenario = false;
+    let mut names = Names::default();
+    let mut globals: Vec<String> = set.to_vec();
+    for g in set {
+        names.var(g, 0);
+    }
+    // Inside a non-empty recv/send/nop: the element, and the actions of its <action>.
+    let mut open: Option<(String, Vec<Action>)> = None;
+    let mut in_action = false;
+    // Inside <init>: the index its steps start at, and its line.
+    let mut init_from: Option<(usize, usize)> = None;
     loop {
         let pos = r.buffer_position();
         let ev = r
@@ -133,6 +189,26 @@ pub fn parse(
                     .transpose()
             };
             let index = sc.steps.len();
+            if in_action {
+                let act = action_xml::action(&name, &attrs, line, generic, &mut names)
+                    .map_err(|e| err(line, e))?;
+                if matches!(act, Action::Jump(_))
+                    && open.as_ref().is_some_and(|(el, _)| el == "recv")
+                {
+                    return Err(err(
+                        line,
+                        "action <jump> in a <recv> is not supported by sipload (use it in a <nop>)"
+                            .into(),
+                    ));
+                }
+                if let Some((_, acts)) = open.as_mut() {
+                    acts.push(act);
+                }
+                continue;
+            }
+            if !empty && matches!(name.as_str(), "recv" | "send" | "nop") {
+                open = Some((name.clone(), Vec::new()));
+            }
             let kind = match name.as_str() {
                 "scenario" => {
                     sc.name = get("name").unwrap_or_default();
@@ -140,13 +216,7 @@ pub fn parse(
                     continue;
                 }
                 "send" => {
-                    allow(&["retrans", "start_txn"])?;
-                    if get("start_txn").is_some() {
-                        return Err(err(
-                            line,
-                            "attribute `start_txn` of <send> is not supported by sipload".into(),
-                        ));
-                    }
+                    allow(&["retrans", "start_txn", "ack_txn"])?;
                     open_send = Some((line, ms("retrans")?, attrs.clone()));
                     if empty {
                         return Err(err(line, "<send> without a message".into()));
@@ -161,6 +231,8 @@ pub fn parse(
                         "rrs",
                         "timeout",
                         "ontimeout",
+                        "response_txn",
+                        "regexp_match",
                     ])?;
                     let response = get("response")
                         .map(|v| {
@@ -176,9 +248,10 @@ pub fn parse(
                             "<recv> needs exactly one of response= or request=".into(),
                         ));
                     }
-                    let optional = match get("optional").as_deref() {
-                        None | Some("false") => false,
-                        Some("true") => true,
+                    let (optional, global) = match get("optional").as_deref() {
+                        None | Some("false") => (false, false),
+                        Some("true") => (true, false),
+                        Some("global") => (true, true),
                         Some(o) => {
                             return Err(err(
                                 line,
@@ -191,17 +264,45 @@ pub fn parse(
                     }
                     Kind::Recv {
                         response,
-                        request,
+                        request: request.clone(),
                         optional,
+                        global,
                         rrs: get("rrs").as_deref() == Some("true"),
                         timeout: ms("timeout")?,
                         ontimeout: None,
                         sent_methods: sent.clone(),
+                        request_re: match (&request, get("regexp_match").as_deref()) {
+                            (Some(r), Some("true")) => Some(
+                                regex::Regex::new(r)
+                                    .map_err(|e| err(line, format!("request=\"{r}\": {e}")))?,
+                            ),
+                            _ => None,
+                        },
+                        txn: match get("response_txn") {
+                            Some(t) => Some(txn_use(&sc.txns, &t).map_err(|e| err(line, e))?),
+                            None => None,
+                        },
                     }
                 }
                 "pause" => {
-                    allow(&["milliseconds"])?;
-                    Kind::Pause(ms("milliseconds")?)
+                    allow(&[
+                        "milliseconds",
+                        "variable",
+                        "distribution",
+                        "value",
+                        "min",
+                        "max",
+                    ])?;
+                    let p = if let Some(v) = ms("milliseconds")? {
+                        Pause::Ms(v)
+                    } else if let Some(v) = get("variable") {
+                        Pause::Var(names.var(&v, line))
+                    } else if get("distribution").is_some() {
+                        Pause::Dist(action_xml::distribution(&get).map_err(|e| err(line, e))?)
+                    } else {
+                        Pause::Default
+                    };
+                    Kind::Pause(p)
                 }
                 "nop" => {
                     allow(&[])?;
@@ -212,7 +313,20 @@ pub fn parse(
                     Kind::Timewait(ms("milliseconds")?.unwrap_or(0))
                 }
                 "label" => {
+                    if init_from.is_some() {
+                        return Err(err(
+                            line,
+                            "<label> inside <init> is not supported by sipload".into(),
+                        ));
+                    }
                     let id = get("id").ok_or_else(|| err(line, "<label> without id".into()))?;
+                    if id == "_unexp.main" {
+                        return Err(err(
+                            line,
+                            "label `_unexp.main` (unexpected-message handler) is not supported by sipload"
+                                .into(),
+                        ));
+                    }
                     if labels.insert(id.clone(), index).is_some() {
                         return Err(err(line, format!("label `{id}` defined twice")));
                     }
@@ -234,9 +348,43 @@ pub fn parse(
                     }
                     continue;
                 }
-                "Reference" | "Global" | "User" => continue,
+                "init" if !empty => {
+                    if init_from.is_some() {
+                        return Err(err(line, "<init> inside <init>".into()));
+                    }
+                    init_from = Some((sc.steps.len(), line));
+                    continue;
+                }
+                "init" => continue,
+                "Reference" | "Global" => {
+                    for v in get("variables").unwrap_or_default().split(',') {
+                        if !v.trim().is_empty() {
+                            names.var(v, line);
+                            if name == "Global" {
+                                globals.push(v.trim().to_owned());
+                            }
+                        }
+                    }
+                    continue;
+                }
+                "User" => {
+                    return Err(err(
+                        line,
+                        "<User> variables (per -users user) are not supported by sipload".into(),
+                    ));
+                }
                 "action" => {
-                    return Err(err(line, "<action> is not supported by sipload yet".into()));
+                    match open.as_ref().map(|(el, _)| el.as_str()) {
+                        Some(_) if !empty => in_action = true,
+                        Some(_) => {}
+                        None => {
+                            return Err(err(
+                                line,
+                                "<action> must be inside a <recv>, <send> or <nop>".into(),
+                            ));
+                        }
+                    }
+                    continue;
                 }
                 other => {
                     let what = match other {
@@ -249,7 +397,8 @@ pub fn parse(
                     ));
                 }
             };
-            let s = step(&mut sc, kind, line, &attrs, &mut pending_next)?;
+            let s = step(&mut sc, kind, line, &attrs, &mut pending_next, &mut names)
+                .map_err(|e| err(line, e))?;
             sc.steps.push(s);
             continue;
         }
@@ -259,18 +408,62 @@ pub fn parse(
                     continue;
                 };
                 let text = String::from_utf8_lossy(&c.into_inner()).into_owned();
-                let msg =
-                    compile(&text, generic).map_err(|e: TemplateError| err(line, e.to_string()))?;
-                if let Some(m) = &msg.method {
+                let msg = compile(&text, generic, &mut |v| names.var(v, line))
+                    .map_err(|e: TemplateError| err(line, e.to_string()))?;
+                let get = |k: &str| attrs.iter().find(|a| a.0 == k).map(|a| a.1.clone());
+                // As in SIPp, responses to a transaction's request match by `response_txn`
+                // only, not by CSeq method.
+                if let Some(m) = &msg.method
+                    && get("start_txn").is_none()
+                {
                     sent.push(m.clone());
                 }
-                let kind = Kind::Send { msg, retrans };
-                let s = step(&mut sc, kind, line, &attrs, &mut pending_next)?;
+                let start_txn = get("start_txn").map(|t| {
+                    sc.txns.iter().position(|x| *x == t).unwrap_or_else(|| {
+                        sc.txns.push(t);
+                        sc.txn_ack.push(None);
+                        sc.txns.len() - 1
+                    })
+                });
+                if let Some(t) = get("ack_txn") {
+                    if msg.method.as_deref() != Some("ACK") {
+                        return Err(err(line, "ack_txn is allowed only on an ACK".into()));
+                    }
+                    let i = txn_use(&sc.txns, &t).map_err(|e| err(line, e))?;
+                    sc.txn_ack[i] = Some(sc.steps.len());
+                }
+                let kind = Kind::Send {
+                    msg,
+                    retrans,
+                    start_txn,
+                };
+                let s = step(&mut sc, kind, line, &attrs, &mut pending_next, &mut names)
+                    .map_err(|e| err(line, e))?;
                 sc.steps.push(s);
             }
-            Event::End(e) if e.name().as_ref() == b"send" => {
+            Event::End(e) if e.name().as_ref() == b"action" => in_action = false,
+            Event::End(e) if e.name().as_ref() == b"init" => {
+                let Some((from, line)) = init_from.take() else {
+                    continue;
+                };
+                if pending_next.iter().any(|p| p.0 >= from) {
+                    return Err(err(
+                        line,
+                        "next= inside <init> is not supported by sipload".into(),
+                    ));
+                }
+                let init: Vec<Step> = sc.steps.drain(from..).collect();
+                if let Some(s) = init.iter().find(|s| !matches!(s.kind, Kind::Nop)) {
+                    return Err(err(s.line, "only <nop> is allowed inside <init>".into()));
+                }
+                sc.init.extend(init);
+            }
+            Event::End(e) if matches!(e.name().as_ref(), b"send" | b"recv" | b"nop") => {
                 if let Some((line, ..)) = open_send.take() {
                     return Err(err(line, "<send> without a CDATA message".into()));
+                }
+                if let (Some((_, acts)), Some(last)) = (open.take(), sc.steps.last_mut()) {
+                    last.actions = acts;
                 }
             }
             Event::Eof => break,
@@ -280,6 +473,19 @@ pub fn parse(
     if !depth_in_scenario {
         return Err(err(1, "no <scenario> element".into()));
     }
+    for (i, n) in names.names.iter().enumerate() {
+        let (refs, line) = names.refs[i];
+        if refs < 2 && n != "_" {
+            return Err(err(
+                line,
+                format!(
+                    "variable ${n} is referenced only once (SIPp refuses this too; list it in <Reference variables=\"{n}\"/> if intended)"
+                ),
+            ));
+        }
+    }
+    sc.var_global = names.names.iter().map(|n| globals.contains(n)).collect();
+    sc.vars = names.names;
     for (at, label, line, timeout) in pending_next {
         let target = *labels
             .get(&label)
@@ -316,6 +522,13 @@ pub fn parse(
 
 type Attr = (String, String);
 
+/// A transaction named by `response_txn`/`ack_txn`: one a `start_txn` opened earlier.
+fn txn_use(txns: &[String], name: &str) -> Result<usize, String> {
+    txns.iter()
+        .position(|t| t == name)
+        .ok_or_else(|| format!("transaction `{name}` has no earlier <send start_txn=\"{name}\">"))
+}
+
 fn attrs(s: &BytesStart<'_>) -> Result<Vec<Attr>, String> {
     s.attributes()
         .map(|a| {
@@ -336,98 +549,4 @@ fn leading_newlines(xml: &str, pos: u64) -> usize {
     let rest = &xml[(pos as usize).min(xml.len())..];
     let ws = rest.len() - rest.trim_start().len();
     rest[..ws].matches('\n').count()
-}
-
-fn step(
-    sc: &mut Scenario,
-    kind: Kind,
-    line: usize,
-    attrs: &[Attr],
-    pending_next: &mut Vec<(usize, String, usize, bool)>,
-) -> Result<Step, ScenarioError> {
-    let get = |k: &str| attrs.iter().find(|a| a.0 == k).map(|a| a.1.clone());
-    let intern = |list: &mut Vec<String>, v: String| -> usize {
-        let v = if v == "true" { "1".to_owned() } else { v };
-        list.iter().position(|x| *x == v).unwrap_or_else(|| {
-            list.push(v);
-            list.len() - 1
-        })
-    };
-    let rtd = get("rtd").map(|v| intern(&mut sc.rtds, v));
-    let start_rtd = get("start_rtd").map(|v| intern(&mut sc.rtds, v));
-    let counter = get("counter").map(|v| intern(&mut sc.counters, v));
-    if let Some(l) = get("next") {
-        pending_next.push((sc.steps.len(), l, line, false));
-    }
-    Ok(Step {
-        kind,
-        line,
-        next: None,
-        rtd,
-        start_rtd,
-        repeat_rtd: get("repeat_rtd").as_deref() == Some("true"),
-        counter,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(xml: &str) -> Result<Scenario, ScenarioError> {
-        parse(xml, "t.xml", &HashMap::new())
-    }
-
-    #[test]
-    fn builtins_compile() {
-        let uac = p(super::super::builtin::UAC).unwrap();
-        assert!(uac.uac);
-        assert_eq!(uac.rtds, vec!["1"]);
-        assert_eq!(uac.rt_repartition, vec![10, 20, 30, 40, 50, 100, 150, 200]);
-        let uas = p(super::super::builtin::UAS).unwrap();
-        assert!(!uas.uac);
-        assert!(matches!(
-            uas.steps.last().unwrap().kind,
-            Kind::Timewait(4000)
-        ));
-    }
-
-    #[test]
-    fn unsupported_things_are_refused_with_their_line() {
-        let e = p(
-            "<scenario>\n<recv request=\"INVITE\">\n  <action>\n  </action>\n</recv>\n</scenario>",
-        )
-        .unwrap_err();
-        assert_eq!(e.line, 3, "{e}");
-        assert!(e.to_string().contains("<action>"), "{e}");
-        let e = p("<scenario>\n\n<sendCmd/>\n</scenario>").unwrap_err();
-        assert_eq!((e.line, e.reason.contains("3PCC")), (3, true), "{e}");
-        let e = p("<scenario>\n<recv request=\"BYE\" lost=\"10\"/>\n</scenario>").unwrap_err();
-        assert!(
-            e.to_string().starts_with("t.xml:2: attribute `lost`"),
-            "{e}"
-        );
-        let e =
-            p("<scenario>\n<send><![CDATA[\nINVITE sip:[bogus] SIP/2.0\n]]></send>\n</scenario>")
-                .unwrap_err();
-        assert!(e.to_string().contains("[bogus]"), "{e}");
-    }
-
-    #[test]
-    fn labels_and_matching_prepared() {
-        let sc = p(r#"<scenario>
-<send><![CDATA[OPTIONS sip:x SIP/2.0]]></send>
-<recv response="200" next="end"/>
-<pause milliseconds="5"/>
-<label id="end"/>
-<nop/>
-</scenario>"#)
-        .unwrap();
-        assert_eq!(sc.steps[1].next, Some(3));
-        let Kind::Recv { sent_methods, .. } = &sc.steps[1].kind else {
-            panic!()
-        };
-        assert_eq!(sent_methods, &["OPTIONS"]);
-        assert!(p("<scenario><recv response=\"200\" next=\"nowhere\"/></scenario>").is_err());
-    }
 }

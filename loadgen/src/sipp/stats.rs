@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hdrhistogram::Histogram;
+
 /// Why a call failed: SIPp's `Failed*` columns, in header order.
 pub const FAILURES: [&str; 17] = [
     "FailedCannotSendMessage",
@@ -28,7 +30,15 @@ pub const FAILURES: [&str; 17] = [
 
 pub const MAX_UDP_RETRANS: usize = 1;
 pub const UNEXPECTED: usize = 4;
+pub const CALL_REJECTED: usize = 5;
+pub const REGEXP_DOESNT_MATCH: usize = 7;
+pub const REGEXP_SHOULDNT_MATCH: usize = 8;
+pub const REGEXP_HDR_NOT_FOUND: usize = 9;
 pub const TIMEOUT_ON_RECV: usize = 11;
+pub const TEST_DOESNT_MATCH: usize = 13;
+pub const TEST_SHOULDNT_MATCH: usize = 14;
+pub const STRCMP_DOESNT_MATCH: usize = 15;
+pub const STRCMP_SHOULDNT_MATCH: usize = 16;
 
 /// Mean and standard deviation of durations, in ms as SIPp keeps them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,6 +49,20 @@ pub struct Timing {
 }
 
 impl Timing {
+    fn merge(&mut self, o: &Timing) {
+        self.n += o.n;
+        self.sum += o.sum;
+        self.sumsq += o.sumsq;
+    }
+
+    fn minus(&self, o: &Timing) -> Timing {
+        Timing {
+            n: self.n.saturating_sub(o.n),
+            sum: self.sum - o.sum,
+            sumsq: self.sumsq - o.sumsq,
+        }
+    }
+
     pub fn add(&mut self, ms: f64) {
         self.n += 1;
         self.sum += ms;
@@ -73,10 +97,68 @@ pub struct Counts {
     pub out_of_call: u64,
     pub dead_call: u64,
     pub retransmissions: u64,
+    pub auto_answered: u64,
     pub warnings: u64,
     pub rtd: Vec<Timing>,
     pub call_length: Timing,
     pub counters: Vec<u64>,
+}
+
+impl Counts {
+    fn merge(&mut self, o: &Counts) {
+        self.incoming += o.incoming;
+        self.outgoing += o.outgoing;
+        self.success += o.success;
+        self.failed += o.failed;
+        for (a, b) in self.failures.iter_mut().zip(&o.failures) {
+            *a += b;
+        }
+        self.out_of_call += o.out_of_call;
+        self.dead_call += o.dead_call;
+        self.retransmissions += o.retransmissions;
+        self.auto_answered += o.auto_answered;
+        self.warnings += o.warnings;
+        for (a, b) in self.rtd.iter_mut().zip(&o.rtd) {
+            a.merge(b);
+        }
+        self.call_length.merge(&o.call_length);
+        for (a, b) in self.counters.iter_mut().zip(&o.counters) {
+            *a += b;
+        }
+    }
+
+    /// What happened since `earlier` (a copy of these counters taken then).
+    pub fn minus(&self, earlier: &Counts) -> Counts {
+        let mut failures = self.failures;
+        for (a, b) in failures.iter_mut().zip(&earlier.failures) {
+            *a = a.saturating_sub(*b);
+        }
+        Counts {
+            incoming: self.incoming.saturating_sub(earlier.incoming),
+            outgoing: self.outgoing.saturating_sub(earlier.outgoing),
+            success: self.success.saturating_sub(earlier.success),
+            failed: self.failed.saturating_sub(earlier.failed),
+            failures,
+            out_of_call: self.out_of_call.saturating_sub(earlier.out_of_call),
+            dead_call: self.dead_call.saturating_sub(earlier.dead_call),
+            retransmissions: self.retransmissions.saturating_sub(earlier.retransmissions),
+            auto_answered: self.auto_answered.saturating_sub(earlier.auto_answered),
+            warnings: self.warnings.saturating_sub(earlier.warnings),
+            rtd: self
+                .rtd
+                .iter()
+                .zip(&earlier.rtd)
+                .map(|(a, b)| a.minus(b))
+                .collect(),
+            call_length: self.call_length.minus(&earlier.call_length),
+            counters: self
+                .counters
+                .iter()
+                .zip(&earlier.counters)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+        }
+    }
 }
 
 /// Cumulative counters, the current period's, and the repartition tables.
@@ -89,6 +171,19 @@ pub struct Stats {
     pub cl_borders: Vec<u64>,
     pub rt_buckets: Vec<Vec<u64>>,
     pub cl_buckets: Vec<u64>,
+    /// Microsecond histograms of each RTD and of call lengths, for percentiles (never in the
+    /// SIPp CSV).
+    pub rt_hist: Vec<Histogram<u64>>,
+    pub cl_hist: Histogram<u64>,
+}
+
+/// 1 µs to 1 h at three significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
 fn bucket(borders: &[u64], ms: f64) -> usize {
@@ -110,10 +205,30 @@ impl Stats {
             period: counts,
             current_calls: 0,
             rt_buckets: vec![vec![0; rt_borders.len() + 1]; rtds],
+            rt_hist: (0..rtds).map(|_| histogram()).collect(),
+            cl_hist: histogram(),
             cl_buckets: vec![0; cl_borders.len() + 1],
             rt_borders,
             cl_borders,
         }
+    }
+
+    /// Adds another worker's cumulative counters, tables and histograms to these.
+    pub fn merge(&mut self, o: &Stats) {
+        self.total.merge(&o.total);
+        self.current_calls += o.current_calls;
+        for (a, b) in self.rt_buckets.iter_mut().zip(&o.rt_buckets) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        for (x, y) in self.cl_buckets.iter_mut().zip(&o.cl_buckets) {
+            *x += y;
+        }
+        for (a, b) in self.rt_hist.iter_mut().zip(&o.rt_hist) {
+            let _ = a.add(b);
+        }
+        let _ = self.cl_hist.add(&o.cl_hist);
     }
 
     /// Applies `f` to both the period and the cumulative counters.
@@ -127,6 +242,7 @@ impl Stats {
         self.count(|c| c.rtd[i].add(ms));
         let b = bucket(&self.rt_borders, ms);
         self.rt_buckets[i][b] += 1;
+        self.rt_hist[i].saturating_record(micros(d));
     }
 
     pub fn call_ended(&mut self, length: Duration, failure: Option<usize>) {
@@ -144,6 +260,7 @@ impl Stats {
         });
         let b = bucket(&self.cl_borders, ms);
         self.cl_buckets[b] += 1;
+        self.cl_hist.saturating_record(micros(length));
     }
 }
 
@@ -232,6 +349,35 @@ pub fn timestamp(t: SystemTime) -> String {
 pub fn log_time(t: SystemTime) -> String {
     let (date, time, _) = local(t);
     format!("{date} {time}")
+}
+
+/// RFC 2822 in GMT, as SIPp's `[date]`: `Mon, 25 Oct 2021 07:20:55 GMT`.
+pub fn rfc2822(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 fn local(t: SystemTime) -> (String, String, String) {
@@ -341,7 +487,7 @@ pub fn row(s: &Stats, t: &RowTimes, d: &str) -> String {
         (p.out_of_call, c.out_of_call),
         (p.dead_call, c.dead_call),
         (p.retransmissions, c.retransmissions),
-        (0, 0),
+        (p.auto_answered, c.auto_answered),
         (p.warnings, c.warnings),
         (0, 0),
         (0, 0),
@@ -430,6 +576,15 @@ mod tests {
             .matches(';')
             .count();
         assert_eq!(row(&s, &t, ";").matches(';').count(), header_cols);
+    }
+
+    #[test]
+    fn rfc2822_dates() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_635_146_455);
+        assert_eq!(rfc2822(t), "Mon, 25 Oct 2021 07:20:55 GMT");
+        assert_eq!(rfc2822(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc2822(leap), "Tue, 29 Feb 2000 00:00:00 GMT");
     }
 
     #[test]

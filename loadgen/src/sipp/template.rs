@@ -3,7 +3,7 @@
 //! literal bytes and `[keyword]` slots, rendered per message into a caller-owned buffer.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// A keyword whose value comes from the run or the call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +34,28 @@ pub enum Keyword {
     LastMessage,
     Routes,
     NextUrl,
+    /// `media_port + 4 × (call_number - 1) mod 10000`, as SIPp numbers per-call media ports.
+    AutoMediaPort,
+    /// `[server_ip]`: the local IP the message arrived on (the bound one).
+    ServerIp,
+    /// `[date]` (RFC 2822, GMT), `[timestamp]` (local time as in the CSV), `[clock_tick]` (ms
+    /// since the start), `[sipp_version]` (sipload's).
+    Date,
+    Timestamp,
+    ClockTick,
+    Version,
+    /// `-users` count (-1 without it) and the call's user (1..=users, 0 without it).
+    Users,
+    UserId,
+    /// `[fieldN]`, `[fieldN file="f.csv" line="k"]`: field N of the call's line of an `-inf`
+    /// file (the first one without `file=`), or of line k.
+    Field {
+        n: usize,
+        file: Option<String>,
+        line: Option<usize>,
+    },
+    /// `[$name]`: a scenario variable (index into the scenario's variables).
+    Var(usize),
 }
 
 impl Keyword {
@@ -43,6 +65,7 @@ impl Keyword {
             Keyword::RemotePort
                 | Keyword::LocalPort
                 | Keyword::MediaPort
+                | Keyword::AutoMediaPort
                 | Keyword::CallNumber
                 | Keyword::Cseq
                 | Keyword::LastCseqNumber
@@ -54,7 +77,10 @@ impl Keyword {
 
     /// Keywords that may come out empty and then take their line's CRLF with them.
     fn drops_line(&self) -> bool {
-        matches!(self, Keyword::LastHeader(_) | Keyword::Routes)
+        matches!(
+            self,
+            Keyword::LastHeader(_) | Keyword::Routes | Keyword::Var(_)
+        )
     }
 }
 
@@ -106,8 +132,15 @@ pub fn clean(cdata: &str) -> String {
     out
 }
 
+/// Resolves `[$name]` to the scenario's index of variable `name`.
+pub type VarResolver<'a> = dyn FnMut(&str) -> usize + 'a;
+
 /// Compiles cleaned-or-raw CDATA; `generic` holds the `-key name value` keywords.
-pub fn compile(cdata: &str, generic: &HashMap<String, String>) -> Result<Template, TemplateError> {
+pub fn compile(
+    cdata: &str,
+    generic: &HashMap<String, String>,
+    vars: &mut VarResolver<'_>,
+) -> Result<Template, TemplateError> {
     let text = clean(cdata);
     let first = text.lines().next().unwrap_or_default();
     if first.starts_with('[') {
@@ -125,13 +158,37 @@ pub fn compile(cdata: &str, generic: &HashMap<String, String>) -> Result<Templat
     } else {
         (first.split(' ').next().map(str::to_owned), None)
     };
+    let segs = split(&text, true, generic, vars)?;
+    Ok(Template { segs, method, code })
+}
+
+/// Compiles an action's text (`assignstr value=`, `log message=`): keywords expanded, the
+/// text otherwise as written.
+pub fn compile_text(
+    text: &str,
+    generic: &HashMap<String, String>,
+    vars: &mut VarResolver<'_>,
+) -> Result<Template, TemplateError> {
+    Ok(Template {
+        segs: split(text, false, generic, vars)?,
+        method: None,
+        code: None,
+    })
+}
+
+fn split(
+    text: &str,
+    crlf: bool,
+    generic: &HashMap<String, String>,
+    vars: &mut VarResolver<'_>,
+) -> Result<Vec<Seg>, TemplateError> {
     let mut segs = Vec::new();
     let mut lit = Vec::new();
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'\n' => {
+            b'\n' if crlf => {
                 lit.extend_from_slice(b"\r\n");
                 i += 1;
             }
@@ -156,7 +213,10 @@ pub fn compile(cdata: &str, generic: &HashMap<String, String>) -> Result<Templat
                 if let Some(v) = generic.get(name) {
                     lit.extend_from_slice(v.as_bytes());
                 } else {
-                    let (kw, off) = keyword(name)?;
+                    let (kw, off) = match name.strip_prefix('$') {
+                        Some(v) if !v.is_empty() => (Keyword::Var(vars(v)), 0),
+                        _ => keyword(name)?,
+                    };
                     if !lit.is_empty() {
                         segs.push(Seg::Lit(std::mem::take(&mut lit)));
                     }
@@ -173,7 +233,7 @@ pub fn compile(cdata: &str, generic: &HashMap<String, String>) -> Result<Templat
     if !lit.is_empty() {
         segs.push(Seg::Lit(lit));
     }
-    Ok(Template { segs, method, code })
+    Ok(segs)
 }
 
 fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
@@ -183,11 +243,27 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
             "Request_URI" => Ok((LastRequestUri, 0)),
             "message" => Ok((LastMessage, 0)),
             "cseq_number" => Ok((LastCseqNumber, 0)),
+            _ if h.starts_with("cseq_number") => {
+                let off = &h["cseq_number".len()..];
+                let n: i64 = off[1..]
+                    .parse()
+                    .map_err(|_| TemplateError::UnknownKeyword(name.to_owned()))?;
+                match off.as_bytes()[0] {
+                    b'+' => Ok((LastCseqNumber, n)),
+                    b'-' => Ok((LastCseqNumber, -n)),
+                    _ => Err(TemplateError::UnknownKeyword(name.to_owned())),
+                }
+            }
             _ => match h.strip_suffix(':') {
                 Some(hdr) if !hdr.is_empty() => Ok((LastHeader(hdr.to_owned()), 0)),
                 _ => Err(TemplateError::UnknownKeyword(name.to_owned())),
             },
         };
+    }
+    if let Some(rest) = name.strip_prefix("field")
+        && rest.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return field(name, rest);
     }
     // `[kw+N]` / `[kw-N]` offsets on numeric keywords.
     let (base, off) = match name.find(['+', '-']) {
@@ -208,7 +284,13 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
         "transport" => Transport,
         "media_ip" => MediaIp,
         "media_ip_type" => MediaIpType,
-        "media_port" => MediaPort,
+        "media_port" | "rtpstream_audio_port" | "rtpstream_video_port" => MediaPort,
+        "auto_media_port" => AutoMediaPort,
+        "server_ip" => ServerIp,
+        "date" => Date,
+        "timestamp" => Timestamp,
+        "clock_tick" => ClockTick,
+        "sipp_version" => Version,
         "call_number" => CallNumber,
         "call_id" => CallId,
         "cseq" => Cseq,
@@ -219,15 +301,12 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
         "peer_tag_param" => PeerTagParam,
         "routes" => Routes,
         "next_url" => NextUrl,
-        _ if base.starts_with('$')
-            || base.starts_with("field")
-            || base.starts_with("authentication")
+        "users" => Users,
+        "userid" => UserId,
+        _ if base.starts_with("authentication")
             || base.starts_with("file ")
             || base.starts_with("fill ")
-            || matches!(
-                base,
-                "tdmmap" | "auto_media_port" | "dynamic_id" | "users" | "userid"
-            ) =>
+            || matches!(base, "tdmmap" | "dynamic_id") =>
         {
             return Err(TemplateError::Unsupported(name.to_owned()));
         }
@@ -239,6 +318,32 @@ fn keyword(name: &str) -> Result<(Keyword, i64), TemplateError> {
     Ok((kw, off))
 }
 
+/// `[fieldN file="..." line="..."]`, after `field`.
+fn field(name: &str, rest: &str) -> Result<(Keyword, i64), TemplateError> {
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let n = rest[..digits]
+        .parse()
+        .map_err(|_| TemplateError::UnknownKeyword(name.to_owned()))?;
+    let (mut file, mut line) = (None, None);
+    let mut attrs = rest[digits..].trim();
+    while !attrs.is_empty() {
+        let bad = || TemplateError::UnknownKeyword(name.to_owned());
+        let (key, after) = attrs.split_once("=\"").ok_or_else(bad)?;
+        let (value, tail) = after.split_once('"').ok_or_else(bad)?;
+        match key.trim() {
+            "file" => file = Some(value.to_owned()),
+            "line" => {
+                line = Some(value.trim().parse().map_err(|_| {
+                    TemplateError::Unsupported(format!("{name} (line= must be a number)"))
+                })?)
+            }
+            _ => return Err(bad()),
+        }
+        attrs = tail.trim();
+    }
+    Ok((Keyword::Field { n, file, line }, 0))
+}
+
 /// Where keyword values come from while rendering.
 pub trait Values {
     /// Appends the keyword's value (nothing when it has none).
@@ -246,10 +351,20 @@ pub trait Values {
 }
 
 impl Template {
+    /// The `-inf` files this message's `[fieldN]`s read (`None`: the first one).
+    pub fn field_files(&self) -> impl Iterator<Item = Option<&str>> {
+        self.segs.iter().filter_map(|s| match s {
+            Seg::Key(Keyword::Field { file, .. }, _) => Some(file.as_deref()),
+            _ => None,
+        })
+    }
+
     /// Renders into `out` (cleared first); `[len]` is the body length, `%5u` as SIPp writes it.
     pub fn render(&self, v: &impl Values, out: &mut Vec<u8>) {
         out.clear();
-        let mut len_at = Vec::new();
+        // `[len]` slots, on the stack: rendering allocates nothing once `out` has grown.
+        let mut len_at = [(0usize, 0i64); 8];
+        let mut lens = 0;
         let mut skip_crlf = false;
         for seg in &self.segs {
             match seg {
@@ -262,18 +377,24 @@ impl Template {
                     skip_crlf = false;
                     out.extend_from_slice(l);
                 }
-                Seg::Key(Keyword::Len, off) => {
-                    len_at.push((out.len(), *off));
+                Seg::Key(Keyword::Len, off) if lens < len_at.len() => {
+                    len_at[lens] = (out.len(), *off);
+                    lens += 1;
                     out.extend_from_slice(b"     ");
                 }
+                Seg::Key(Keyword::Len, _) => {}
                 Seg::Key(kw, off) => {
                     let before = out.len();
                     v.put(kw, *off, out);
-                    skip_crlf = kw.drops_line() && out.len() == before;
+                    // An empty `[$var]` drops its line only when it starts the line.
+                    let at_line_start = before == 0 || out[before - 1] == b'\n';
+                    skip_crlf = kw.drops_line()
+                        && out.len() == before
+                        && (at_line_start || !matches!(kw, Keyword::Var(_)));
                 }
             }
         }
-        if len_at.is_empty() {
+        if lens == 0 {
             return;
         }
         let body = out
@@ -281,10 +402,12 @@ impl Template {
             .position(|w| w == b"\r\n\r\n")
             .map_or(0, |p| out.len() - p - 4);
         // Back-patch from the last slot so earlier offsets stay valid.
-        for &(at, off) in len_at.iter().rev() {
-            let mut s = String::new();
-            let _ = write!(s, "{:5}", (body as i64 + off).max(0));
-            out.splice(at..at + 5, s.into_bytes());
+        for &(at, off) in len_at[..lens].iter().rev() {
+            let mut digits = [0u8; 24];
+            let mut cur = std::io::Cursor::new(&mut digits[..]);
+            let _ = write!(cur, "{:5}", (body as i64 + off).max(0));
+            let n = cur.position() as usize;
+            out.splice(at..at + 5, digits[..n].iter().copied());
         }
     }
 }
@@ -309,6 +432,7 @@ mod tests {
         let t = compile(
             "\n   ACK sip:a SIP/2.0\n   CSeq: [cseq+1] ACK\n   [last_Via:]\n   Content-Length: [len]\n  ",
             &HashMap::new(),
+            &mut |_| 0,
         )
         .unwrap();
         let mut out = Vec::new();
@@ -325,6 +449,7 @@ mod tests {
         let t = compile(
             "SIP/2.0 200 OK\nContent-Length: [len]\n\nv=0\no=x [local_ip]\n",
             &HashMap::new(),
+            &mut |_| 0,
         )
         .unwrap();
         let mut out = Vec::new();
@@ -339,19 +464,71 @@ mod tests {
     }
 
     #[test]
+    fn variables_render_and_an_empty_one_drops_its_line() {
+        struct W;
+        impl Values for W {
+            fn put(&self, kw: &Keyword, _: i64, out: &mut Vec<u8>) {
+                if let Keyword::Var(0) = kw {
+                    out.extend_from_slice(b"alice");
+                }
+            }
+        }
+        let mut names = Vec::new();
+        let t = compile(
+            "INVITE sip:[$user]@h SIP/2.0\n[$hdr]\nX: a[$hdr]\nContent-Length: 0\n",
+            &HashMap::new(),
+            &mut |n| {
+                names.push(n.to_owned());
+                names.len() - 1
+            },
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        t.render(&W, &mut out);
+        assert_eq!(names, ["user", "hdr", "hdr"]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "INVITE sip:alice@h SIP/2.0\r\nX: a\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn bad_keywords_are_named() {
         let g = HashMap::from([("target".to_owned(), "sip:x".to_owned())]);
-        assert!(compile("INVITE [target] SIP/2.0\n", &g).is_ok());
+        assert!(compile("INVITE [target] SIP/2.0\n", &g, &mut |_| 0).is_ok());
+        assert!(
+            compile(
+                "BYE x SIP/2.0\nCSeq: [last_cseq_number+1] BYE\n",
+                &g,
+                &mut |_| 0
+            )
+            .is_ok()
+        );
         assert_eq!(
-            compile("INVITE sip:[nope] SIP/2.0\n", &g),
+            compile(
+                "BYE x SIP/2.0\nCSeq: [last_cseq_number*1] BYE\n",
+                &g,
+                &mut |_| 0
+            ),
+            Err(TemplateError::UnknownKeyword("last_cseq_number*1".into()))
+        );
+        assert_eq!(
+            compile("INVITE sip:[nope] SIP/2.0\n", &g, &mut |_| 0),
             Err(TemplateError::UnknownKeyword("nope".into()))
         );
         assert_eq!(
-            compile("INVITE sip:[field0] SIP/2.0\n", &g),
-            Err(TemplateError::Unsupported("field0".into()))
+            compile("INVITE sip:[authentication] SIP/2.0\n", &g, &mut |_| 0),
+            Err(TemplateError::Unsupported("authentication".into()))
         );
+        let t = compile(
+            "INVITE sip:[field1 file=\"a-b.csv\" line=\"2\"]@[field0] SIP/2.0\n",
+            &g,
+            &mut |_| 0,
+        )
+        .unwrap();
+        assert_eq!(t.field_files().collect::<Vec<_>>(), [Some("a-b.csv"), None]);
         assert_eq!(
-            compile("SIP/2.0 999 X\n", &g),
+            compile("SIP/2.0 999 X\n", &g, &mut |_| 0),
             Err(TemplateError::BadCode(999))
         );
     }

@@ -1,0 +1,108 @@
+//! Helpers shared by the end-to-end tests: free ports, scratch directories, processes, the
+//! last row of a SIPp-format CSV, and a uas/uac pair run.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const SIPLOAD: &str = env!("CARGO_BIN_EXE_sipload");
+
+pub fn port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sipload-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn spawn(exe: &str, dir: &Path, args: &[&str]) -> Child {
+    Command::new(exe)
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{exe}: {e} (is SIPp installed? apt-get install sip-tester)"))
+}
+
+pub fn run(exe: &str, dir: &Path, args: &[&str]) -> Output {
+    spawn(exe, dir, args).wait_with_output().unwrap()
+}
+
+/// A column of the last row of a SIPp-format CSV, by name.
+pub fn last(csv: &Path, column: &str) -> String {
+    let text = std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(';').collect();
+    let row: Vec<&str> = lines.last().unwrap().split(';').collect();
+    let i = header
+        .iter()
+        .position(|h| *h == column)
+        .unwrap_or_else(|| panic!("{column} not in {}", csv.display()));
+    row[i].to_owned()
+}
+
+pub fn first_line(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// One run: a uas (`-m calls`) started first, then a uac calling it, each writing its
+/// statistics to `<tag>-uas.csv` / `<tag>-uac.csv` in `dir`. Returns both outputs, the uac's
+/// pid and the two ports.
+pub struct Pair {
+    pub uac: Output,
+    pub uas: Output,
+    pub uac_pid: u32,
+    pub ports: [String; 2],
+}
+
+pub fn call_pair(
+    dir: &Path,
+    uas_exe: &str,
+    uac_exe: &str,
+    calls: &str,
+    tag: &str,
+    extra: &[&str],
+) -> Pair {
+    let (up, cp) = (port().to_string(), port().to_string());
+    let uas_cmd = format!(
+        "-sn uas -i 127.0.0.1 -p {up} -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uas.csv"
+    );
+    let scenario = if extra.contains(&"-sf") {
+        ""
+    } else {
+        "-sn uac"
+    };
+    let uac_cmd = format!(
+        "{scenario} 127.0.0.1:{up} -i 127.0.0.1 -p {cp} -r 200 -m {calls} -nostdin -timeout 60 -trace_stat -fd 1 -stf {tag}-uac.csv"
+    );
+    let uas = spawn(
+        uas_exe,
+        dir,
+        &uas_cmd.split_whitespace().collect::<Vec<_>>(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut args: Vec<&str> = uac_cmd.split_whitespace().collect();
+    args.extend_from_slice(extra);
+    let uac = spawn(uac_exe, dir, &args);
+    let uac_pid = uac.id();
+    Pair {
+        uac: uac.wait_with_output().unwrap(),
+        uas: uas.wait_with_output().unwrap(),
+        uac_pid,
+        ports: [up, cp],
+    }
+}
