@@ -149,5 +149,5 @@ echo "rss KiB: start $start_rss, end $end_rss, peak $peak"
 echo "tracked calls at the end (lingering ones included, they leave 32 s after their BYE): $(metric sipdispatch_shard_tracked_calls)"
 echo "failovers: $(metric sipdispatch_failovers_total); reloads: $(metric sipdispatch_reloads_total)"
 grep -E "destination .*->" lb.log | sed 's/^.*INFO //' | head -20
-ls ./*errors.log >/dev/null 2>&1 && { echo "uac errors:"; tail -5 ./*errors.log; }
+ls ./*errors.log >/dev/null 2>&1 && { echo "uac errors (first of them):"; head -c 400 ./*errors.log; echo; }
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, kernel $(uname -r)"
