@@ -379,7 +379,12 @@ impl DestState {
 
     /// Neither inactive nor disabled.
     pub fn is_up(&self) -> bool {
-        self.flags() & (flags::INACTIVE | flags::DISABLED) == 0
+        Self::up_flags(self.flags())
+    }
+
+    /// Whether flag bits `f` say up (neither inactive nor disabled).
+    pub fn up_flags(f: u8) -> bool {
+        f & (flags::INACTIVE | flags::DISABLED) == 0
     }
 
     /// At its calls-per-second or concurrent-calls cap.

@@ -111,6 +111,15 @@ pub fn call_key(call_id: &[u8]) -> u64 {
     h.max(1)
 }
 
+/// The shard that owns a Call-ID (of `nshards`): where every message of the call is handled,
+/// so its tracker entry, failover record or keepalive lives there.
+pub fn shard_of(call_id: &[u8], nshards: usize) -> usize {
+    if nshards <= 1 {
+        return 0;
+    }
+    ((call_key(call_id) >> 32) % nshards as u64) as usize
+}
+
 /// The bounded Call-ID table of one shard.
 pub struct Tracker {
     slots: Box<[Slot]>,

@@ -261,16 +261,18 @@ impl Failover {
     /// Calls whose try in progress timed out (no provisional reply), oldest slot first, and
     /// removes records past their lifetime. `due` gets each timed-out call's key.
     pub fn expired(&mut self, now_ms: u64, mut due: impl FnMut(u64)) {
-        let mut gone = Vec::new();
-        for r in self.records.iter().flatten() {
+        for slot in 0..self.records.len() {
+            let Some(r) = self.records[slot] else {
+                continue;
+            };
             if r.expires_ms <= now_ms {
-                gone.push(r.key);
+                // In place: the free list and the index have room, so nothing is allocated.
+                self.records[slot] = None;
+                self.index.remove(&r.key);
+                self.free.push(slot as u32);
             } else if r.deadline_ms != 0 && r.deadline_ms <= now_ms && !r.cancelled {
                 due(r.key);
             }
-        }
-        for k in gone {
-            self.remove(k);
         }
     }
 

@@ -4,8 +4,8 @@
 use crate::config::Route;
 use crate::sip::{Message, StartLine};
 
-/// The first route that matches `msg`, if any.
-pub fn match_route<'r>(routes: &'r [Route], msg: &Message<'_>) -> Option<&'r Route> {
+/// The first route that matches `msg`, if any, with its index.
+pub fn match_route<'r>(routes: &'r [Route], msg: &Message<'_>) -> Option<(usize, &'r Route)> {
     let StartLine::Request {
         method_span, uri, ..
     } = msg.start
@@ -14,7 +14,7 @@ pub fn match_route<'r>(routes: &'r [Route], msg: &Message<'_>) -> Option<&'r Rou
     };
     let method = method_span.of(msg.buf);
     let user = uri.user.map_or(&[][..], |u| u.of(msg.buf));
-    routes.iter().find(|r| {
+    routes.iter().enumerate().find(|(_, r)| {
         (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
             && r.ruri_user_prefix
                 .as_ref()
@@ -74,7 +74,7 @@ From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: r1\r\nCS
         let Ok(Scanned::Message(m)) = scan(data) else {
             panic!("test message does not scan")
         };
-        match_route(routes, &m).map(|r| r.name.clone())
+        match_route(routes, &m).map(|(_, r)| r.name.clone())
     }
 
     #[test]

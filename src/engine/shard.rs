@@ -15,7 +15,7 @@ use super::counters::{Counters, Dropped};
 use super::outbox::Outbox;
 use super::route::match_route;
 use crate::config::{NoDestination, Route};
-use crate::dispatch::tracker::{Begin, CallState, Tracker, call_key};
+use crate::dispatch::tracker::{Begin, CallState, Tracker, call_key, shard_of};
 use crate::dispatch::{
     Algorithm, Candidates, Destination, HeaderLookup, Keys, Rng, Table, UriKey, select,
 };
@@ -63,10 +63,7 @@ pub struct Shared {
 /// The shard owning a datagram: by Call-ID hash, so a call's messages meet on one shard in
 /// the order they arrived. Datagrams without a Call-ID go to shard 0.
 pub fn owner(data: &[u8], nshards: usize) -> usize {
-    match crate::sip::header::call_id(data) {
-        Some(id) if nshards > 1 => ((call_key(id) >> 32) % nshards as u64) as usize,
-        _ => 0,
-    }
+    crate::sip::header::call_id(data).map_or(0, |id| shard_of(id, nshards))
 }
 
 /// One shard's state.
@@ -303,7 +300,8 @@ impl Shard {
             now_ms,
         };
         Counters::inc(&counters.received);
-        let source = shared.trust.source(sock, src, &shared.table.load());
+        let table = shared.table.load();
+        let source = shared.trust.source(sock, src, &table);
         if source == Source::Unknown {
             return ctx.refuse(data, Dropped::Untrusted, src, out);
         }
@@ -316,9 +314,7 @@ impl Shard {
             Verdict::Drop(DropReason::AckNotAnswered) => counters.dropped(Dropped::AckNotAnswered),
             Verdict::Reply(r) => ctx.reply(data, r.code, r.reason, r.extra, src, out),
             Verdict::Response(m) => {
-                if let (StartLine::Response { code, .. }, Some(d)) =
-                    (m.start, shared.table.load().dest_at(src))
-                {
+                if let (StartLine::Response { code, .. }, Some(d)) = (m.start, table.dest_at(src)) {
                     d.state.replied(code);
                 }
                 ctx.response(tracker, &mut fo, prober, &m, out)
@@ -488,7 +484,7 @@ impl Ctx<'_> {
 
         // Affinity: everything of a tracked call goes where its INVITE went.
         if let Some(e) = tracker.lookup(key, self.now_ms) {
-            let rr = initial && match_route(&shared.routes, m).is_some_and(|r| r.record_route);
+            let rr = initial && match_route(&shared.routes, m).is_some_and(|(_, r)| r.record_route);
             if matches!(method, Method::Bye | Method::Cancel) {
                 self.release(tracker, key);
             }
@@ -505,7 +501,7 @@ impl Ctx<'_> {
             };
         }
 
-        let Some(route) = match_route(&shared.routes, m) else {
+        let Some((route_idx, route)) = match_route(&shared.routes, m) else {
             let why = Extra::Warning("no route matches");
             return self.reply(buf, 404, "Not Found", why, src, out);
         };
@@ -580,12 +576,16 @@ impl Ctx<'_> {
                 Begin::New | Begin::Existing(_) => {}
             }
             if let Some(policy) = &route.failover {
-                let idx = shared
-                    .routes
-                    .iter()
-                    .position(|r| std::ptr::eq(r, route))
-                    .unwrap_or(0);
-                self.start_failover(fo.records, idx, policy, set, cands, m, src, record_route);
+                self.start_failover(
+                    fo.records,
+                    route_idx,
+                    policy,
+                    set,
+                    cands,
+                    m,
+                    src,
+                    record_route,
+                );
             }
         }
         self.send_to(m, f, record_route, src, dest, out);

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::latency::LatencyStats;
 use super::state::{AcceptCodes, Machine, should_ping};
-use crate::dispatch::tracker::call_key;
-use crate::dispatch::{DestId, Destination, Table, flags};
+use crate::dispatch::tracker::shard_of;
+use crate::dispatch::{DestId, DestState, Destination, Table};
 use crate::engine::Outbox;
 use crate::sip::proxy::Identity;
 use crate::sip::{Message, StartLine};
@@ -66,7 +66,7 @@ pub enum Cause {
 
 impl Change {
     pub fn new(d: &Destination, old: u8, new: u8, code: u16, cause: Cause) -> Self {
-        let usable = |f: u8| f & (flags::INACTIVE | flags::DISABLED) == 0;
+        let usable = DestState::up_flags;
         Self {
             dest: d.id,
             set: d.set,
@@ -218,9 +218,7 @@ impl Prober {
         (0..)
             .find(|&nonce| {
                 let id = format!("{}@{host}", call_id(d, seq, nonce));
-                self.nshards == 1
-                    || ((call_key(id.as_bytes()) >> 32) % self.nshards as u64) as usize
-                        == self.shard
+                shard_of(id.as_bytes(), self.nshards) == self.shard
             })
             .unwrap_or(0)
     }

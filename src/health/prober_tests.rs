@@ -1,5 +1,5 @@
 use super::*;
-use crate::dispatch::list;
+use crate::dispatch::{flags, list};
 use crate::engine::VecOutbox;
 use crate::health::state::ProbingMode;
 use crate::sip::{Scanned, scan};
