@@ -42,6 +42,15 @@ pub fn resolve(t: &Target) -> Option<SocketAddr> {
 pub fn build_table(cfg: &Config, previous: Option<&Table>) -> Result<Table, StartError> {
     let mut table = Table::build(cfg.dest_specs()?, previous).map_err(StartError::Table)?;
     table.resolve_with(resolve);
+    // A host name may stand for several servers: each of its addresses may send in-dialog
+    // requests and responses (Kamailio's `ds_dns_match_all`).
+    table.add_resolved(|t| {
+        let port = t.port.unwrap_or(if t.secure { 5061 } else { 5060 });
+        (t.host.as_str(), port)
+            .to_socket_addrs()
+            .map(|a| a.collect())
+            .unwrap_or_default()
+    });
     for d in table.destinations().filter(|d| d.addr.is_none()) {
         tracing::warn!(
             "{}: cannot resolve {}; it will not receive traffic",

@@ -176,6 +176,18 @@ impl Table {
         }
     }
 
+    /// Adds every address a destination's host resolves to (`all` does the resolving, at load
+    /// time) to the addresses that count as that destination for trust and reply counting;
+    /// the one it is sent to stays its first.
+    pub fn add_resolved(&mut self, mut all: impl FnMut(&Target) -> Vec<SocketAddr>) {
+        for d in self.sets.iter().flat_map(|s| s.dests.iter()) {
+            for a in all(&d.target) {
+                self.by_addr.entry(a).or_insert(d.id);
+                self.by_ip.insert(a.ip());
+            }
+        }
+    }
+
     /// Whether some destination resolved to `ip`.
     pub fn has_ip(&self, ip: std::net::IpAddr) -> bool {
         self.by_ip.contains(&ip)

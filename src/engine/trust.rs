@@ -261,6 +261,26 @@ mod tests {
             strict.source(0, at("198.51.100.7:5070"), &table),
             Source::Destination
         );
+        // Every address a destination's host resolves to counts, not only the first.
+        let mut named = Table::build(
+            list::parse("1 sip:media.example:5070\n", "l").unwrap(),
+            None,
+        )
+        .unwrap();
+        named.resolve_with(|_| Some(at("198.51.100.20:5070")));
+        named.add_resolved(|_| vec![at("198.51.100.20:5070"), at("198.51.100.21:5070")]);
+        assert_eq!(
+            t.source(0, at("198.51.100.21:5070"), &named),
+            Source::Destination
+        );
+        assert_eq!(
+            strict.source(0, at("198.51.100.21:5070"), &named),
+            Source::Destination
+        );
+        assert_eq!(
+            t.source(0, at("198.51.100.22:5070"), &named),
+            Source::Unknown
+        );
         let mut bad = TrustConfig::default();
         bad.listen.insert("10.0.0.1:5060".into(), vec![]);
         assert_eq!(bad.resolve(&listen).unwrap_err().0, "listen");

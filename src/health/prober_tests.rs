@@ -73,6 +73,21 @@ fn pings_flagged_destinations_once_per_round_and_never_disabled_ones() {
         text.contains("From: <sip:dispatcher@localhost>;tag="),
         "{text}"
     );
+    // A destination's ping_from attribute replaces the From URI of its keepalives.
+    let t2 = Table::build(
+        list::parse(
+            "1 sip:127.0.0.1:7001 8 0 ping_from=sip:lb@example.net\n",
+            "l",
+        )
+        .unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut p2 = Prober::new(settings(ProbingMode::All, 1, 1), 0, 1);
+    p2.adopt(&t2, false);
+    let mut out2 = VecOutbox::new();
+    p2.poll(0, &t2, &me(), &mut out2);
+    assert!(String::from_utf8_lossy(&out2.sent[0].1).contains("From: <sip:lb@example.net>;tag="));
     // Nothing more until the next round, nor while a keepalive is outstanding.
     p.poll(200, &t, &me(), &mut out);
     assert_eq!(out.sent.len(), 2);
