@@ -2,14 +2,20 @@
 //! (`tests/scan_props.rs`) and the fuzz targets (`fuzz/`): for any input, nothing panics, every
 //! range a scanned message holds lies inside the datagram, a local 400 built from anything
 //! scans as a response, and a message that scans, once rewritten, scans again with the same
-//! Call-ID and one more (request) or one fewer (response) Via. Not used on the message path.
+//! Call-ID and one more (request) or one fewer (response) Via; and every fast reader of a
+//! plain shape (header line, Via, From/To, SIP URI) agrees with the general reader wherever it
+//! answers. Not used on the message path.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 
+use super::header::{Next, any_line, plain_line};
+use super::lex::{find_unquoted, trim};
 use super::proxy::{Identity, RequestPlan, plan_request, write_request, write_response};
 use super::reply::{Extra, write_reply};
+use super::uri::{general_party, general_uri, plain_party, plain_uri};
 use super::verdict::judge;
+use super::via::{general_via, plain_via};
 use super::{Message, Scanned, Span, StartLine, scan};
 
 fn ensure(ok: bool, what: &str) -> Result<(), String> {
@@ -63,8 +69,63 @@ pub fn spans(m: &Message<'_>) -> Vec<Span> {
     v
 }
 
+/// The fast readers against the general ones, on every line of `data` and every value on it.
+fn plain_readers_agree(data: &[u8]) -> Result<(), String> {
+    let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', data).map(|p| p + 1));
+    for pos in starts {
+        let general = any_line(data, pos);
+        if let Some(line) = plain_line(data, pos)
+            && general != Ok(Next::Header(line))
+        {
+            return Err(format!("line at {pos}: {line:?} vs {general:?}"));
+        }
+        let Ok(Next::Header(line)) = general else {
+            continue;
+        };
+        let (vs, ve) = line.value;
+        if let Some((via, stop)) = plain_via(data, vs, ve) {
+            let comma = find_unquoted(data, vs, ve, b',');
+            let (s, e) = trim(data, vs, comma.unwrap_or(ve));
+            let want = general_via(data, s, e);
+            if comma != Some(stop) || want != Some(via) {
+                return Err(format!(
+                    "Via at {vs}: {via:?} to {stop} vs {want:?} to {comma:?}"
+                ));
+            }
+        }
+        if let Some(p) = plain_party(data, vs, ve) {
+            let want = general_party(data, vs, ve);
+            ensure(
+                want == Some(p),
+                &format!("party at {vs}: {p:?} vs {want:?}"),
+            )?;
+        }
+        // Every `sip:` on the line, to each place a URI could end.
+        for (i, _) in data[vs..ve]
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| w.eq_ignore_ascii_case(b"sip:"))
+        {
+            let at = vs + i;
+            for end in (at + 4..=ve)
+                .filter(|&e| e == ve || matches!(data[e], b' ' | b'>' | b';' | b',' | b'?' | b'@'))
+            {
+                if let Some(u) = plain_uri(data, at, end) {
+                    let want = general_uri(data, at, end);
+                    ensure(
+                        want == Some(u),
+                        &format!("URI {at}..{end}: {u:?} vs {want:?}"),
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs every rule above on `data`; the error says which one broke.
 pub fn check(data: &[u8]) -> Result<(), String> {
+    plain_readers_agree(data)?;
     let src: SocketAddr = "192.0.2.77:5099".parse().unwrap();
     let mut out = vec![0u8; 140_000];
     let _ = judge(data, &Identity::new("192.0.2.1", 5060, &[]));

@@ -8,6 +8,8 @@ pub(crate) const TOKEN: u8 = 1;
 pub(crate) const LWS: u8 = 2;
 /// Bytes that end or split a URI: `@ ? ; : [ ] < >` and whitespace.
 pub(crate) const URI_SPECIAL: u8 = 4;
+/// Bytes of a parameter value in its plain shape: token bytes and `: [ ] /` (addresses).
+pub(crate) const PLAIN_VALUE: u8 = 8;
 
 pub(crate) static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -20,7 +22,10 @@ pub(crate) static CLASS: [u8; 256] = {
                 b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
             )
         {
-            t[b] |= TOKEN;
+            t[b] |= TOKEN | PLAIN_VALUE;
+        }
+        if matches!(c, b':' | b'[' | b']' | b'/') {
+            t[b] |= PLAIN_VALUE;
         }
         if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
             t[b] |= LWS | URI_SPECIAL;
@@ -57,6 +62,171 @@ pub(crate) fn trim(s: &[u8], mut start: usize, mut end: usize) -> (usize, usize)
         end -= 1;
     }
     (start, end)
+}
+
+/// Offset of the first `\n` in `s[from..]`. Eight bytes at a time: header lines are short, and
+/// on them a vector search spends more setting up than it saves.
+#[inline]
+pub(crate) fn find_lf(s: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(w) = word_at(s, i) {
+        let x = w ^ (LO * u64::from(b'\n'));
+        // Marks zero bytes of `x`; borrows can mark bytes above a true zero but never below,
+        // so the lowest mark is exact.
+        let t = x.wrapping_sub(LO) & !x & HI;
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s.get(i..)?.iter().position(|&b| b == b'\n').map(|p| i + p)
+}
+
+/// Offset of the first byte in `s[from..end]` that is whitespace or a control byte (≤ 0x20),
+/// `<` or `>`: where a URI inside `<…>` ends, or what makes it malformed. `end` if none.
+#[inline]
+pub(crate) fn find_uri_stop(s: &[u8], from: usize, end: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while i < end
+        && let Some(w) = word_at(s, i)
+    {
+        // Bytes below 0x21, and bytes equal to `>` once bit 1 is set (`<` and `>`); as in
+        // `find_lf`, the lowest mark is exact.
+        let low = w.wrapping_sub(LO * 0x21) & !w & HI;
+        let x = (w | (LO * 2)) ^ (LO * u64::from(b'>'));
+        let angle = x.wrapping_sub(LO) & !x & HI;
+        let t = low | angle;
+        if t != 0 {
+            return (i + (t.trailing_zeros() / 8) as usize).min(end);
+        }
+        i += 8;
+    }
+    while i < end && s[i] > b' ' && s[i] | 2 != b'>' {
+        i += 1;
+    }
+    i.min(end)
+}
+
+/// The eight bytes at `s[i..]` as a little-endian word, if there are eight.
+#[inline]
+pub(crate) fn word_at(s: &[u8], i: usize) -> Option<u64> {
+    let b: [u8; 8] = s.get(i..i.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// Up to eight bytes of a case-insensitive pattern, compared against a word in one step.
+#[derive(Clone, Copy)]
+pub(crate) struct Chunk {
+    word: u64,
+    /// 0x20 on the pattern's letters: OR-ing it folds case there and nowhere else, so `-` or
+    /// `:` never match a control byte that differs from them by that bit.
+    fold: u64,
+    mask: u64,
+}
+
+/// A lowercase pattern of `N * 8` bytes or fewer, cut into chunks at compile time.
+pub(crate) struct Pattern<const N: usize> {
+    chunks: [Chunk; N],
+    pub len: usize,
+}
+
+impl<const N: usize> Pattern<N> {
+    pub const fn new(p: &[u8]) -> Self {
+        assert!(p.len() <= N * 8 && p.len() > (N - 1) * 8);
+        let mut chunks = [Chunk {
+            word: 0,
+            fold: 0,
+            mask: 0,
+        }; N];
+        let mut i = 0;
+        while i < p.len() {
+            let c = &mut chunks[i / 8];
+            let shift = (i % 8) * 8;
+            c.word |= (p[i] as u64) << shift;
+            c.mask |= 0xff << shift;
+            if p[i].is_ascii_lowercase() {
+                c.fold |= 0x20 << shift;
+            }
+            i += 1;
+        }
+        Self {
+            chunks,
+            len: p.len(),
+        }
+    }
+
+    /// Whether `s[at..]` starts with the pattern, letters in any case. Needs eight readable
+    /// bytes per chunk, so near the end of `s` it answers `false` (callers then take the
+    /// general path).
+    #[inline]
+    pub fn at(&self, s: &[u8], at: usize) -> bool {
+        let mut i = 0;
+        while i < N {
+            let c = self.chunks[i];
+            match word_at(s, at + i * 8) {
+                Some(w) if (w | c.fold) & c.mask == c.word => {}
+                _ => return false,
+            }
+            i += 1;
+        }
+        true
+    }
+}
+
+/// Offset of the first byte at or after `i` (before `end`) outside byte class `class`.
+#[inline]
+pub(crate) fn skip_class(s: &[u8], mut i: usize, end: usize, class: u8) -> usize {
+    let end = end.min(s.len());
+    let c = |b: u8| CLASS[usize::from(b)];
+    // Four bytes a step while they all belong: runs are short but rarely shorter than four.
+    while let Some(&[a, b, d, e]) = s.get(i..(i + 4).min(end)) {
+        if c(a) & c(b) & c(d) & c(e) & class == 0 {
+            break;
+        }
+        i += 4;
+    }
+    while i < end && c(s[i]) & class != 0 {
+        i += 1;
+    }
+    i
+}
+
+/// Reads `;name[=value]` parameters from `i` (at a `;`) while they have the plain shape: a
+/// token name, a value of [`PLAIN_VALUE`] bytes, nothing quoted, no whitespace. Calls `f`
+/// with each and returns where it stopped: `end`, or a byte that does not continue a plain
+/// parameter (a Via's `,`, or something the general splitter must judge). `None` for an empty
+/// name, which the general splitter refuses too.
+#[inline]
+pub(crate) fn plain_params(
+    s: &[u8],
+    mut i: usize,
+    end: usize,
+    mut f: impl FnMut(Param),
+) -> Option<usize> {
+    while i < end && s[i] == b';' {
+        let ns = i + 1;
+        let ne = skip_class(s, ns, end, TOKEN);
+        if ne == ns {
+            return None;
+        }
+        i = ne;
+        let value = if i < end && s[i] == b'=' {
+            let vs = i + 1;
+            i = skip_class(s, vs, end, PLAIN_VALUE);
+            Some((vs, i))
+        } else {
+            None
+        };
+        f(Param {
+            name: (ns, ne),
+            value,
+        });
+    }
+    Some(i)
 }
 
 /// An IPv6 reference without its brackets; anything else as it is.
@@ -163,6 +333,46 @@ pub(crate) fn for_each_param(s: &[u8], start: usize, end: usize, mut f: impl FnM
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_feed_search_matches_a_plain_search() {
+        let s = b"abc\r\ndefghijklmnopq\nrs\n\n";
+        for from in 0..=s.len() {
+            let want = s[from..].iter().position(|&b| b == b'\n').map(|p| from + p);
+            assert_eq!(find_lf(s, from), want, "{from}");
+        }
+        assert_eq!(find_lf(s, s.len() + 1), None);
+    }
+
+    #[test]
+    fn uri_stop_matches_a_plain_search() {
+        let s = b"sip:alice@example.com;x=\x7f\xff> tail<sip:b@c>\tz\r\n";
+        for from in 0..s.len() {
+            for end in from..=s.len() {
+                let want = s[from..end]
+                    .iter()
+                    .position(|&b| b <= b' ' || b == b'<' || b == b'>')
+                    .map_or(end, |p| from + p);
+                assert_eq!(find_uri_stop(s, from, end), want, "{from}..{end}");
+            }
+        }
+    }
+
+    #[test]
+    fn patterns_fold_letters_only() {
+        const P: Pattern<1> = Pattern::new(b"call-id:");
+        assert!(P.at(b"CALL-ID: x\r\n", 0));
+        assert!(P.at(b"xCall-Id:abcdefgh", 1));
+        assert!(!P.at(b"call\rid: x\r\n", 0));
+        assert!(!P.at(b"call-id\x1a x\r\n", 0));
+        assert!(P.at(b"call-id:", 0));
+        const V: Pattern<1> = Pattern::new(b"via:");
+        assert!(V.at(b"VIA: h\r\n\r\n", 0));
+        assert!(!V.at(b"via: h", 0), "fewer than eight bytes readable");
+        const Q: Pattern<2> = Pattern::new(b"content-length:");
+        assert!(Q.at(b"Content-LENGTH: 12\r\n", 0));
+        assert!(!Q.at(b"Content-Lengths: 12\r\n", 0));
+    }
 
     #[test]
     fn numbers_refuse_overflow_and_junk() {

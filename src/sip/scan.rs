@@ -8,7 +8,7 @@ use super::Span;
 use super::header::{self, LineError, Name, Next};
 use super::lex::{find_unquoted, is_token, parse_u32, trim};
 use super::uri::{Party, Uri, parse_name_addr, parse_party, parse_uri};
-use super::via::{Via, parse_via};
+use super::via::{Via, parse_via, plain_via};
 
 /// Largest datagram the scanner accepts: offsets are stored as `u16`.
 pub const MAX_DATAGRAM: usize = u16::MAX as usize;
@@ -317,7 +317,7 @@ fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message
             line: Span::new(h.line.0, h.line.1),
             value: Span::new(value.0, value.1),
         };
-        match Name::classify(&buf[h.name.0..h.name.1]) {
+        match h.kind {
             Name::CallId => {
                 if value.0 == value.1 {
                     return Err(ScanError::BadHeader("Call-ID"));
@@ -345,31 +345,18 @@ fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message
                 once(&mut content_length, n, "Content-Length")?;
             }
             Name::Via => {
-                let mut in_header = 0u16;
-                let mut bad = false;
-                let ok = header::for_each_element(buf, value, |s, e| {
-                    if via.is_none() {
-                        match parse_via(buf, s, e) {
-                            Some(v) => via = Some((v, hp, None)),
-                            None => bad = true,
-                        }
-                    } else {
-                        if in_header == 1
-                            && let Some((_, vh, next)) = via.as_mut()
-                            && vh.line == hp.line
-                        {
-                            *next = Some(s);
-                        }
-                        if via_second.is_none() {
-                            via_second = Some(Span::new(s, e));
-                        }
-                    }
-                    in_header += 1;
+                let mut rest = (value.0, value.1, 0);
+                if via.is_none()
+                    && let Some((v, stop)) = plain_via(buf, value.0, value.1)
+                {
+                    via = Some((v, hp, None));
                     via_count = via_count.saturating_add(1);
-                });
-                if !ok || bad {
-                    return Err(ScanError::BadHeader("Via"));
+                    if stop == value.1 {
+                        continue;
+                    }
+                    rest = (stop + 1, value.1, 1);
                 }
+                via_elements(buf, hp, rest, &mut via, &mut via_second, &mut via_count)?;
             }
             Name::Route => route_entries(buf, hp, &mut routes, "Route")?,
             Name::RecordRoute => route_entries(buf, hp, &mut record_routes, "Record-Route")?,
@@ -417,6 +404,44 @@ fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message
         auth_user,
         proxy_require,
     })
+}
+
+/// The Via values of one header from `rest.0` to `rest.1`, `rest.2` of them already read: the
+/// top one parsed (if not yet seen), the second one located, all counted.
+fn via_elements(
+    buf: &[u8],
+    hp: HeaderPos,
+    rest: (usize, usize, u16),
+    via: &mut Option<(Via, HeaderPos, Option<usize>)>,
+    via_second: &mut Option<Span>,
+    via_count: &mut u16,
+) -> Result<(), ScanError> {
+    let mut in_header = rest.2;
+    let mut bad = false;
+    let ok = header::for_each_element(buf, (rest.0, rest.1), |s, e| {
+        if via.is_none() {
+            match parse_via(buf, s, e) {
+                Some(v) => *via = Some((v, hp, None)),
+                None => bad = true,
+            }
+        } else {
+            if in_header == 1
+                && let Some((_, vh, next)) = via.as_mut()
+                && vh.line == hp.line
+            {
+                *next = Some(s);
+            }
+            if via_second.is_none() {
+                *via_second = Some(Span::new(s, e));
+            }
+        }
+        in_header += 1;
+        *via_count = via_count.saturating_add(1);
+    });
+    if !ok || bad {
+        return Err(ScanError::BadHeader("Via"));
+    }
+    Ok(())
 }
 
 fn cseq_value(buf: &[u8], value: (usize, usize)) -> Result<(u32, Span), ScanError> {

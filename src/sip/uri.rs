@@ -4,7 +4,10 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
-use super::lex::{CLASS, URI_SPECIAL, for_each_param, is_lws, parse_u32, quoted_end, trim};
+use super::lex::{
+    CLASS, Pattern, TOKEN, URI_SPECIAL, find_uri_stop, for_each_param, is_lws, parse_u32,
+    plain_params, quoted_end, skip_class, trim,
+};
 
 /// URI scheme. Schemes other than these are kept opaque (RFC 4475 `unksm2`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +49,76 @@ impl Uri {
     }
 }
 
+/// Reads `buf[start..end]` when it is a SIP URI of the plain shape, `sip:[user@]host[:port]
+/// [;params]` with a token user and host and no `?`, `@` or whitespace after the host. `None`
+/// for anything else, which [`parse_uri`] reads; on what this accepts the two agree (a
+/// property test checks).
+#[inline]
+pub fn plain_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
+    const SIP: Pattern<1> = Pattern::new(b"sip:");
+    if !SIP.at(buf, start) {
+        return None;
+    }
+    let rest = start + 4;
+    let mut hs = rest;
+    let mut user = None;
+    let first = skip_class(buf, rest, end, TOKEN);
+    if first < end && buf[first] == b'@' {
+        if first == rest {
+            return None;
+        }
+        user = Some(Span::new(rest, first));
+        hs = first + 1;
+    }
+    let he = skip_class(buf, hs, end, TOKEN);
+    if he == hs {
+        return None;
+    }
+    let mut uri = Uri {
+        scheme: Scheme::Sip,
+        whole: Span::new(start, end),
+        user,
+        host: Span::new(hs, he),
+        port: None,
+        params: Span::new(end, end),
+        has_headers: false,
+    };
+    let mut i = he;
+    if i < end && buf[i] == b':' {
+        let pe = i
+            + 1
+            + buf[i + 1..end]
+                .iter()
+                .take(6)
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+        uri.port = Some(parse_u32(&buf[i + 1..pe]).filter(|&p| p <= 65535)? as u16);
+        i = pe;
+    }
+    if i < end {
+        if buf[i] != b';' {
+            return None;
+        }
+        // Parameters: anything but the bytes that would change how the URI splits.
+        if buf[i + 1..end]
+            .iter()
+            .any(|&b| CLASS[usize::from(b)] & URI_SPECIAL != 0 && b != b';' && b != b':')
+        {
+            return None;
+        }
+        uri.params = Span::new(i + 1, end);
+    }
+    Some(uri)
+}
+
 /// Parses `buf[start..end]` as a URI. `None` if it is malformed.
+#[inline]
 pub fn parse_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
+    plain_uri(buf, start, end).or_else(|| general_uri(buf, start, end))
+}
+
+/// [`parse_uri`] for every shape the grammar allows.
+pub(crate) fn general_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
     let s = &buf[..end];
     // One pass: where the scheme ends, the first `@` after it, and no whitespace or `<>`.
     let (mut colon, mut at) = (None, None);
@@ -199,10 +270,65 @@ pub fn parse_name_addr(buf: &[u8], start: usize, end: usize) -> Option<NameAddr>
     })
 }
 
+/// Reads a From/To value `buf[start..end]` (trimmed) when it has the plain shape: an optional
+/// display name (one quoted string, or tokens and spaces), `<scheme:…>` with nothing unusual in
+/// it, then plain parameters. `None` for anything else, which [`parse_party`] reads; on what
+/// this accepts the two agree (a property test checks).
+#[inline]
+pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
+    let mut i = start;
+    if buf.get(i) == Some(&b'"') {
+        i = quoted_end(buf, i, end)?;
+    }
+    // Tokens and single spaces up to `<`; a `:` (an addr-spec) or anything else is left to
+    // the general reader.
+    while i < end && (CLASS[usize::from(buf[i])] & TOKEN != 0 || buf[i] == b' ') {
+        i += 1;
+    }
+    if i >= end || buf[i] != b'<' {
+        return None;
+    }
+    let us = i + 1;
+    // The scheme, then the rest up to `>`, with no whitespace or `<` anywhere.
+    let colon = skip_class(buf, us, end, TOKEN);
+    if colon == us || colon >= end || buf[colon] != b':' {
+        return None;
+    }
+    let ue = find_uri_stop(buf, colon + 1, end);
+    if ue >= end || buf[ue] != b'>' {
+        return None;
+    }
+    let mut p = Party {
+        uri: Span::new(us, ue),
+        params: Span::new(end, end),
+        tag: None,
+    };
+    if ue + 1 < end {
+        p.params = Span::new(ue + 2, end);
+        let mut tag = None;
+        let stop = plain_params(buf, ue + 1, end, |q| {
+            if buf[q.name.0..q.name.1].eq_ignore_ascii_case(b"tag") {
+                tag = q.value.map(|v| Span::new(v.0, v.1));
+            }
+        })?;
+        if stop != end {
+            return None;
+        }
+        p.tag = tag;
+    }
+    Some(p)
+}
+
 /// Parses one name-addr/addr-spec value in `buf[start..end]`, leaving the URI unparsed (it
 /// must have a scheme and no whitespace or angle brackets in it).
+#[inline]
 pub fn parse_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
     let (start, end) = trim(buf, start, end);
+    plain_party(buf, start, end).or_else(|| general_party(buf, start, end))
+}
+
+/// [`parse_party`] for every shape the grammar allows, on a trimmed value.
+pub(crate) fn general_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
     if start == end {
         return None;
     }

@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
-use super::lex::{for_each_param, is_lws, is_token, parse_u32, trim};
+use super::lex::{
+    Pattern, TOKEN, for_each_param, is_lws, is_token, parse_u32, plain_params, skip_class, trim,
+};
 
 /// The parts of a Via value routing needs, as ranges of the datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,9 +45,88 @@ fn token_at(s: &[u8], i: usize, end: usize) -> usize {
         .map_or(end, |p| i + p)
 }
 
+/// Reads the first Via value of a header value `buf[start..end]` (trimmed) when it has the plain
+/// shape, `SIP/2.0/UDP host[:port];token=value…` with no whitespace inside and no quotes:
+/// the Via and where it ends (`end`, or the `,` before the next value). `None` for anything
+/// else, which the general path (split at commas, then [`parse_via`]) reads; on what this
+/// accepts the two agree (a property test checks).
+#[inline]
+pub fn plain_via(buf: &[u8], start: usize, end: usize) -> Option<(Via, usize)> {
+    const SIP_2_0: Pattern<1> = Pattern::new(b"sip/2.0/");
+    if !SIP_2_0.at(buf, start) {
+        return None;
+    }
+    let ts = start + 8;
+    let te = skip_class(buf, ts, end, TOKEN);
+    if te == ts || te >= end || buf[te] != b' ' {
+        return None;
+    }
+    let hs = te + 1;
+    let he = skip_class(buf, hs, end, TOKEN);
+    if he == hs {
+        return None;
+    }
+    let mut via = Via {
+        value: Span::new(start, end),
+        transport: Span::new(ts, te),
+        host: Span::new(hs, he),
+        port: None,
+        branch: None,
+        received: None,
+        rport: None,
+        rport_param: None,
+    };
+    let mut i = he;
+    if i < end && buf[i] == b':' {
+        let pe = i
+            + 1
+            + buf[i + 1..end]
+                .iter()
+                .take(6)
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+        via.port = Some(parse_u32(&buf[i + 1..pe]).filter(|&p| p <= 65535)? as u16);
+        i = pe;
+    }
+    let mut bad = false;
+    let stop = plain_params(buf, i, end, |p| {
+        let name = &buf[p.name.0..p.name.1];
+        let value = p.value.map(|(a, b)| Span::new(a, b));
+        if name.eq_ignore_ascii_case(b"branch") {
+            via.branch = value;
+        } else if name.eq_ignore_ascii_case(b"received") {
+            via.received = value;
+        } else if name.eq_ignore_ascii_case(b"rport") {
+            via.rport_param = Some(Span::new(p.name.0, p.value.map_or(p.name.1, |v| v.1)));
+            via.rport = match value.map(|v| parse_u32(v.of(buf)).filter(|&p| p <= 65535)) {
+                None => Some(None),
+                Some(Some(port)) => Some(Some(port as u16)),
+                Some(None) => {
+                    bad = true;
+                    None
+                }
+            };
+        }
+    })?;
+    if bad || (stop < end && buf[stop] != b',') {
+        return None;
+    }
+    via.value = Span::new(start, stop);
+    Some((via, stop))
+}
+
 /// Parses one Via value in `buf[start..end]` (already split at commas). `None` if malformed.
+#[inline]
 pub fn parse_via(buf: &[u8], start: usize, end: usize) -> Option<Via> {
     let (start, end) = trim(buf, start, end);
+    match plain_via(buf, start, end) {
+        Some((via, stop)) if stop == end => Some(via),
+        _ => general_via(buf, start, end),
+    }
+}
+
+/// [`parse_via`] for every shape the grammar allows, on a trimmed value.
+pub(crate) fn general_via(buf: &[u8], start: usize, end: usize) -> Option<Via> {
     let s = buf;
     // sent-protocol: name / version / transport, LWS allowed around each slash.
     let mut i = start;
