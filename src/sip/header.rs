@@ -151,7 +151,7 @@ pub(crate) fn plain_line(buf: &[u8], pos: usize) -> Option<Line> {
 
 /// The names routing reads on every message, in their usual spelling (any case) with the colon
 /// right after them: the name and where it ends. Other names go through the token loop.
-#[inline]
+#[inline(always)]
 fn known_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
     const VIA: Pattern<1> = Pattern::new(b"via:");
     const FROM: Pattern<1> = Pattern::new(b"from:");

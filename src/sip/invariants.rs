@@ -16,6 +16,7 @@ use super::reply::{Extra, write_reply};
 use super::uri::{general_party, general_uri, plain_party, plain_uri};
 use super::verdict::judge;
 use super::via::{general_via, plain_via};
+use super::scan::scan_general;
 use super::{Message, Scanned, Span, StartLine, scan};
 
 fn ensure(ok: bool, what: &str) -> Result<(), String> {
@@ -126,6 +127,11 @@ fn plain_readers_agree(data: &[u8]) -> Result<(), String> {
 /// Runs every rule above on `data`; the error says which one broke.
 pub fn check(data: &[u8]) -> Result<(), String> {
     plain_readers_agree(data)?;
+    let (fast, general) = (scan(data), scan_general(data));
+    ensure(
+        fast == general,
+        &format!("scan differs from the general scan: {fast:?} vs {general:?}"),
+    )?;
     let src: SocketAddr = "192.0.2.77:5099".parse().unwrap();
     let mut out = vec![0u8; 140_000];
     let _ = judge(data, &Identity::new("192.0.2.1", 5060, &[]));

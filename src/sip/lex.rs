@@ -66,16 +66,31 @@ pub(crate) fn trim(s: &[u8], mut start: usize, mut end: usize) -> (usize, usize)
 
 /// Offset of the first `\n` in `s[from..]`. Eight bytes at a time: header lines are short, and
 /// on them a vector search spends more setting up than it saves.
-#[inline]
+#[inline(always)]
 pub(crate) fn find_lf(s: &[u8], from: usize) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let mut i = from;
-    while let Some(w) = word_at(s, i) {
+    // Marks the zero bytes of `x`; borrows can mark bytes above a true zero but never below,
+    // so the lowest mark is exact.
+    let lf = |w: u64| {
         let x = w ^ (LO * u64::from(b'\n'));
-        // Marks zero bytes of `x`; borrows can mark bytes above a true zero but never below,
-        // so the lowest mark is exact.
-        let t = x.wrapping_sub(LO) & !x & HI;
+        x.wrapping_sub(LO) & !x & HI
+    };
+    let mut i = from;
+    while let Some(pair) = s.get(i..i.saturating_add(16)) {
+        let (a, b) = pair.split_at(8);
+        let (ta, tb) = (
+            lf(u64::from_le_bytes(a.try_into().ok()?)),
+            lf(u64::from_le_bytes(b.try_into().ok()?)),
+        );
+        if ta | tb != 0 {
+            let (at, t) = if ta != 0 { (i, ta) } else { (i + 8, tb) };
+            return Some(at + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 16;
+    }
+    while let Some(w) = word_at(s, i) {
+        let t = lf(w);
         if t != 0 {
             return Some(i + (t.trailing_zeros() / 8) as usize);
         }
@@ -112,7 +127,7 @@ pub(crate) fn find_uri_stop(s: &[u8], from: usize, end: usize) -> usize {
 }
 
 /// The eight bytes at `s[i..]` as a little-endian word, if there are eight.
-#[inline]
+#[inline(always)]
 pub(crate) fn word_at(s: &[u8], i: usize) -> Option<u64> {
     let b: [u8; 8] = s.get(i..i.checked_add(8)?)?.try_into().ok()?;
     Some(u64::from_le_bytes(b))
@@ -178,13 +193,13 @@ impl<const N: usize> Pattern<N> {
 }
 
 /// Offset of the first byte at or after `i` (before `end`) outside byte class `class`.
-#[inline]
+#[inline(always)]
 pub(crate) fn skip_class(s: &[u8], mut i: usize, end: usize, class: u8) -> usize {
     let end = end.min(s.len());
     let c = |b: u8| CLASS[usize::from(b)];
     // Four bytes a step while they all belong: runs are short but rarely shorter than four.
-    while let Some(&[a, b, d, e]) = s.get(i..(i + 4).min(end)) {
-        if c(a) & c(b) & c(d) & c(e) & class == 0 {
+    while i + 4 <= end {
+        if c(s[i]) & c(s[i + 1]) & c(s[i + 2]) & c(s[i + 3]) & class == 0 {
             break;
         }
         i += 4;

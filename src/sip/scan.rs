@@ -7,8 +7,8 @@
 use super::Span;
 use super::header::{self, LineError, Name, Next};
 use super::lex::{find_unquoted, is_token, parse_u32, trim};
-use super::uri::{Party, Uri, parse_name_addr, parse_party, parse_uri};
-use super::via::{Via, parse_via, plain_via};
+use super::uri::{Party, Uri, general_party, general_uri, parse_party, parse_uri};
+use super::via::{Via, general_via, parse_via, plain_via};
 
 /// Largest datagram the scanner accepts: offsets are stored as `u16`.
 pub const MAX_DATAGRAM: usize = u16::MAX as usize;
@@ -120,7 +120,7 @@ impl Entries {
 }
 
 /// A scanned SIP message: the datagram plus the ranges of everything routing needs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Message<'a> {
     pub buf: &'a [u8],
     pub start: StartLine,
@@ -157,7 +157,7 @@ pub struct Message<'a> {
 /// The result of scanning one datagram.
 // Boxing the message would allocate per datagram; it lives on the stack instead.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scanned<'a> {
     /// A CRLF keepalive (`\r\n\r\n` or `\r\n`, RFC 5626 §4.4.1): not an error, nothing to do.
     Keepalive,
@@ -206,6 +206,19 @@ impl<'a> Message<'a> {
 
 /// Scans one datagram.
 pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
+    scan_with::<true>(buf)
+}
+
+/// [`scan`] with the general readers only, never the plain-shape fast paths: the reference the
+/// fast paths are checked against (`sip::invariants`). Not for the message path.
+#[doc(hidden)]
+pub fn scan_general(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
+    scan_with::<false>(buf)
+}
+
+/// The scan; `PLAIN` selects the plain-shape fast paths (with the general readers behind them).
+#[inline(always)]
+fn scan_with<const PLAIN: bool>(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
     if buf.is_empty() {
         return Err(ScanError::Empty);
     }
@@ -221,11 +234,39 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
     } else {
         line_end
     };
-    let start = start_line(buf, text_end)?;
-    Ok(Scanned::Message(headers(buf, start, line_end + 1)?))
+    let start = start_line::<PLAIN>(buf, text_end)?;
+    Ok(Scanned::Message(headers::<PLAIN>(
+        buf,
+        start,
+        line_end + 1,
+    )?))
 }
 
-fn start_line(buf: &[u8], end: usize) -> Result<StartLine, ScanError> {
+fn party<const PLAIN: bool>(buf: &[u8], start: usize, end: usize) -> Option<Party> {
+    if PLAIN {
+        parse_party(buf, start, end)
+    } else {
+        let (start, end) = trim(buf, start, end);
+        general_party(buf, start, end)
+    }
+}
+
+fn uri<const PLAIN: bool>(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
+    if PLAIN {
+        parse_uri(buf, start, end)
+    } else {
+        general_uri(buf, start, end)
+    }
+}
+
+/// A Route or Record-Route entry: a name-addr (`<uri>`, RFC 3261 §20.34) with a valid URI.
+fn route_entry<const PLAIN: bool>(buf: &[u8], start: usize, end: usize) -> bool {
+    buf[start..end].contains(&b'<')
+        && party::<PLAIN>(buf, start, end)
+            .is_some_and(|p| uri::<PLAIN>(buf, p.uri.start(), p.uri.end()).is_some())
+}
+
+fn start_line<const PLAIN: bool>(buf: &[u8], end: usize) -> Result<StartLine, ScanError> {
     let line = &buf[..end];
     let sp1 = memchr::memchr(b' ', line).ok_or(ScanError::BadStartLine)?;
     if line.starts_with(b"SIP/") {
@@ -265,7 +306,7 @@ fn start_line(buf: &[u8], end: usize) -> Result<StartLine, ScanError> {
             },
         );
     }
-    let uri = parse_uri(buf, sp1 + 1, sp2).ok_or(ScanError::BadRequestUri)?;
+    let uri = uri::<PLAIN>(buf, sp1 + 1, sp2).ok_or(ScanError::BadRequestUri)?;
     // The Request-URI must not carry a headers part (RFC 3261 §19.1.1; RFC 4475 escruri).
     if uri.has_headers {
         return Err(ScanError::BadRequestUri);
@@ -287,7 +328,11 @@ fn once<T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), ScanErr
     Ok(())
 }
 
-fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message<'_>, ScanError> {
+fn headers<const PLAIN: bool>(
+    buf: &[u8],
+    start: StartLine,
+    headers_start: usize,
+) -> Result<Message<'_>, ScanError> {
     let mut call_id = None;
     let mut from = None;
     let mut to = None;
@@ -305,7 +350,11 @@ fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message
 
     let mut pos = headers_start;
     let (headers_end, body_start) = loop {
-        let h = match header::next(buf, pos) {
+        let line = match header::plain_line(buf, pos).filter(|_| PLAIN) {
+            Some(h) => Ok(Next::Header(h)),
+            None => header::any_line(buf, pos),
+        };
+        let h = match line {
             Ok(Next::Header(h)) => h,
             Ok(Next::End { body }) => break (pos, body),
             Err(LineError::NoColon) => return Err(ScanError::HeaderWithoutColon),
@@ -325,11 +374,12 @@ fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message
                 once(&mut call_id, Span::new(value.0, value.1), "Call-ID")?;
             }
             Name::From => {
-                let na = parse_party(buf, value.0, value.1).ok_or(ScanError::BadHeader("From"))?;
+                let na =
+                    party::<PLAIN>(buf, value.0, value.1).ok_or(ScanError::BadHeader("From"))?;
                 once(&mut from, na, "From")?;
             }
             Name::To => {
-                let na = parse_party(buf, value.0, value.1).ok_or(ScanError::BadHeader("To"))?;
+                let na = party::<PLAIN>(buf, value.0, value.1).ok_or(ScanError::BadHeader("To"))?;
                 once(&mut to, na, "To")?;
             }
             Name::CSeq => once(&mut cseq, cseq_value(buf, value)?, "CSeq")?,
@@ -346,7 +396,8 @@ fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message
             }
             Name::Via => {
                 let mut rest = (value.0, value.1, 0);
-                if via.is_none()
+                if !PLAIN {
+                } else if via.is_none()
                     && let Some((v, stop)) = plain_via(buf, value.0, value.1)
                 {
                     via = Some((v, hp, None));
@@ -355,11 +406,22 @@ fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message
                         continue;
                     }
                     rest = (stop + 1, value.1, 1);
+                } else if via.is_some()
+                    && value.0 < value.1
+                    && memchr::memchr3(b',', b'"', b'<', &buf[value.0..value.1]).is_none()
+                {
+                    // A later Via line holding one value (the line's value is trimmed and not
+                    // empty): only counted, and kept if it is the second.
+                    via_second.get_or_insert(hp.value);
+                    via_count = via_count.saturating_add(1);
+                    continue;
                 }
-                via_elements(buf, hp, rest, &mut via, &mut via_second, &mut via_count)?;
+                via_elements::<PLAIN>(buf, hp, rest, &mut via, &mut via_second, &mut via_count)?;
             }
-            Name::Route => route_entries(buf, hp, &mut routes, "Route")?,
-            Name::RecordRoute => route_entries(buf, hp, &mut record_routes, "Record-Route")?,
+            Name::Route => route_entries::<PLAIN>(buf, hp, &mut routes, "Route")?,
+            Name::RecordRoute => {
+                route_entries::<PLAIN>(buf, hp, &mut record_routes, "Record-Route")?
+            }
             Name::Authorization if auth.is_none() => auth = Some(value),
             Name::ProxyAuthorization if proxy_auth.is_none() => proxy_auth = Some(value),
             Name::ProxyRequire if proxy_require.is_none() => proxy_require = Some(hp.value),
@@ -408,7 +470,7 @@ fn headers(buf: &[u8], start: StartLine, headers_start: usize) -> Result<Message
 
 /// The Via values of one header from `rest.0` to `rest.1`, `rest.2` of them already read: the
 /// top one parsed (if not yet seen), the second one located, all counted.
-fn via_elements(
+fn via_elements<const PLAIN: bool>(
     buf: &[u8],
     hp: HeaderPos,
     rest: (usize, usize, u16),
@@ -420,7 +482,12 @@ fn via_elements(
     let mut bad = false;
     let ok = header::for_each_element(buf, (rest.0, rest.1), |s, e| {
         if via.is_none() {
-            match parse_via(buf, s, e) {
+            let v = if PLAIN {
+                parse_via(buf, s, e)
+            } else {
+                general_via(buf, s, e)
+            };
+            match v {
                 Some(v) => *via = Some((v, hp, None)),
                 None => bad = true,
             }
@@ -456,7 +523,7 @@ fn cseq_value(buf: &[u8], value: (usize, usize)) -> Result<(u32, Span), ScanErro
     Ok((n, Span::new(ms, me)))
 }
 
-fn route_entries(
+fn route_entries<const PLAIN: bool>(
     buf: &[u8],
     hp: HeaderPos,
     entries: &mut Entries,
@@ -466,10 +533,20 @@ fn route_entries(
     if first {
         entries.first_header = hp;
     }
+    if PLAIN && memchr::memchr2(b',', b'"', hp.value.of(buf)).is_none() {
+        // One entry, the whole (trimmed) value.
+        if !route_entry::<PLAIN>(buf, hp.value.start(), hp.value.end()) {
+            return Err(ScanError::BadHeader(name));
+        }
+        entries.push(hp.value);
+        if first {
+            entries.in_first_header = 1;
+        }
+        return Ok(());
+    }
     let mut bad = false;
     let ok = header::for_each_element(buf, (hp.value.start(), hp.value.end()), |s, e| {
-        // Route entries must be name-addrs (`<uri>`, RFC 3261 §20.34).
-        if !parse_name_addr(buf, s, e).is_some_and(|_| buf[s..e].contains(&b'<')) {
+        if !route_entry::<PLAIN>(buf, s, e) {
             bad = true;
         }
         entries.push(Span::new(s, e));
