@@ -1,25 +1,82 @@
 #!/usr/bin/env bash
 # Load generators compared in the same run: SIPp and sipload, each as uac → uas of itself on
 # loopback with the built-in scenarios and 4 MiB socket buffers. For each rate the pair runs
-# for a fixed time; a rate counts as sustained when both sides finish every call with none
-# failed. Prints, per tool and rate: calls, failed, CPU seconds of uac+uas per 1000 calls, and
-# the kernel's UDP RcvbufErrors during the run.
+# for a fixed time; a rate counts as sustained when the uac completes every call it was asked
+# for and neither side failed one. Prints, per tool and rate: calls, failed, whether the rate was
+# sustained, CPU seconds of uac+uas per 1000 calls, and the kernel's UDP RcvbufErrors during
+# the run.
+#
+# Every step is bounded in time: the uac gets `seconds + 5` s, then a soft quit (SIGUSR1) and
+# 4 s, then SIGTERM and 2 s, then SIGKILL; once the uac is done the uas gets a soft quit at once
+# (its open calls finish their 4 s timewait), then SIGTERM after 5 s, then SIGKILL. Both tools
+# write their last CSV row on SIGUSR1 and SIGTERM, so a failed rate costs at most 18 s more than
+# a clean one, never `-timeout`. The default sweep (8 rates, 20 s each) takes 3 to 5 minutes.
 #   bench/sipload.sh [seconds] [sipp rates] [sipload rates]
 #   defaults: 20 "10000 15000 20000 25000" "20000 30000 40000 50000"
 #   SIPLOAD_UAS_ARGS / SIPLOAD_UAC_ARGS: extra sipload-only flags, e.g. "-cpus 0" / "-cpus 1",
 #   or "-workers 2" on a machine with cores to spare for both sides.
+#   NO_BUILD=1: use the binary already built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 sipp_rates=${2:-"10000 15000 20000 25000"}
 sipload_rates=${3:-"20000 30000 40000 50000"}
-cargo build --release --workspace -q
-sipload=$PWD/target/release/sipload
+[ -n "${NO_BUILD:-}" ] || cargo build --release -p sipload -q
+sipload=${CARGO_TARGET_DIR:-$PWD/target}/release/sipload
+sipp=$(command -v sipp || true)
 tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
+cleanup() {
+  for f in "$tmp"/*.pid; do
+    [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 cd "$tmp"
 
 rcvbuf_errors() { awk '/^Udp:/ { if (++n == 2) print $6 }' /proc/net/snmp; }
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# Waits at most $2 seconds (tenths) for process $1 to exit; true if it did.
+wait_gone() {
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    alive "$1" || return 0
+    sleep 0.1
+  done
+  ! alive "$1"
+}
+
+# Ends process $1 within bounds: $2 s to end by itself, then SIGUSR1 and $3 s, SIGTERM and 2 s,
+# SIGKILL. Prints how it ended.
+bounded_stop() {
+  local pid=$1
+  wait_gone "$pid" "$2" && { echo self; return; }
+  kill -USR1 "$pid" 2>/dev/null || true
+  wait_gone "$pid" "$3" && { echo usr1; return; }
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_gone "$pid" 2 && { echo term; return; }
+  kill -KILL "$pid" 2>/dev/null || true
+  echo kill
+}
+
+# Runs "$@" under /usr/bin/time in the background; the tool's own pid goes to $name.pid.
+start() { # $1 = name, then the command
+  local name=$1
+  shift
+  rm -f "$name.pid" "$name.time"
+  /usr/bin/time -f "%U %S" -o "$name.time" sh -c 'echo $$ >"$0.pid"; exec "$@"' "$name" "$@" \
+    >"$name.out" 2>&1 &
+  local i
+  for ((i = 0; i < 50; i++)); do [ -s "$name.pid" ] && return; sleep 0.05; done
+}
+
+col() { # file column → the column of the last row, by name (0 if absent)
+  [ -f "$1" ] || { echo 0; return; }
+  awk -F';' -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i }
+                          END { v = c ? $c : 0; print v + 0 }' "$1"
+}
 
 one() { # $1 = tool binary, $2 = rate → prints a markdown row
   local exe=$1 rate=$2 m=$(( $2 * secs )) before after uas_extra=() uac_extra=()
@@ -29,27 +86,34 @@ one() { # $1 = tool binary, $2 = rate → prints a markdown row
   fi
   rm -f uas.csv uac.csv
   before=$(rcvbuf_errors)
-  /usr/bin/time -f "%U %S" -o uas.time "$exe" -sn uas -i 127.0.0.1 -p 7501 -m "$m" -nostdin \
-    -buff_size 4194304 -timeout $(( secs + 30 )) -trace_stat -fd 5 -stf uas.csv "${uas_extra[@]}" >/dev/null 2>&1 &
-  local uas=$!
+  start uas "$exe" -sn uas -i 127.0.0.1 -p 7501 -m "$m" -nostdin -buff_size 4194304 \
+    -trace_stat -fd 5 -stf uas.csv "${uas_extra[@]}"
   sleep 0.5
-  /usr/bin/time -f "%U %S" -o uac.time "$exe" -sn uac 127.0.0.1:7501 -i 127.0.0.1 -p 7502 -r "$rate" \
-    -m "$m" -l $(( rate * 10 )) -nostdin -buff_size 4194304 -timeout $(( secs + 30 )) \
-    -trace_stat -fd 5 -stf uac.csv "${uac_extra[@]}" >/dev/null 2>&1 || true
-  wait $uas || true
+  start uac "$exe" -sn uac 127.0.0.1:7501 -i 127.0.0.1 -p 7502 -r "$rate" -m "$m" \
+    -l $(( rate * 10 )) -nostdin -buff_size 4194304 -trace_stat -fd 5 -stf uac.csv "${uac_extra[@]}"
+  local uac_end uas_end
+  uac_end=$(bounded_stop "$(cat uac.pid)" $(( secs + 5 )) 4)
+  uas_end=$(bounded_stop "$(cat uas.pid)" 0 5)
+  wait
+  rm -f uac.pid uas.pid
   after=$(rcvbuf_errors)
-  local col ok failed cpu
-  col() { awk -F';' -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i } END { print $c }' "$1"; }
+  local ok failed cpu sustained=no
   ok=$(col uac.csv 'SuccessfulCall(C)')
   failed=$(( $(col uac.csv 'FailedCall(C)') + $(col uas.csv 'FailedCall(C)') ))
-  cpu=$(cat uac.time uas.time | awk '{ s += $1 + $2 } END { print s }')
-  printf '| %s | %s | %s | %s | %.3f | %s |\n' "$(basename "$exe")" "$rate" "$ok" "$failed" \
-    "$(echo "$cpu $ok" | awk '{ print ($2 > 0) ? $1 * 1000 / $2 : 0 }')" $(( after - before ))
+  [ "$ok" -eq "$m" ] && [ "$failed" -eq 0 ] && sustained=yes
+  cpu=$(for f in uac.time uas.time; do tail -n 1 "$f"; done | awk '{ s += $1 + $2 } END { print s }')
+  printf '| %s | %s | %s | %s | %s | %.3f | %s | %s/%s |\n' "$(basename "$exe")" "$rate" "$ok" \
+    "$failed" "$sustained" "$(echo "$cpu $ok" | awk '{ print ($2 > 0) ? $1 * 1000 / $2 : 0 }')" \
+    $(( after - before )) "$uac_end" "$uas_end"
 }
 
-echo "| tool | calls/s offered | successful calls | failed calls | CPU s per 1000 calls (uac+uas) | RcvbufErrors |"
-echo "|---|---|---|---|---|---|"
-for r in $sipp_rates; do one "$(command -v sipp)" "$r"; done
+echo "| tool | calls/s offered | successful calls | failed calls | sustained | CPU s per 1000 calls (uac+uas) | RcvbufErrors | uac/uas ended by |"
+echo "|---|---|---|---|---|---|---|---|"
+if [ -n "$sipp" ]; then
+  for r in $sipp_rates; do one "$sipp" "$r"; done
+else
+  echo "(sipp not installed: SIPp rows skipped)"
+fi
 for r in $sipload_rates; do one "$sipload" "$r"; done
 echo
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, kernel $(uname -r); $secs s per run"

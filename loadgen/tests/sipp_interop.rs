@@ -153,39 +153,6 @@ fn unsupported_scenario_is_refused_with_its_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("-3pcc"));
 }
 
-/// One call's `-trace_msg` log with what legitimately differs between two runs masked: the
-/// process ids (in Call-IDs, tags and branches), the ports, the log's timestamps, and the
-/// media port (SIPp binds RTP sockets and advertises the port it got; sipload opens none).
-fn masked_log(dir: &Path, stem: &str, uac_pid: u32, ports: [&str; 2]) -> String {
-    let log = std::fs::read_to_string(dir.join(format!("{stem}_{uac_pid}_messages.log"))).unwrap();
-    let mut out = String::new();
-    for line in log.lines() {
-        let mut l = if line.starts_with("-----------") {
-            "----".to_owned()
-        } else if line.starts_with("m=audio ") {
-            "m=audio MEDIA".to_owned()
-        } else {
-            // Only where SIPp puts its pid: a bare replace would also hit a port or an SDP
-            // number that happens to contain the same digits.
-            line.replace(&format!("-{uac_pid}@"), "-PID@")
-                .replace(&format!("{uac_pid}SIPpTag"), "PIDSIPpTag")
-                .replace(&format!("z9hG4bK-{uac_pid}-"), "z9hG4bK-PID-")
-        };
-        l = l
-            .replace(&format!("127.0.0.1:{}", ports[0]), "127.0.0.1:RPORT")
-            .replace(&format!("127.0.0.1:{}", ports[1]), "127.0.0.1:LPORT");
-        // The answering SIPp's pid, in its To-tag.
-        if let Some(p) = l.find(";tag=")
-            && let Some(t) = l[p + 5..].find("SIPpTag01")
-        {
-            l.replace_range(p + 5..p + 5 + t, "PEER");
-        }
-        out.push_str(&l);
-        out.push('\n');
-    }
-    out
-}
-
 #[test]
 fn builtin_uac_puts_the_same_messages_on_the_wire_as_sipp() {
     let mut logs = Vec::new();
@@ -466,70 +433,4 @@ fn sipps_own_builtin_scenarios_run_unchanged() {
     }
     assert!(logs[0].contains("UDP message sent"), "{}", logs[0]);
     assert_eq!(logs[0], logs[1]);
-}
-
-/// A call the uac aborts (its receive times out): after the 200 and the ACK SIPp sends a
-/// BYE, while only ringing a CANCEL. sipload sends the same messages, byte for byte.
-#[test]
-fn aborted_calls_send_sipps_bye_or_cancel() {
-    let scen = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/");
-    let uac_sf = format!("{scen}abort_uac.xml");
-    let ring_sf = format!("{scen}ring_uas.xml");
-    for (case, uas_args, expect) in [
-        ("bye", vec!["-sn", "uas"], "BYE sip:"),
-        ("cancel", vec!["-sf", ring_sf.as_str()], "CANCEL sip:"),
-    ] {
-        let mut logs = Vec::new();
-        for exe in ["sipp", SIPLOAD] {
-            let dir = tmpdir(&format!("abort-{case}-{}", logs.len()));
-            let (up, cp) = (port().to_string(), port().to_string());
-            let mut a = uas_args.clone();
-            a.extend([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &up,
-                "-m",
-                "1",
-                "-nostdin",
-                "-timeout",
-                "10",
-            ]);
-            let uas = spawn("sipp", &dir, &a);
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            let target = format!("127.0.0.1:{up}");
-            let uac = spawn(
-                exe,
-                &dir,
-                &[
-                    "-sf",
-                    &uac_sf,
-                    &target,
-                    "-i",
-                    "127.0.0.1",
-                    "-p",
-                    &cp,
-                    "-m",
-                    "1",
-                    "-nostdin",
-                    "-timeout",
-                    "10",
-                    "-trace_msg",
-                ],
-            );
-            let pid = uac.id();
-            let out = uac.wait_with_output().unwrap();
-            assert_eq!(out.status.code(), Some(1), "{exe}: the aborted call failed");
-            let _ = uas.wait_with_output();
-            // What each sent; SIPp also lingers to log the answer to its BYE.
-            let log = masked_log(&dir, "abort_uac", pid, [&up, &cp]);
-            let sent: Vec<&str> = log
-                .split("----\n")
-                .filter(|e| e.starts_with("UDP message sent"))
-                .collect();
-            logs.push(sent.concat());
-        }
-        assert!(logs[0].contains(expect), "{case}: {}", logs[0]);
-        assert_eq!(logs[0], logs[1], "{case}");
-    }
 }

@@ -167,6 +167,15 @@ pub struct Call {
     pub lines: Vec<Option<usize>>,
     /// The branch each transaction (`start_txn`) was sent with.
     pub txn_branch: Vec<Vec<u8>>,
+    /// A 200 was received: an abort while the INVITE is the last request sent ACKs and BYEs
+    /// rather than CANCELs (SIPp's `ack_is_pending`).
+    pub ack_pending: bool,
+    /// An ACK was received (SIPp's `call_established`).
+    pub established: bool,
+    /// An unexpected message sent to `_unexp.main`, processed at the next `<recv>`, and
+    /// where it came from.
+    pub queued: Vec<u8>,
+    pub queued_from: Option<SocketAddr>,
 }
 
 impl Call {
@@ -197,6 +206,10 @@ impl Call {
             action_failure: None,
             lines: Vec::new(),
             txn_branch: Vec::new(),
+            ack_pending: false,
+            established: false,
+            queued: Vec::new(),
+            queued_from: None,
         }
     }
 
@@ -228,6 +241,10 @@ impl Call {
         self.msg_index = 0;
         self.user = user;
         self.action_failure = None;
+        self.ack_pending = false;
+        self.established = false;
+        self.queued.clear();
+        self.queued_from = None;
     }
 }
 

@@ -19,10 +19,10 @@ use super::call::{Call, CallValues, Wake, store_route_set};
 use super::flow::After;
 use super::pace::Quota;
 use super::scenario::{Kind, Scenario};
-use super::stats::{self, Stats};
+use super::stats::Stats;
 use super::vars::{Var, View};
 use super::wheel::Wheel;
-use super::wire::{ack_for, simple_reply, top_branch};
+use super::wire::{simple_reply, top_branch};
 
 /// Where the engine's messages go.
 pub trait Net {
@@ -75,6 +75,10 @@ pub struct Engine {
     pub(super) globals: Vec<Var>,
     pub(super) rng: u64,
     pub(super) scratch: Vec<u8>,
+    /// Processing a message `_unexp.main` queued (it cannot be sent there again).
+    pub(super) replaying: bool,
+    /// `<User>` variables of each `-users` user between its calls.
+    pub(super) user_vars: Vec<Vec<Var>>,
 }
 
 impl Engine {
@@ -118,6 +122,8 @@ impl Engine {
             globals,
             rng,
             scratch: Vec::with_capacity(4096),
+            replaying: false,
+            user_vars: Vec::new(),
         }
     }
 
@@ -196,6 +202,7 @@ impl Engine {
         }
         call.vars.resize(self.sc.vars.len(), Var::Unset);
         call.vars.fill(Var::Unset);
+        self.swap_user_vars(user, &mut call.vars);
         if self.by_id.insert(cid_key(&call.call_id), slot).is_some() {
             // Two live Call-IDs with the same 64-bit hash: the older call is orphaned.
             self.stats.count(|c| c.warnings += 1);
@@ -211,9 +218,10 @@ impl Engine {
     }
 
     pub(super) fn end_call(&mut self, slot: usize, now: Instant, failure: Option<usize>) {
-        let Some(call) = self.calls[slot].take() else {
+        let Some(mut call) = self.calls[slot].take() else {
             return;
         };
+        self.swap_user_vars(call.user, &mut call.vars);
         let key = cid_key(&call.call_id);
         self.by_id.remove(&key);
         self.free.push(slot);
@@ -225,6 +233,26 @@ impl Engine {
         self.dead_order
             .push_back((now + self.env.deadcall_wait, key));
         self.spare.push(call);
+    }
+
+    /// `<User>` variables: a call of user `user` (1..) takes the values its user's last call
+    /// left, and gives them back when it ends (one call per user at a time, so swapping is
+    /// enough). Without `-users` (user 0) they are the call's own.
+    fn swap_user_vars(&mut self, user: u64, vars: &mut [Var]) {
+        if user == 0 || !self.sc.var_user.contains(&true) {
+            return;
+        }
+        let u = user as usize - 1;
+        if self.user_vars.len() <= u {
+            self.user_vars.resize(u + 1, Vec::new());
+        }
+        let saved = &mut self.user_vars[u];
+        saved.resize(vars.len(), Var::Unset);
+        for (i, v) in vars.iter_mut().enumerate() {
+            if self.sc.var_user[i] {
+                std::mem::swap(v, &mut saved[i]);
+            }
+        }
     }
 
     /// Whether a UAS may take one more call (`-m`).
@@ -291,6 +319,9 @@ impl Engine {
                 net.send(call.peer, &call.reply_to_last);
             }
             return;
+        }
+        if matches!(m.start, StartLine::Request { .. }) && m.method_bytes() == b"ACK" {
+            call.established = true;
         }
         let steps = &self.sc.steps;
         let mut found = None;
@@ -376,14 +407,17 @@ impl Engine {
             }
         }
         let Some(j) = found else {
-            if (self.auto_answer && auto_answered(&m))
-                || (self.env.behaviors.ping_reply && ping(&m))
+            // With `_unexp.main` every unexpected message goes to the handler (SIPp answers
+            // nothing by itself then).
+            if self.sc.unexp_main.is_none()
+                && ((self.auto_answer && auto_answered(&m))
+                    || (self.env.behaviors.ping_reply && ping(&m)))
             {
                 net.send(call.peer, &simple_reply(&m));
                 self.stats.count(|c| c.auto_answered += 1);
                 return;
             }
-            self.unexpected(slot, now, &m, net);
+            self.unexpected(slot, now, src, &m, net);
             return;
         };
         let step = &steps[j];
@@ -399,6 +433,7 @@ impl Engine {
         let mut rearm = None;
         match m.start {
             StartLine::Response { code, .. } => {
+                call.ack_pending |= code == 200;
                 if let Some(t) = m.to.tag {
                     call.peer_tag.clear();
                     call.peer_tag.extend_from_slice(t.of(data));
@@ -483,44 +518,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    /// SIPp's default behaviours: with `abortunexp`, answer an unexpected BYE or CANCEL with
-    /// 200, ACK a final error response, and fail the call as `FailedUnexpectedMessage`;
-    /// without it, ignore the message and go on.
-    fn unexpected(&mut self, slot: usize, now: Instant, m: &Message<'_>, net: &mut impl Net) {
-        let abort = self.env.behaviors.abort_unexpected;
-        if let (Some(log), Some(call)) = (self.errors.as_mut(), self.calls[slot].as_ref()) {
-            let first = m.buf.split(|&b| b == b'\r').next().unwrap_or_default();
-            log.push(format!(
-                "{} on unexpected message for Call-Id '{}': while expecting step {} (line {}), received '{}'",
-                if abort { "Aborting call" } else { "Continuing call" },
-                String::from_utf8_lossy(&call.call_id),
-                call.idx,
-                self.sc.steps.get(call.idx).map_or(0, |s| s.line),
-                String::from_utf8_lossy(first)
-            ));
-        }
-        if !abort {
-            return;
-        }
-        if let Some(call) = self.calls[slot].as_ref() {
-            let reply = match m.start {
-                StartLine::Request { .. } if matches!(m.method_bytes(), b"BYE" | b"CANCEL") => {
-                    Some(simple_reply(m))
-                }
-                StartLine::Response { code, .. }
-                    if code >= 300 && m.cseq_method.of(m.buf) == b"INVITE" =>
-                {
-                    Some(ack_for(m, &self.env))
-                }
-                _ => None,
-            };
-            if let Some(r) = reply {
-                net.send(call.peer, &r);
-            }
-        }
-        self.end_call(slot, now, Some(stats::UNEXPECTED));
     }
 }
 

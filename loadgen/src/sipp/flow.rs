@@ -277,9 +277,13 @@ impl Engine {
                 }
                 Kind::Recv { timeout, .. } => {
                     let t = timeout.map(Duration::from_millis).or(self.env.recv_timeout);
+                    let queued = call.queued_from.is_some();
                     if let Some(t) = t {
                         call.wake = Some((now + t, Wake::RecvTimeout));
                         self.arm(slot, now + t);
+                    }
+                    if queued {
+                        self.replay_queued(slot, now, net);
                     }
                     return;
                 }

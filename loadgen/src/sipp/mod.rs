@@ -17,6 +17,7 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod flow;
+pub mod gso;
 pub mod inject;
 pub mod kernel;
 pub mod outputs;
@@ -46,10 +47,9 @@ use std::time::{Duration, Instant};
 
 use args::{Options, Parsed};
 use engine::{Engine, Env};
+use gso::GsoTx;
 use outputs::Outputs;
 use pace::{PaceOptions, Pacer, Quota};
-use sipdispatch::io::counters::IoCounters;
-use sipdispatch::io::tx::Tx;
 use socket::UdpNet;
 use stats::Stats;
 use worker::{Slot, Worker};
@@ -269,13 +269,8 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             None => None,
         };
         let net = UdpNet {
-            tx: Tx::new(
-                64,
-                65_536,
-                vec![fd],
-                vec![local.is_ipv6()],
-                Arc::new(IoCounters::default()),
-            ),
+            // SIPLOAD_GSO=0 sends datagram by datagram (for comparisons).
+            tx: GsoTx::new(fd, std::env::var("SIPLOAD_GSO").map_or(true, |v| v != "0")),
             log,
             entry: Vec::new(),
         };

@@ -94,6 +94,13 @@ pub struct Scenario {
     /// Transactions (`start_txn`), and the index of the ACK marked `ack_txn` for each.
     pub txns: Vec<String>,
     pub txn_ack: Vec<Option<usize>>,
+    /// The step of the `_unexp.main` label: where an unexpected message sends the call.
+    pub unexp_main: Option<usize>,
+    /// `$_unexp.retaddr` and `$_unexp.pausedaddr`, when the scenario uses them.
+    pub unexp_retaddr: Option<usize>,
+    pub unexp_pausedaddr: Option<usize>,
+    /// Which variables are `<User>` ones (kept per `-users` user across its calls).
+    pub var_user: Vec<bool>,
 }
 
 /// A scenario that cannot be run, with the line it was found on.
@@ -145,6 +152,7 @@ pub fn parse(
     let mut depth_in_scenario = false;
     let mut names = Names::default();
     let mut globals: Vec<String> = set.to_vec();
+    let mut users: Vec<String> = Vec::new();
     for g in set {
         names.var(g, 0);
     }
@@ -321,11 +329,7 @@ pub fn parse(
                     }
                     let id = get("id").ok_or_else(|| err(line, "<label> without id".into()))?;
                     if id == "_unexp.main" {
-                        return Err(err(
-                            line,
-                            "label `_unexp.main` (unexpected-message handler) is not supported by sipload"
-                                .into(),
-                        ));
+                        sc.unexp_main = Some(index);
                     }
                     if labels.insert(id.clone(), index).is_some() {
                         return Err(err(line, format!("label `{id}` defined twice")));
@@ -356,22 +360,18 @@ pub fn parse(
                     continue;
                 }
                 "init" => continue,
-                "Reference" | "Global" => {
+                "Reference" | "Global" | "User" => {
                     for v in get("variables").unwrap_or_default().split(',') {
                         if !v.trim().is_empty() {
                             names.var(v, line);
                             if name == "Global" {
                                 globals.push(v.trim().to_owned());
+                            } else if name == "User" {
+                                users.push(v.trim().to_owned());
                             }
                         }
                     }
                     continue;
-                }
-                "User" => {
-                    return Err(err(
-                        line,
-                        "<User> variables (per -users user) are not supported by sipload".into(),
-                    ));
                 }
                 "action" => {
                     match open.as_ref().map(|(el, _)| el.as_str()) {
@@ -475,7 +475,8 @@ pub fn parse(
     }
     for (i, n) in names.names.iter().enumerate() {
         let (refs, line) = names.refs[i];
-        if refs < 2 && n != "_" {
+        // SIPp sets the `_unexp.*` ones itself.
+        if refs < 2 && n != "_" && !n.starts_with("_unexp.") {
             return Err(err(
                 line,
                 format!(
@@ -485,6 +486,9 @@ pub fn parse(
         }
     }
     sc.var_global = names.names.iter().map(|n| globals.contains(n)).collect();
+    sc.var_user = names.names.iter().map(|n| users.contains(n)).collect();
+    sc.unexp_retaddr = names.names.iter().position(|n| n == "_unexp.retaddr");
+    sc.unexp_pausedaddr = names.names.iter().position(|n| n == "_unexp.pausedaddr");
     sc.vars = names.names;
     for (at, label, line, timeout) in pending_next {
         let target = *labels

@@ -37,8 +37,6 @@ fn unsupported_things_are_refused_with_their_line() {
             .starts_with("t.xml:4: variable $typo is referenced only once"),
         "{e}"
     );
-    let e = p("<scenario>\n<User variables=\"a\"/>\n</scenario>").unwrap_err();
-    assert_eq!((e.line, e.reason.contains("<User>")), (2, true), "{e}");
     let e = p("<scenario>\n<recv request=\"A\">\n<action>\n<jump value=\"0\"/>\n</action>\n</recv>\n</scenario>").unwrap_err();
     assert!(e.reason.contains("<jump> in a <recv>"), "{e}");
     let e = p("<scenario>\n\n<sendCmd/>\n</scenario>").unwrap_err();
@@ -107,4 +105,23 @@ X-S: [$s]
         (sc.steps[2].condexec, sc.steps[2].chance),
         (Some((2, true)), 0.5)
     );
+}
+
+#[test]
+fn user_variables_and_the_unexpected_message_label() {
+    let sc = p(
+        "<scenario>\n<User variables=\"n\"/>\n<recv request=\"INVITE\"/>\n\
+        <nop><action><add assign_to=\"n\" value=\"1\"/></action></nop>\n\
+        <label id=\"_unexp.main\"/>\n<recv request=\"BYE\"/>\n\
+        <nop><action><jump variable=\"_unexp.retaddr\"/></action></nop>\n</scenario>",
+    )
+    .unwrap();
+    let n = sc.vars.iter().position(|v| v == "n").unwrap();
+    assert!(sc.var_user[n] && !sc.var_global[n]);
+    assert_eq!(sc.unexp_main, Some(2));
+    assert_eq!(
+        sc.unexp_retaddr,
+        sc.vars.iter().position(|v| v == "_unexp.retaddr")
+    );
+    assert!(sc.unexp_retaddr.is_some() && sc.unexp_pausedaddr.is_none());
 }

@@ -6,12 +6,11 @@ use std::io::{ErrorKind, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::SystemTime;
 
-use sipdispatch::engine::Outbox;
 use sipdispatch::io::sys;
-use sipdispatch::io::tx::Tx;
 
 use super::args::Options;
 use super::engine::Net;
+use super::gso::GsoTx;
 use super::stats;
 use super::{Fatal, start_err};
 
@@ -32,9 +31,9 @@ pub fn resolve(host: &str) -> Result<SocketAddr, Fatal> {
         .ok_or_else(|| start_err(format!("cannot resolve remote host `{host}`")))
 }
 
-/// Sends queue into the data plane's `sendmmsg` batch, flushed once per loop turn.
+/// Sends queue into a `sendmmsg` batch with UDP GSO ([`GsoTx`]), flushed once per loop turn.
 pub struct UdpNet {
-    pub tx: Tx,
+    pub tx: GsoTx,
     pub log: Option<File>,
     /// One `-trace_msg` entry, written with a single `write` so that workers appending to
     /// the same file do not interleave.
@@ -73,12 +72,7 @@ impl UdpNet {
 
 impl Net for UdpNet {
     fn send(&mut self, to: SocketAddr, data: &[u8]) {
-        if let Some(b) = self.tx.buffer()
-            && let Some(dst) = b.get_mut(..data.len())
-        {
-            dst.copy_from_slice(data);
-            self.tx.commit(data.len(), to);
-        }
+        self.tx.send(to, data);
         if self.log.is_some() {
             self.log_entry(
                 format_args!("UDP message sent ({} bytes):", data.len()),

@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use sipdispatch::sip::header::{self, Next};
 use sipdispatch::sip::{Message, Scanned, scan};
 
-use super::call::Env;
-
 pub fn ip_text(a: SocketAddr) -> String {
     match a {
         SocketAddr::V4(v) => v.ip().to_string(),
@@ -101,22 +99,5 @@ pub fn simple_reply(m: &Message<'_>) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    out
-}
-
-/// The ACK a UAC owes a final error response to its INVITE.
-pub fn ack_for(m: &Message<'_>, env: &Env) -> Vec<u8> {
-    let mut out = format!(
-        "ACK sip:{}@{}:{} SIP/2.0\r\n",
-        env.service,
-        ip_text(env.remote),
-        env.remote.port()
-    )
-    .into_bytes();
-    for h in ["Via", "From", "To", "Call-ID"] {
-        last_header(m.buf, h, &mut out);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("CSeq: {} ACK\r\nContent-Length: 0\r\n\r\n", m.cseq).as_bytes());
     out
 }

@@ -106,3 +106,36 @@ pub fn call_pair(
         ports: [up, cp],
     }
 }
+
+/// One call's `-trace_msg` log with what legitimately differs between two runs masked: the
+/// process ids (in Call-IDs, tags and branches), the ports, the log's timestamps, and the
+/// media port (SIPp binds RTP sockets and advertises the port it got; sipload opens none).
+pub fn masked_log(dir: &Path, stem: &str, uac_pid: u32, ports: [&str; 2]) -> String {
+    let log = std::fs::read_to_string(dir.join(format!("{stem}_{uac_pid}_messages.log"))).unwrap();
+    let mut out = String::new();
+    for line in log.lines() {
+        let mut l = if line.starts_with("-----------") {
+            "----".to_owned()
+        } else if line.starts_with("m=audio ") {
+            "m=audio MEDIA".to_owned()
+        } else {
+            // Only where SIPp puts its pid: a bare replace would also hit a port or an SDP
+            // number that happens to contain the same digits.
+            line.replace(&format!("-{uac_pid}@"), "-PID@")
+                .replace(&format!("{uac_pid}SIPpTag"), "PIDSIPpTag")
+                .replace(&format!("z9hG4bK-{uac_pid}-"), "z9hG4bK-PID-")
+        };
+        l = l
+            .replace(&format!("127.0.0.1:{}", ports[0]), "127.0.0.1:RPORT")
+            .replace(&format!("127.0.0.1:{}", ports[1]), "127.0.0.1:LPORT");
+        // The answering SIPp's pid, in its To-tag.
+        if let Some(p) = l.find(";tag=")
+            && let Some(t) = l[p + 5..].find("SIPpTag01")
+        {
+            l.replace_range(p + 5..p + 5 + t, "PEER");
+        }
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
