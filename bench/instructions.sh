@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # User-space instructions per forwarded message, counted by callgrind (repeatable on a noisy
-# machine): a fixed SIPp run (uac → sipdispatch → uas) twice, with N and 2N calls; the
-# difference divided by the extra forwarded messages removes start-up and shutdown.
+# machine): a fixed SIPp run (uac → sipdispatch → uas) twice, N calls at 200 calls/s and 2N at
+# 400 calls/s, so both last as long; the difference divided by the extra forwarded messages
+# removes start-up, shutdown and the work that goes with time rather than traffic (the tracker
+# sweep, timers).
 #   bench/instructions.sh [calls] [io]      (defaults: 2000 mmsg)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,13 +33,13 @@ io = "$io"
 summary_interval = 0
 CFG
 
-measure() { # $1 = calls → prints "instructions forwarded"
-  local calls=$1
+measure() { # $1 = calls, $2 = calls/s → prints "instructions forwarded"
+  local calls=$1 rate=$2
   sipp -sn uas -i 127.0.0.1 -p 7201 -nostdin -bg -trace_stat -stf "$tmp/uas.csv" >/dev/null 2>&1 || true
   valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" target/release/sipdispatch --config "$tmp/cfg.toml" 2> "$tmp/vg.log" &
   local vg=$!
   for _ in $(seq 50); do grep -q "sipdispatch running" "$tmp/vg.log" && break; sleep 0.2; done
-  sipp -sn uac 127.0.0.1:7200 -i 127.0.0.1 -p 7202 -m "$calls" -r 200 -nostdin -timeout 120s >/dev/null 2>&1
+  sipp -sn uac 127.0.0.1:7200 -i 127.0.0.1 -p 7202 -m "$calls" -r "$rate" -nostdin -timeout 120s >/dev/null 2>&1
   kill -INT $vg; wait $vg || true
   pkill -f "sipp -sn uas -i 127.0.0.1 -p 7201" || true
   local ir fwd
@@ -46,8 +48,8 @@ measure() { # $1 = calls → prints "instructions forwarded"
   echo "$ir $fwd"
 }
 
-read -r ir1 f1 < <(measure "$n")
-read -r ir2 f2 < <(measure $((2 * n)))
+read -r ir1 f1 < <(measure "$n" 200)
+read -r ir2 f2 < <(measure $((2 * n)) 400)
 per=$(( (ir2 - ir1) / (f2 - f1) ))
 echo "calls $n: $ir1 instructions, $f1 forwarded; calls $((2 * n)): $ir2 instructions, $f2 forwarded"
 echo "user-space instructions per forwarded message ($io backend): $per"

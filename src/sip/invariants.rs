@@ -13,10 +13,10 @@ use super::header::{Next, any_line, plain_line};
 use super::lex::{find_unquoted, trim};
 use super::proxy::{Identity, RequestPlan, plan_request, write_request, write_response};
 use super::reply::{Extra, write_reply};
+use super::scan::scan_general;
 use super::uri::{general_party, general_uri, plain_party, plain_uri};
 use super::verdict::judge;
 use super::via::{general_via, plain_via};
-use super::scan::scan_general;
 use super::{Message, Scanned, Span, StartLine, scan};
 
 fn ensure(ok: bool, what: &str) -> Result<(), String> {
