@@ -406,6 +406,17 @@ fn headers<const PLAIN: bool>(
                         continue;
                     }
                     rest = (stop + 1, value.1, 1);
+                    let (s, e) = trim(buf, stop + 1, value.1);
+                    if s < e && memchr::memchr3(b',', b'"', b'<', &buf[s..e]).is_none() {
+                        // Two values on the line, as SIPp's uas joins them: the second is
+                        // where the response goes.
+                        if let Some((_, _, next)) = via.as_mut() {
+                            *next = Some(s);
+                        }
+                        via_second = Some(Span::new(s, e));
+                        via_count = via_count.saturating_add(1);
+                        continue;
+                    }
                 } else if via.is_some()
                     && value.0 < value.1
                     && memchr::memchr3(b',', b'"', b'<', &buf[value.0..value.1]).is_none()
