@@ -210,6 +210,20 @@ pub(crate) fn skip_class(s: &[u8], mut i: usize, end: usize, class: u8) -> usize
     i
 }
 
+/// The port in `s[from..end]` (after a `:`) in its plain shape, six digits at most, and where
+/// it ends. `None` for no digits, or a value over 65535 (then the general reader, which
+/// accepts leading zeros, judges).
+#[inline]
+pub(crate) fn plain_port(s: &[u8], from: usize, end: usize) -> Option<(u16, usize)> {
+    let digits = s[from..end]
+        .iter()
+        .take(6)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let port = parse_u32(&s[from..from + digits]).filter(|&p| p <= 65535)?;
+    Some((port as u16, from + digits))
+}
+
 /// Reads `;name[=value]` parameters from `i` (at a `;`) while they have the plain shape: a
 /// token name, a value of [`PLAIN_VALUE`] bytes, nothing quoted, no whitespace. Calls `f`
 /// with each and returns where it stopped: `end`, or a byte that does not continue a plain

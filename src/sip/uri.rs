@@ -6,7 +6,7 @@
 use super::Span;
 use super::lex::{
     CLASS, Pattern, TOKEN, URI_SPECIAL, find_uri_stop, for_each_param, is_lws, parse_u32,
-    plain_params, quoted_end, skip_class, trim,
+    plain_params, plain_port, quoted_end, skip_class, trim,
 };
 
 /// URI scheme. Schemes other than these are kept opaque (RFC 4475 `unksm2`).
@@ -85,14 +85,8 @@ pub fn plain_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
     };
     let mut i = he;
     if i < end && buf[i] == b':' {
-        let pe = i
-            + 1
-            + buf[i + 1..end]
-                .iter()
-                .take(6)
-                .take_while(|b| b.is_ascii_digit())
-                .count();
-        uri.port = Some(parse_u32(&buf[i + 1..pe]).filter(|&p| p <= 65535)? as u16);
+        let (port, pe) = plain_port(buf, i + 1, end)?;
+        uri.port = Some(port);
         i = pe;
     }
     if i < end {

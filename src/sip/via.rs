@@ -4,7 +4,8 @@
 
 use super::Span;
 use super::lex::{
-    Pattern, TOKEN, for_each_param, is_lws, is_token, parse_u32, plain_params, skip_class, trim,
+    Param, Pattern, TOKEN, for_each_param, is_lws, is_token, parse_u32, plain_params, plain_port,
+    skip_class, trim,
 };
 
 /// The parts of a Via value routing needs, as ranges of the datagram.
@@ -25,6 +26,26 @@ pub struct Via {
 }
 
 impl Via {
+    /// Keeps `p` if it is a parameter routing reads (branch, received, rport); `false` for an
+    /// rport value that is not a port.
+    fn take_param(&mut self, buf: &[u8], p: Param) -> bool {
+        let name = &buf[p.name.0..p.name.1];
+        let value = p.value.map(|(a, b)| Span::new(a, b));
+        if name.eq_ignore_ascii_case(b"branch") {
+            self.branch = value;
+        } else if name.eq_ignore_ascii_case(b"received") {
+            self.received = value;
+        } else if name.eq_ignore_ascii_case(b"rport") {
+            self.rport_param = Some(Span::new(p.name.0, p.value.map_or(p.name.1, |v| v.1)));
+            self.rport = match value.map(|v| parse_u32(v.of(buf)).filter(|&p| p <= 65535)) {
+                None => Some(None),
+                Some(Some(port)) => Some(Some(port as u16)),
+                Some(None) => return false,
+            };
+        }
+        true
+    }
+
     /// The sent-by host without IPv6 brackets.
     pub fn host_bare<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         super::lex::unbracket(self.host.of(buf))
@@ -78,36 +99,12 @@ pub fn plain_via(buf: &[u8], start: usize, end: usize) -> Option<(Via, usize)> {
     };
     let mut i = he;
     if i < end && buf[i] == b':' {
-        let pe = i
-            + 1
-            + buf[i + 1..end]
-                .iter()
-                .take(6)
-                .take_while(|b| b.is_ascii_digit())
-                .count();
-        via.port = Some(parse_u32(&buf[i + 1..pe]).filter(|&p| p <= 65535)? as u16);
+        let (port, pe) = plain_port(buf, i + 1, end)?;
+        via.port = Some(port);
         i = pe;
     }
     let mut bad = false;
-    let stop = plain_params(buf, i, end, |p| {
-        let name = &buf[p.name.0..p.name.1];
-        let value = p.value.map(|(a, b)| Span::new(a, b));
-        if name.eq_ignore_ascii_case(b"branch") {
-            via.branch = value;
-        } else if name.eq_ignore_ascii_case(b"received") {
-            via.received = value;
-        } else if name.eq_ignore_ascii_case(b"rport") {
-            via.rport_param = Some(Span::new(p.name.0, p.value.map_or(p.name.1, |v| v.1)));
-            via.rport = match value.map(|v| parse_u32(v.of(buf)).filter(|&p| p <= 65535)) {
-                None => Some(None),
-                Some(Some(port)) => Some(Some(port as u16)),
-                Some(None) => {
-                    bad = true;
-                    None
-                }
-            };
-        }
-    })?;
+    let stop = plain_params(buf, i, end, |p| bad |= !via.take_param(buf, p))?;
     if bad || (stop < end && buf[stop] != b',') {
         return None;
     }
@@ -192,27 +189,7 @@ pub(crate) fn general_via(buf: &[u8], start: usize, end: usize) -> Option<Via> {
             return None;
         }
         let mut bad = false;
-        let ok = for_each_param(buf, i + 1, end, |p| {
-            let name = &buf[p.name.0..p.name.1];
-            let value = p.value.map(|(a, b)| Span::new(a, b));
-            if name.eq_ignore_ascii_case(b"branch") {
-                via.branch = value;
-            } else if name.eq_ignore_ascii_case(b"received") {
-                via.received = value;
-            } else if name.eq_ignore_ascii_case(b"rport") {
-                via.rport_param = Some(Span::new(p.name.0, p.value.map_or(p.name.1, |v| v.1)));
-                via.rport = match value {
-                    None => Some(None),
-                    Some(v) => match parse_u32(v.of(buf)).filter(|&p| p <= 65535) {
-                        Some(p) => Some(Some(p as u16)),
-                        None => {
-                            bad = true;
-                            None
-                        }
-                    },
-                };
-            }
-        });
+        let ok = for_each_param(buf, i + 1, end, |p| bad |= !via.take_param(buf, p));
         if !ok || bad {
             return None;
         }
