@@ -17,6 +17,7 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod flow;
+pub mod gro;
 pub mod gso;
 pub mod inject;
 pub mod kernel;
