@@ -4,6 +4,7 @@
 //! UDP retransmissions with SIPp's timers, pauses, receive timeouts, `-aa`, and SIPp's default
 //! behaviours on unexpected messages. Time is an argument; sends go out through [`Net`].
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -394,6 +395,7 @@ impl Engine {
                             env: &self.env,
                             call,
                             vars,
+                            last: OnceCell::new(),
                         },
                         &mut buf,
                     );

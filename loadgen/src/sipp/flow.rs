@@ -2,6 +2,7 @@
 //! timewait, recv), `condexec`, conditional `next` (`test`, `chance`), and the outcome of a
 //! step's actions (failed checks, `jump`, `exec int_cmd`, `error`).
 
+use std::cell::OnceCell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,7 @@ impl Engine {
                     global: &[],
                     is_global: &[],
                 },
+                last: OnceCell::new(),
             };
             let mut cx = Cx {
                 vars: Space {
@@ -207,6 +209,7 @@ impl Engine {
                                 global: &self.globals,
                                 is_global: &self.sc.var_global,
                             },
+                            last: OnceCell::new(),
                         },
                         &mut buf,
                     );
@@ -339,6 +342,7 @@ impl Engine {
                     global: &[],
                     is_global: &[],
                 },
+                last: OnceCell::new(),
             };
             let mut cx = Cx {
                 vars: Space {
