@@ -49,6 +49,9 @@ pub struct Options {
     pub no_rate_quit: bool,
     pub background: bool,
     pub trace_rtt: bool,
+    /// `-trace_screen`: the final screens to `<scenario>_<pid>_screen.log` (or `-screen_file`).
+    pub trace_screen: bool,
+    pub screen_file: Option<String>,
     pub rtt_freq: usize,
     /// `-f`: the live screen's refresh period.
     pub screen_period: Duration,
@@ -115,6 +118,8 @@ impl Default for Options {
             no_rate_quit: false,
             background: false,
             trace_rtt: false,
+            trace_screen: false,
+            screen_file: None,
             rtt_freq: 200,
             screen_period: Duration::from_secs(1),
             summary: None,
@@ -260,6 +265,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "-no_rate_quit" => o.no_rate_quit = true,
             "-bg" => o.background = true,
             "-trace_rtt" => o.trace_rtt = true,
+            "-trace_screen" => o.trace_screen = true,
+            "-screen_file" => o.screen_file = Some(val(a)?),
             "-f" => o.screen_period = t(a, val(a)?, 1000)?,
             "-summary" => o.summary = Some(val(a)?),
             "-workers" => {
@@ -351,6 +358,7 @@ Options (SIPp's meanings, units and defaults):
                      worker k sends from -p + k, a uas's workers share -p
   -cpus 0,1,...      (sipload) pin worker k to the k-th CPU
   -trace_rtt         response times to <scenario>_<pid>_rtt.csv (-rtt_freq N rows a flush)
+  -trace_screen      the final screens to <scenario>_<pid>_screen.log (-screen_file F)
   -base_cseq N       first [cseq]               -cid_str FMT   Call-ID format
   -buff_size BYTES   socket buffers             -mi IP -mp PORT  [media_ip] [media_port]
   -nd | -default_behaviors all|none|bye,abortunexp,pingreply,-bye...       -nostdin

@@ -316,6 +316,14 @@ impl Engine {
         };
         if hash == call.last_hash && !call.last_msg.is_empty() {
             self.stats.count(|c| c.retransmissions += 1);
+            // Counted on the receive step the original matched: the last one before the
+            // call's current step.
+            if let Some(i) = (0..call.idx.min(self.sc.steps.len()))
+                .rev()
+                .find(|&i| matches!(self.sc.steps[i].kind, Kind::Recv { .. }))
+            {
+                self.stats.step(i).retrans += 1;
+            }
             if !call.reply_to_last.is_empty() {
                 net.send(call.peer, &call.reply_to_last);
             }
@@ -419,6 +427,8 @@ impl Engine {
                 self.stats.count(|c| c.auto_answered += 1);
                 return;
             }
+            let at = call.idx;
+            self.stats.step(at).unexpected += 1;
             self.unexpected(slot, now, src, &m, net);
             return;
         };

@@ -266,6 +266,8 @@ impl Engine {
                     return;
                 }
                 Kind::Timewait(ms) => {
+                    // A timewait ends the call rather than completing: counted on entry.
+                    self.stats.step(idx).msgs += 1;
                     let at = now + Duration::from_millis(*ms);
                     call.wake = Some((at, Wake::Timewait));
                     self.arm(slot, at);
@@ -304,6 +306,7 @@ impl Engine {
 
     /// Counters and response times of a step that just completed.
     pub(super) fn step_done(&mut self, slot: usize, idx: usize, now: Instant) {
+        self.stats.step(idx).msgs += 1;
         let step = &self.sc.steps[idx];
         let Some(call) = self.calls[slot].as_mut() else {
             return;
