@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The receive buffer without `-buff_size`: 4 MiB (forced past `rmem_max` when allowed).
+pub const DEFAULT_RCVBUF: usize = 4 << 20;
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub remote: Option<String>,
@@ -34,6 +37,9 @@ pub struct Options {
     pub base_cseq: u32,
     pub cid_str: String,
     pub buff_size: usize,
+    /// The receive buffer: `-buff_size` when given, else [`DEFAULT_RCVBUF`] (SIPp's 65 535
+    /// overflows at sipload's rates).
+    pub rcvbuf: usize,
     pub media_ip: Option<String>,
     pub media_port: u16,
     pub behaviors: super::call::Behaviors,
@@ -105,6 +111,7 @@ impl Default for Options {
             base_cseq: 1,
             cid_str: "%u-%p@%s".into(),
             buff_size: 65_535,
+            rcvbuf: DEFAULT_RCVBUF,
             media_ip: None,
             media_port: 6000,
             behaviors: super::call::Behaviors::ALL,
@@ -291,7 +298,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "-rtt_freq" => o.rtt_freq = num(a, val(a)?)? as usize,
             "-base_cseq" => o.base_cseq = num(a, val(a)?)? as u32,
             "-cid_str" => o.cid_str = val(a)?,
-            "-buff_size" => o.buff_size = num(a, val(a)?)? as usize,
+            "-buff_size" => {
+                o.buff_size = num(a, val(a)?)? as usize;
+                o.rcvbuf = o.buff_size;
+            }
             "-mi" => o.media_ip = Some(val(a)?),
             "-mp" => o.media_port = num(a, val(a)?)? as u16,
             "-nd" => o.behaviors = super::call::Behaviors::NONE,
@@ -390,6 +400,20 @@ mod tests {
             (o.limit, o.max_calls, o.local_port),
             (Some(50), Some(500), Some(5071))
         );
+    }
+
+    /// `-buff_size` sets both buffers as in SIPp; without it the send buffer keeps SIPp's
+    /// 65 535 and the receive buffer is 4 MiB.
+    #[test]
+    fn buff_size_sets_both_buffers_and_the_receive_default_is_larger() {
+        let Parsed::Run(o) = p("-sn uas").unwrap() else {
+            panic!()
+        };
+        assert_eq!((o.buff_size, o.rcvbuf), (65_535, DEFAULT_RCVBUF));
+        let Parsed::Run(o) = p("-sn uas -buff_size 100000").unwrap() else {
+            panic!()
+        };
+        assert_eq!((o.buff_size, o.rcvbuf), (100_000, 100_000));
     }
 
     #[test]

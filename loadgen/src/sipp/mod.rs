@@ -164,7 +164,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         } else {
             local
         };
-        socks.push(socket::bind_exact(addr, o.buff_size)?);
+        socks.push(socket::bind_exact(addr, o.buff_size, o.rcvbuf)?);
     }
     if o.background {
         // SAFETY: no thread has been started yet, so the child gets a consistent copy of the
