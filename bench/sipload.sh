@@ -12,7 +12,7 @@
 # write their last CSV row on SIGUSR1 and SIGTERM, so a failed rate costs at most 18 s more than
 # a clean one, never `-timeout`. The default sweep (8 rates, 20 s each) takes 3 to 5 minutes.
 #   bench/sipload.sh [seconds] [sipp rates] [sipload rates]
-#   defaults: 20 "10000 15000 20000 25000" "20000 30000 40000 50000"
+#   defaults: 20 "10000 15000 20000 25000" "40000 50000 60000 70000"
 #   SIPLOAD_UAS_ARGS / SIPLOAD_UAC_ARGS: extra sipload-only flags, e.g. "-cpus 0" / "-cpus 1",
 #   or "-workers 2" on a machine with cores to spare for both sides.
 #   NO_BUILD=1: use the binary already built.
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 sipp_rates=${2:-"10000 15000 20000 25000"}
-sipload_rates=${3:-"20000 30000 40000 50000"}
+sipload_rates=${3:-"40000 50000 60000 70000"}
 [ -n "${NO_BUILD:-}" ] || cargo build --release -p sipload -q
 sipload=${CARGO_TARGET_DIR:-$PWD/target}/release/sipload
 sipp=$(command -v sipp || true)
