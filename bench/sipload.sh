@@ -3,8 +3,8 @@
 # loopback with the built-in scenarios and 4 MiB socket buffers. For each rate the pair runs
 # for a fixed time; a rate counts as sustained when the uac completes every call it was asked
 # for and neither side failed one. Prints, per tool and rate: calls, failed, whether the rate was
-# sustained, CPU seconds of uac+uas per 1000 calls, and the kernel's UDP RcvbufErrors during
-# the run.
+# sustained, CPU seconds of uac+uas per 1000 calls, each side's user and system CPU seconds,
+# and the kernel's UDP RcvbufErrors during the run.
 #
 # Every step is bounded in time: the uac gets `seconds + 5` s, then a soft quit (SIGUSR1) and
 # 4 s, then SIGTERM and 2 s, then SIGKILL; once the uac is done the uas gets a soft quit at once
@@ -12,7 +12,7 @@
 # write their last CSV row on SIGUSR1 and SIGTERM, so a failed rate costs at most 18 s more than
 # a clean one, never `-timeout`. The default sweep (8 rates, 20 s each) takes 3 to 5 minutes.
 #   bench/sipload.sh [seconds] [sipp rates] [sipload rates]
-#   defaults: 20 "10000 15000 20000 25000" "20000 30000 40000 50000"
+#   defaults: 20 "10000 15000 20000 25000" "40000 50000 60000 70000"
 #   SIPLOAD_UAS_ARGS / SIPLOAD_UAC_ARGS: extra sipload-only flags, e.g. "-cpus 0" / "-cpus 1",
 #   or "-workers 2" on a machine with cores to spare for both sides.
 #   NO_BUILD=1: use the binary already built.
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 sipp_rates=${2:-"10000 15000 20000 25000"}
-sipload_rates=${3:-"20000 30000 40000 50000"}
+sipload_rates=${3:-"40000 50000 60000 70000"}
 [ -n "${NO_BUILD:-}" ] || cargo build --release -p sipload -q
 sipload=${CARGO_TARGET_DIR:-$PWD/target}/release/sipload
 sipp=$(command -v sipp || true)
@@ -102,13 +102,15 @@ one() { # $1 = tool binary, $2 = rate → prints a markdown row
   failed=$(( $(col uac.csv 'FailedCall(C)') + $(col uas.csv 'FailedCall(C)') ))
   [ "$ok" -eq "$m" ] && [ "$failed" -eq 0 ] && sustained=yes
   cpu=$(for f in uac.time uas.time; do tail -n 1 "$f"; done | awk '{ s += $1 + $2 } END { print s }')
-  printf '| %s | %s | %s | %s | %s | %.3f | %s | %s/%s |\n' "$(basename "$exe")" "$rate" "$ok" \
+  local split
+  split=$(for f in uac.time uas.time; do tail -n 1 "$f"; done | awk '{ printf "%s%s/%s", (NR > 1 ? " · " : ""), $1, $2 }')
+  printf '| %s | %s | %s | %s | %s | %.3f | %s | %s | %s/%s |\n' "$(basename "$exe")" "$rate" "$ok" \
     "$failed" "$sustained" "$(echo "$cpu $ok" | awk '{ print ($2 > 0) ? $1 * 1000 / $2 : 0 }')" \
-    $(( after - before )) "$uac_end" "$uas_end"
+    "$split" $(( after - before )) "$uac_end" "$uas_end"
 }
 
-echo "| tool | calls/s offered | successful calls | failed calls | sustained | CPU s per 1000 calls (uac+uas) | RcvbufErrors | uac/uas ended by |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| tool | calls/s offered | successful calls | failed calls | sustained | CPU s per 1000 calls (uac+uas) | CPU s user/sys: uac · uas | RcvbufErrors | uac/uas ended by |"
+echo "|---|---|---|---|---|---|---|---|---|"
 if [ -n "$sipp" ]; then
   for r in $sipp_rates; do one "$sipp" "$r"; done
 else

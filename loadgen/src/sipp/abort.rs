@@ -12,6 +12,7 @@
 //!   it sent: an ACK for a final error answer (>= 400), an ACK and a BYE after a 200, a CANCEL
 //!   after anything else, nothing before any answer; once the INVITE is done, a BYE.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -126,6 +127,7 @@ impl Engine {
                     env: &self.env,
                     call,
                     vars,
+                    last: OnceCell::new(),
                 },
                 &mut buf,
             );

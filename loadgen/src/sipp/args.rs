@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The receive buffer without `-buff_size`: 4 MiB (forced past `rmem_max` when allowed).
+pub const DEFAULT_RCVBUF: usize = 4 << 20;
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub remote: Option<String>,
@@ -34,6 +37,9 @@ pub struct Options {
     pub base_cseq: u32,
     pub cid_str: String,
     pub buff_size: usize,
+    /// The receive buffer: `-buff_size` when given, else [`DEFAULT_RCVBUF`] (SIPp's 65 535
+    /// overflows at sipload's rates).
+    pub rcvbuf: usize,
     pub media_ip: Option<String>,
     pub media_port: u16,
     pub behaviors: super::call::Behaviors,
@@ -49,6 +55,9 @@ pub struct Options {
     pub no_rate_quit: bool,
     pub background: bool,
     pub trace_rtt: bool,
+    /// `-trace_screen`: the final screens to `<scenario>_<pid>_screen.log` (or `-screen_file`).
+    pub trace_screen: bool,
+    pub screen_file: Option<String>,
     pub rtt_freq: usize,
     /// `-f`: the live screen's refresh period.
     pub screen_period: Duration,
@@ -102,6 +111,7 @@ impl Default for Options {
             base_cseq: 1,
             cid_str: "%u-%p@%s".into(),
             buff_size: 65_535,
+            rcvbuf: DEFAULT_RCVBUF,
             media_ip: None,
             media_port: 6000,
             behaviors: super::call::Behaviors::ALL,
@@ -115,6 +125,8 @@ impl Default for Options {
             no_rate_quit: false,
             background: false,
             trace_rtt: false,
+            trace_screen: false,
+            screen_file: None,
             rtt_freq: 200,
             screen_period: Duration::from_secs(1),
             summary: None,
@@ -260,6 +272,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "-no_rate_quit" => o.no_rate_quit = true,
             "-bg" => o.background = true,
             "-trace_rtt" => o.trace_rtt = true,
+            "-trace_screen" => o.trace_screen = true,
+            "-screen_file" => o.screen_file = Some(val(a)?),
             "-f" => o.screen_period = t(a, val(a)?, 1000)?,
             "-summary" => o.summary = Some(val(a)?),
             "-workers" => {
@@ -284,7 +298,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "-rtt_freq" => o.rtt_freq = num(a, val(a)?)? as usize,
             "-base_cseq" => o.base_cseq = num(a, val(a)?)? as u32,
             "-cid_str" => o.cid_str = val(a)?,
-            "-buff_size" => o.buff_size = num(a, val(a)?)? as usize,
+            "-buff_size" => {
+                o.buff_size = num(a, val(a)?)? as usize;
+                o.rcvbuf = o.buff_size;
+            }
             "-mi" => o.media_ip = Some(val(a)?),
             "-mp" => o.media_port = num(a, val(a)?)? as u16,
             "-nd" => o.behaviors = super::call::Behaviors::NONE,
@@ -351,6 +368,7 @@ Options (SIPp's meanings, units and defaults):
                      worker k sends from -p + k, a uas's workers share -p
   -cpus 0,1,...      (sipload) pin worker k to the k-th CPU
   -trace_rtt         response times to <scenario>_<pid>_rtt.csv (-rtt_freq N rows a flush)
+  -trace_screen      the final screens to <scenario>_<pid>_screen.log (-screen_file F)
   -base_cseq N       first [cseq]               -cid_str FMT   Call-ID format
   -buff_size BYTES   socket buffers             -mi IP -mp PORT  [media_ip] [media_port]
   -nd | -default_behaviors all|none|bye,abortunexp,pingreply,-bye...       -nostdin
@@ -382,6 +400,20 @@ mod tests {
             (o.limit, o.max_calls, o.local_port),
             (Some(50), Some(500), Some(5071))
         );
+    }
+
+    /// `-buff_size` sets both buffers as in SIPp; without it the send buffer keeps SIPp's
+    /// 65 535 and the receive buffer is 4 MiB.
+    #[test]
+    fn buff_size_sets_both_buffers_and_the_receive_default_is_larger() {
+        let Parsed::Run(o) = p("-sn uas").unwrap() else {
+            panic!()
+        };
+        assert_eq!((o.buff_size, o.rcvbuf), (65_535, DEFAULT_RCVBUF));
+        let Parsed::Run(o) = p("-sn uas -buff_size 100000").unwrap() else {
+            panic!()
+        };
+        assert_eq!((o.buff_size, o.rcvbuf), (100_000, 100_000));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One call's state (where it is in the scenario, what it last received and sent, its
 //! timers, variables and route set) and how `[keyword]`s read from it.
 
+use std::cell::OnceCell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,7 +11,7 @@ use super::actions::Render;
 use super::inject::InjectFile;
 use super::template::{Keyword, Template, Values};
 use super::vars::{Space, Var, View};
-use super::wire::{ip_text, last_header};
+use super::wire::{HeaderIndex, ip_text, last_header};
 use std::io::Write as _;
 
 /// `-default_behaviors`: SIPp's `bye`, `abortunexp` and `pingreply`.
@@ -280,6 +281,8 @@ pub struct CallValues<'a> {
     pub env: &'a Env,
     pub call: &'a Call,
     pub vars: View<'a>,
+    /// The headers of `call.last_msg`, read at the first `[last_*]` of a render.
+    pub last: OnceCell<HeaderIndex>,
 }
 
 impl Render for CallValues<'_> {
@@ -292,6 +295,7 @@ impl Render for CallValues<'_> {
                 global: space.global,
                 is_global: space.is_global,
             },
+            last: OnceCell::new(),
         };
         t.render(&v, out);
     }
@@ -347,7 +351,10 @@ impl Values for CallValues<'_> {
                     out.extend_from_slice(&call.peer_tag);
                 }
             }
-            Keyword::LastHeader(h) => last_header(&call.last_msg, h, out),
+            Keyword::LastHeader(h) => self
+                .last
+                .get_or_init(|| HeaderIndex::new(&call.last_msg))
+                .last_header(&call.last_msg, h, out),
             Keyword::LastRequestUri => {
                 let mut to = Vec::new();
                 last_header(&call.last_msg, "To", &mut to);

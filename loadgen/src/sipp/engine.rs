@@ -4,8 +4,9 @@
 //! UDP retransmissions with SIPp's timers, pauses, receive timeouts, `-aa`, and SIPp's default
 //! behaviours on unexpected messages. Time is an argument; sends go out through [`Net`].
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,8 +42,8 @@ pub struct Engine {
     pub(super) gens: Vec<u32>,
     free: Vec<usize>,
     /// Live calls by a hash of their Call-ID (checked against the call's own).
-    by_id: HashMap<u64, usize>,
-    pub(super) dead: HashSet<u64>,
+    by_id: HashMap<u64, usize, Keyed>,
+    pub(super) dead: HashSet<u64, Keyed>,
     pub(super) dead_order: VecDeque<(Instant, u64)>,
     spare: Vec<Call>,
     pub(super) timers: Wheel,
@@ -99,8 +100,8 @@ impl Engine {
             calls: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
-            by_id: HashMap::new(),
-            dead: HashSet::new(),
+            by_id: HashMap::default(),
+            dead: HashSet::default(),
             dead_order: VecDeque::new(),
             spare: Vec::new(),
             timers: Wheel::new(Instant::now()),
@@ -305,16 +306,20 @@ impl Engine {
                 return;
             }
         };
-        let hash = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            data.hash(&mut h);
-            h.finish()
-        };
+        let hash = msg_hash(data);
         let Some(call) = self.calls[slot].as_mut() else {
             return;
         };
         if hash == call.last_hash && !call.last_msg.is_empty() {
             self.stats.count(|c| c.retransmissions += 1);
+            // Counted on the receive step the original matched: the last one before the
+            // call's current step.
+            if let Some(i) = (0..call.idx.min(self.sc.steps.len()))
+                .rev()
+                .find(|&i| matches!(self.sc.steps[i].kind, Kind::Recv { .. }))
+            {
+                self.stats.step(i).retrans += 1;
+            }
             if !call.reply_to_last.is_empty() {
                 net.send(call.peer, &call.reply_to_last);
             }
@@ -394,6 +399,7 @@ impl Engine {
                             env: &self.env,
                             call,
                             vars,
+                            last: OnceCell::new(),
                         },
                         &mut buf,
                     );
@@ -417,6 +423,8 @@ impl Engine {
                 self.stats.count(|c| c.auto_answered += 1);
                 return;
             }
+            let at = call.idx;
+            self.stats.step(at).unexpected += 1;
             self.unexpected(slot, now, src, &m, net);
             return;
         };
@@ -522,6 +530,42 @@ impl Engine {
 }
 
 /// FNV-1a over the Call-ID: cheap, and collisions are checked on lookup.
+/// The tables keyed by [`cid_key`] (already a hash): the key is mixed once rather than
+/// hashed again with SipHash.
+type Keyed = BuildHasherDefault<KeyHasher>;
+
+#[derive(Default)]
+pub(super) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, k: u64) {
+        self.0 = (k ^ (k >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A received message's hash, for spotting retransmissions: eight bytes a step, each step a
+/// bijection of the state, so two messages of one length differing in one word never collide.
+pub(super) fn msg_hash(data: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325_u64 ^ data.len() as u64;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = (h ^ v).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
+    }
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ (h >> 32)
+}
+
 fn cid_key(cid: &[u8]) -> u64 {
     cid.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)

@@ -377,3 +377,19 @@ fn without_abortunexp_an_unexpected_message_is_ignored_and_pingreply_answers() {
     );
     assert_eq!(Behaviors::parse("none").unwrap(), Behaviors::NONE);
 }
+
+/// The retransmission hash tells apart messages differing in one byte anywhere (a word or
+/// the tail), and of different lengths; the same bytes hash the same.
+#[test]
+fn message_hash_separates_one_byte_changes() {
+    let m = b"SIP/2.0 200 OK\r\nCall-ID: 1-2@h\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\nxyz"
+        .to_vec();
+    let h = super::engine::msg_hash(&m);
+    assert_eq!(h, super::engine::msg_hash(&m.clone()));
+    for i in 0..m.len() {
+        let mut n = m.clone();
+        n[i] ^= 1;
+        assert_ne!(h, super::engine::msg_hash(&n), "byte {i}");
+    }
+    assert_ne!(h, super::engine::msg_hash(&m[..m.len() - 1]));
+}

@@ -2,6 +2,7 @@
 //! timewait, recv), `condexec`, conditional `next` (`test`, `chance`), and the outcome of a
 //! step's actions (failed checks, `jump`, `exec int_cmd`, `error`).
 
+use std::cell::OnceCell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,7 @@ impl Engine {
                     global: &[],
                     is_global: &[],
                 },
+                last: OnceCell::new(),
             };
             let mut cx = Cx {
                 vars: Space {
@@ -207,6 +209,7 @@ impl Engine {
                                 global: &self.globals,
                                 is_global: &self.sc.var_global,
                             },
+                            last: OnceCell::new(),
                         },
                         &mut buf,
                     );
@@ -263,6 +266,8 @@ impl Engine {
                     return;
                 }
                 Kind::Timewait(ms) => {
+                    // A timewait ends the call rather than completing: counted on entry.
+                    self.stats.step(idx).msgs += 1;
                     let at = now + Duration::from_millis(*ms);
                     call.wake = Some((at, Wake::Timewait));
                     self.arm(slot, at);
@@ -301,6 +306,7 @@ impl Engine {
 
     /// Counters and response times of a step that just completed.
     pub(super) fn step_done(&mut self, slot: usize, idx: usize, now: Instant) {
+        self.stats.step(idx).msgs += 1;
         let step = &self.sc.steps[idx];
         let Some(call) = self.calls[slot].as_mut() else {
             return;
@@ -339,6 +345,7 @@ impl Engine {
                     global: &[],
                     is_global: &[],
                 },
+                last: OnceCell::new(),
             };
             let mut cx = Cx {
                 vars: Space {

@@ -1,9 +1,14 @@
 //! The send batch with UDP GSO: datagrams queue back to back in one buffer; at the flush,
 //! each run of consecutive datagrams to the same destination with the same size (the last
 //! one may be shorter) leaves as one `UDP_SEGMENT` message, and the runs of a batch go out in
-//! one `sendmmsg`. Runs are never reordered, so every call's messages keep their order. The
-//! kernel splits the runs back into the same datagrams; when it refuses GSO (`EIO`, `EINVAL`:
-//! a device without it), the batch is sent datagram by datagram from then on.
+//! one `sendmmsg`. Before the runs are cut, the batch is regrouped across calls: the k-th
+//! datagram of each call (by Call-ID) in the batch goes in layer k, layers leave in order, and
+//! within a layer the datagrams are ordered by destination and size (ascending), so that a uas's 180s go
+//! out as one run and its 200s as another. Every call's messages keep their order; a batch
+//! holding a datagram without a Call-ID is not regrouped. The kernel splits the runs back into
+//! the same datagrams (or, with `UDP_GRO` on the receiving socket, delivers a run at once);
+//! when it refuses GSO (`EIO`, `EINVAL`: a device without it), the batch is sent datagram by
+//! datagram from then on.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -25,6 +30,11 @@ pub struct GsoTx {
     buf: Vec<u8>,
     /// Queued datagrams: (offset in `buf`, length, destination).
     items: Vec<(usize, usize, SocketAddr)>,
+    /// Per queued datagram: a hash of its Call-ID (`None`: no Call-ID found).
+    keys: Vec<Option<u64>>,
+    /// The send order of the queued datagrams (indexes into `items`), and a sort key each.
+    order: Vec<usize>,
+    layer: Vec<usize>,
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_storage>,
@@ -47,6 +57,9 @@ impl GsoTx {
             fd,
             buf: Vec::with_capacity(BATCH * 2048),
             items: Vec::with_capacity(BATCH),
+            keys: Vec::with_capacity(BATCH),
+            order: Vec::with_capacity(BATCH),
+            layer: Vec::with_capacity(BATCH),
             // SAFETY: plain C structs for which all zero bytes is a valid value.
             hdrs: vec![unsafe { MaybeUninit::zeroed().assume_init() }; BATCH],
             iovs: vec![
@@ -71,19 +84,44 @@ impl GsoTx {
             self.flush();
         }
         self.items.push((self.buf.len(), data.len(), to));
+        self.keys.push(if self.gso { call_key(data) } else { None });
         self.buf.extend_from_slice(data);
     }
 
-    /// The runs of the queued datagrams: (first item, count, segment size).
+    /// The send order: the batch's order, or, when every datagram has a Call-ID, by layer (the
+    /// k-th datagram of a call is in layer k), then destination, then size (smallest first: a run ends at a larger
+    /// datagram, which starts the next),
+    /// then the batch's order.
+    fn regroup(&mut self) {
+        let n = self.items.len();
+        self.order.clear();
+        self.order.extend(0..n);
+        if !self.gso || n < 3 || self.keys.iter().any(Option::is_none) {
+            return;
+        }
+        self.layer.clear();
+        for k in 0..n {
+            let key = self.keys[k];
+            let l = self.keys[..k].iter().filter(|&&j| j == key).count();
+            self.layer.push(l);
+        }
+        let (items, layer) = (&self.items, &self.layer);
+        self.order.sort_unstable_by(|&a, &b| {
+            (layer[a], items[a].2, items[a].1, a).cmp(&(layer[b], items[b].2, items[b].1, b))
+        });
+    }
+
+    /// The runs of the queued datagrams in the send order: (first position in `order`, count,
+    /// segment size).
     fn runs(&self, gso: bool, out: &mut Vec<(usize, usize, usize)>) {
         out.clear();
         let mut i = 0;
-        while i < self.items.len() {
-            let (_, seg, to) = self.items[i];
+        while i < self.order.len() {
+            let (_, seg, to) = self.items[self.order[i]];
             let mut n = 1;
             let mut bytes = seg;
-            while gso && i + n < self.items.len() && n < BATCH {
-                let (_, len, dest) = self.items[i + n];
+            while gso && i + n < self.order.len() && n < BATCH {
+                let (_, len, dest) = self.items[self.order[i + n]];
                 if dest != to || len > seg || bytes + len > GSO_BYTES {
                     break;
                 }
@@ -104,15 +142,19 @@ impl GsoTx {
             return;
         }
         let mut runs = std::mem::take(&mut self.runs);
+        self.regroup();
         self.runs(self.gso, &mut runs);
         if !self.send_runs(&runs) {
-            // GSO refused: this socket sends datagram by datagram from now on.
+            // GSO refused: this socket sends datagram by datagram (in the batch's order) from
+            // now on.
             self.gso = false;
+            self.regroup();
             self.runs(false, &mut runs);
             self.send_runs(&runs);
         }
         self.runs = runs;
         self.items.clear();
+        self.keys.clear();
         self.buf.clear();
     }
 
@@ -120,20 +162,22 @@ impl GsoTx {
     /// of a GSO message was sent.
     fn send_runs(&mut self, runs: &[(usize, usize, usize)]) -> bool {
         for (k, &(first, n, seg)) in runs.iter().enumerate() {
-            let (off, _, to) = self.items[first];
-            let last = &self.items[first + n - 1];
-            let len = last.0 + last.1 - off;
+            let to = self.items[self.order[first]].2;
+            for p in first..first + n {
+                let (off, len, _) = self.items[self.order[p]];
+                self.iovs[p] = libc::iovec {
+                    // SAFETY: `off..off + len` lies within `buf`.
+                    iov_base: unsafe { self.buf.as_mut_ptr().add(off) }.cast(),
+                    iov_len: len,
+                };
+            }
             let alen = sys::to_sockaddr(to, &mut self.addrs[k]);
-            self.iovs[k] = libc::iovec {
-                // SAFETY: `off..off + len` lies within `buf`.
-                iov_base: unsafe { self.buf.as_mut_ptr().add(off) }.cast(),
-                iov_len: len,
-            };
             let h = &mut self.hdrs[k].msg_hdr;
             h.msg_name = (&mut self.addrs[k] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = alen;
-            h.msg_iov = &mut self.iovs[k];
-            h.msg_iovlen = 1;
+            // SAFETY: `first` < BATCH = `iovs.len()`.
+            h.msg_iov = unsafe { self.iovs.as_mut_ptr().add(first) };
+            h.msg_iovlen = n as _;
             h.msg_flags = 0;
             if n > 1 {
                 let space = cmsg_space();
@@ -187,6 +231,36 @@ impl GsoTx {
     }
 }
 
+/// A hash of the message's Call-ID value (`Call-ID:` or `i:`, any case, in the headers).
+fn call_key(data: &[u8]) -> Option<u64> {
+    let mut line = data;
+    loop {
+        let end = line.iter().position(|&b| b == b'\n')?;
+        let l = &line[..end];
+        if l.is_empty() || l == b"\r" {
+            return None; // end of the headers
+        }
+        let value = if l.len() > 8 && l[..8].eq_ignore_ascii_case(b"call-id:") {
+            Some(&l[8..])
+        } else if l.len() > 2 && l[..2].eq_ignore_ascii_case(b"i:") {
+            Some(&l[2..])
+        } else {
+            None
+        };
+        if let Some(v) = value {
+            // FNV-1a; two calls colliding only keep their relative order too.
+            let h = v
+                .iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+            return Some(h);
+        }
+        line = &line[end + 1..];
+    }
+}
+
 fn cmsg_space() -> usize {
     // SAFETY: CMSG_SPACE is a pure computation.
     let s = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
@@ -218,6 +292,7 @@ mod tests {
         }
         g.send(b, b"other");
         let mut runs = Vec::new();
+        g.regroup();
         g.runs(true, &mut runs);
         let shape: Vec<(usize, usize)> = runs.iter().map(|r| (r.1, r.2)).collect();
         assert_eq!(shape, [(4, 300), (3, 300), (1, 250), (1, 5)]);
@@ -232,5 +307,63 @@ mod tests {
         }
         let n = rx2.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"other");
+    }
+
+    fn msg(call: u8, code: u16, len: usize) -> Vec<u8> {
+        let mut m = format!("SIP/2.0 {code} X\r\nCall-ID: {call}-1@h\r\nVia: x\r\n").into_bytes();
+        m.resize(len - 4, b'x');
+        m.extend_from_slice(b"\r\n\r\n");
+        m
+    }
+
+    /// Replies of several calls are regrouped into one run per kind (the k-th message of each
+    /// call in layer k); each call's messages keep their order, and a batch with a message
+    /// without a Call-ID keeps the batch's order.
+    #[test]
+    fn replies_of_several_calls_are_grouped_by_layer_and_size_keeping_each_calls_order() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = rx.local_addr().unwrap();
+        let mut g = GsoTx::new(tx.as_raw_fd(), true);
+        let mut sent = Vec::new();
+        for call in 0..3 {
+            for (code, len) in [(180, 300), (200, 420)] {
+                let m = msg(call, code, len);
+                g.send(a, &m);
+                sent.push(m);
+            }
+        }
+        // A fourth call's 200 alone: layer 0, larger, so it ends that layer and starts the run
+        // of the next.
+        let m = msg(3, 200, 420);
+        g.send(a, &m);
+        sent.push(m);
+        g.regroup();
+        assert_eq!(g.order, [0, 2, 4, 6, 1, 3, 5]);
+        let mut runs = Vec::new();
+        g.runs(true, &mut runs);
+        let shape: Vec<(usize, usize)> = runs.iter().map(|r| (r.1, r.2)).collect();
+        assert_eq!(shape, [(3, 300), (4, 420)]);
+        g.flush();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        for &i in &[0, 2, 4, 6, 1, 3, 5] {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], sent[i].as_slice());
+        }
+        // Without a Call-ID somewhere, the batch's order stays.
+        for call in 0..2 {
+            g.send(a, &msg(call, 180, 300));
+            g.send(a, &msg(call, 200, 420));
+        }
+        g.send(a, b"no call-id");
+        g.regroup();
+        assert_eq!(g.order, [0, 1, 2, 3, 4]);
+        g.flush();
+        assert_eq!(
+            call_key(b"X\r\ni: abc\r\n\r\n"),
+            call_key(b"Y\r\nCall-Id:abc\r\n\r\n")
+        );
     }
 }

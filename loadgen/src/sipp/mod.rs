@@ -17,6 +17,7 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod flow;
+pub mod gro;
 pub mod gso;
 pub mod inject;
 pub mod kernel;
@@ -26,6 +27,7 @@ pub mod report;
 pub mod scenario;
 #[cfg(test)]
 mod scenario_tests;
+pub mod screen_log;
 pub mod socket;
 pub mod stats;
 pub mod step_attrs;
@@ -43,7 +45,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use args::{Options, Parsed};
 use engine::{Engine, Env};
@@ -162,7 +164,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
         } else {
             local
         };
-        socks.push(socket::bind_exact(addr, o.buff_size)?);
+        socks.push(socket::bind_exact(addr, o.buff_size, o.rcvbuf)?);
     }
     if o.background {
         // SAFETY: no thread has been started yet, so the child gets a consistent copy of the
@@ -188,6 +190,7 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     };
     let mut out = Outputs::open(o, &sc, &file_stem, pid)?;
     let start = out.start;
+    let wall_start = SystemTime::now();
     let shared = Arc::new(worker::Shared {
         quota: o.max_calls.map(|m| Arc::new(Quota::new(m))),
         ..Default::default()
@@ -364,6 +367,8 @@ fn run(o: &Options) -> Result<u8, Fatal> {
     );
     let mut timed_out = false;
     let (mut last_screen, mut last_created) = (start, 0u64);
+    // The most calls open at once and when (SIPp's "Peak was N calls, after T s").
+    let mut peak = (0u64, Duration::ZERO);
     loop {
         std::thread::sleep(Duration::from_millis(10));
         let now = Instant::now();
@@ -386,6 +391,15 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             }
         }
         let finished = handles.iter().all(|h| h.is_finished());
+        if o.trace_screen {
+            let open: usize = slots
+                .iter()
+                .filter_map(|s| s.lock().ok().map(|g| g.open))
+                .sum();
+            if open as u64 > peak.0 {
+                peak = (open as u64, now - start);
+            }
+        }
         let screen_due = live && now - last_screen >= o.screen_period;
         let row_due = out.row_due(now, o.stat_period);
         if finished || screen_due || row_due {
@@ -429,6 +443,39 @@ fn run(o: &Options) -> Result<u8, Fatal> {
             .map_err(|e| Fatal(255, format!("{path}: {e}")))?;
     }
     out.finish(&mut merged, end, target);
+    if o.trace_screen {
+        let path = o
+            .screen_file
+            .clone()
+            .unwrap_or_else(|| format!("{file_stem}_{pid}_screen.log"));
+        let span = call_span.max(Duration::from_secs(1)).as_secs_f64();
+        let run = screen_log::ScreenRun {
+            uac,
+            local_port: local.port(),
+            remote: remote.map_or_else(String::new, |r| {
+                format!("{}:{}", wire::ip_text(r), r.port())
+            }),
+            rate: o.rate,
+            rate_period: o.rate_period,
+            duration_ms: o.pause_default.as_millis(),
+            users: o.users,
+            elapsed: end - start,
+            max_calls: o.max_calls,
+            limit: o.users.or(o.limit).unwrap_or_else(|| {
+                ((3.0 * o.rate * span / o.rate_period.as_secs_f64()) as u64).max(1)
+            }),
+            open_calls: open as u64,
+            peak_calls: peak.0,
+            peak_after: peak.1,
+            auto_answer: o.auto_answer,
+            lost: o.lost > 0.0 || sc.steps.iter().any(|st| st.lost.is_some()),
+            start: wall_start,
+            now: SystemTime::now(),
+            rtd_names: &sc.rtds,
+        };
+        std::fs::write(&path, screen_log::screens(&sc, &merged, &run))
+            .map_err(|e| Fatal(255, format!("{path}: {e}")))?;
+    }
     println!("{}", stats::summary(&merged, end - start));
     if let Some(f) = fatal {
         return Err(Fatal(255, f));

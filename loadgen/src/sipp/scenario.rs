@@ -74,6 +74,10 @@ pub struct Step {
     /// `condexec=` / `condexec_inverse`: the step runs only if the variable is (not) set.
     pub condexec: Option<(usize, bool)>,
     pub actions: Vec<Action>,
+    /// Display only (the `-trace_screen` scenario screen): `hide`, `crlf`, `display`.
+    pub hide: bool,
+    pub crlf: bool,
+    pub display: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]

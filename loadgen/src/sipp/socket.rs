@@ -108,7 +108,7 @@ pub fn bind(o: &Options, remote: Option<SocketAddr>) -> Result<(UdpSocket, IpAdd
     };
     let mut last = None;
     for p in ports {
-        match new_socket(SocketAddr::new(bind_ip, p), o.buff_size) {
+        match new_socket(SocketAddr::new(bind_ip, p), o.buff_size, o.rcvbuf) {
             Ok(s) => return Ok((s, ip)),
             Err(e) => last = Some(e),
         }
@@ -122,8 +122,8 @@ pub fn bind(o: &Options, remote: Option<SocketAddr>) -> Result<(UdpSocket, IpAdd
 }
 
 /// A further worker's socket at exactly `addr`.
-pub fn bind_exact(addr: SocketAddr, buf: usize) -> Result<UdpSocket, Fatal> {
-    new_socket(addr, buf).map_err(|e| {
+pub fn bind_exact(addr: SocketAddr, sndbuf: usize, rcvbuf: usize) -> Result<UdpSocket, Fatal> {
+    new_socket(addr, sndbuf, rcvbuf).map_err(|e| {
         if e.kind() == ErrorKind::AddrInUse {
             Fatal(254, format!("cannot bind {addr}: {e}"))
         } else {
@@ -132,6 +132,6 @@ pub fn bind_exact(addr: SocketAddr, buf: usize) -> Result<UdpSocket, Fatal> {
     })
 }
 
-fn new_socket(addr: SocketAddr, buf: usize) -> std::io::Result<UdpSocket> {
-    Ok(sys::udp_socket(addr, Some(buf), Some(buf))?.into())
+fn new_socket(addr: SocketAddr, sndbuf: usize, rcvbuf: usize) -> std::io::Result<UdpSocket> {
+    Ok(sys::udp_socket(addr, Some(rcvbuf), Some(sndbuf))?.into())
 }

@@ -175,6 +175,18 @@ pub struct Stats {
     /// SIPp CSV).
     pub rt_hist: Vec<Histogram<u64>>,
     pub cl_hist: Histogram<u64>,
+    /// Per scenario step, cumulative (the `-trace_screen` scenario screen).
+    pub steps: Vec<StepCount>,
+}
+
+/// What happened at one scenario step, as SIPp's scenario screen counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepCount {
+    /// Messages sent or received (a pause: calls that went through it).
+    pub msgs: u64,
+    pub retrans: u64,
+    pub timeouts: u64,
+    pub unexpected: u64,
 }
 
 /// 1 µs to 1 h at three significant digits.
@@ -210,7 +222,16 @@ impl Stats {
             cl_buckets: vec![0; cl_borders.len() + 1],
             rt_borders,
             cl_borders,
+            steps: Vec::new(),
         }
+    }
+
+    /// Step `i`'s counters (the table grows on first use).
+    pub fn step(&mut self, i: usize) -> &mut StepCount {
+        if i >= self.steps.len() {
+            self.steps.resize(i + 1, StepCount::default());
+        }
+        &mut self.steps[i]
     }
 
     /// Adds another worker's cumulative counters, tables and histograms to these.
@@ -229,6 +250,13 @@ impl Stats {
             let _ = a.add(b);
         }
         let _ = self.cl_hist.add(&o.cl_hist);
+        for (i, b) in o.steps.iter().enumerate() {
+            let a = self.step(i);
+            a.msgs += b.msgs;
+            a.retrans += b.retrans;
+            a.timeouts += b.timeouts;
+            a.unexpected += b.unexpected;
+        }
     }
 
     /// Applies `f` to both the period and the cumulative counters.

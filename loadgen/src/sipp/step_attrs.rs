@@ -65,5 +65,8 @@ pub(super) fn step(
         chance,
         condexec,
         actions: Vec::new(),
+        hide: get("hide").as_deref() == Some("true"),
+        crlf: get("crlf").as_deref() == Some("true"),
+        display: get("display"),
     })
 }

@@ -31,6 +31,9 @@ impl Engine {
                     self.env.max_non_invite_retrans
                 };
                 if r.count >= max {
+                    if let Some(i) = call.last_send_idx {
+                        self.stats.step(i).timeouts += 1;
+                    }
                     self.abort(slot, now, net);
                     self.end_call(slot, now, Some(stats::MAX_UDP_RETRANS));
                     continue;
@@ -44,6 +47,9 @@ impl Engine {
                 let at = r.at;
                 net.send(call.peer, &call.last_sent);
                 self.stats.count(|c| c.retransmissions += 1);
+                if let Some(i) = call.last_send_idx {
+                    self.stats.step(i).retrans += 1;
+                }
                 self.arm(slot, at);
             }
             let Some(call) = self.calls[slot].as_mut() else {
@@ -65,6 +71,7 @@ impl Engine {
                         self.end_call(slot, now, f);
                     }
                     Wake::RecvTimeout => {
+                        self.stats.step(idx).timeouts += 1;
                         let ontimeout = match &self.sc.steps[idx].kind {
                             Kind::Recv { ontimeout, .. } => *ontimeout,
                             _ => None,

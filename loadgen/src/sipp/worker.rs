@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sipdispatch::io::sys::{self, RecvBatch};
+use sipdispatch::io::sys;
 
 use super::engine::Engine;
+use super::gro::{self, GroRx};
 use super::kernel;
 use super::pace::{Pacer, Quota};
 use super::socket::UdpNet;
@@ -88,7 +89,11 @@ impl Worker {
         let fd = self.sock.as_raw_fd();
         let uac = self.engine.sc.uac;
         let quota = shared.quota.clone();
-        let mut rx = RecvBatch::new(BATCH, 65_536);
+        // SIPLOAD_GRO=0 receives datagram by datagram (for comparisons).
+        if std::env::var("SIPLOAD_GRO").map_or(true, |v| v != "0") {
+            gro::enable(fd);
+        }
+        let mut rx = GroRx::new(BATCH);
         let mut last_publish = Instant::now();
         loop {
             let now = Instant::now();
@@ -130,11 +135,13 @@ impl Worker {
             net.tx.flush();
             let n = rx.recv(fd).unwrap_or(0);
             for i in 0..n {
-                let (Some(src), data, false) = rx.get(i) else {
+                let (Some(src), datagrams, false) = rx.get(i) else {
                     continue;
                 };
-                net.log_received(data);
-                self.engine.on_datagram(Instant::now(), src, data, net);
+                for data in datagrams {
+                    net.log_received(data);
+                    self.engine.on_datagram(Instant::now(), src, data, net);
+                }
             }
             net.tx.flush();
             if n == 0 {
