@@ -16,13 +16,18 @@
 #   SIPLOAD_UAS_ARGS / SIPLOAD_UAC_ARGS: extra sipload-only flags, e.g. "-cpus 0" / "-cpus 1",
 #   or "-workers 2" on a machine with cores to spare for both sides.
 #   NO_BUILD=1: use the binary already built.
+#   THROUGH=sipdispatch: the uac calls sipdispatch (127.0.0.1:7500, SHARDS shards, default 1,
+#   call-load for INVITEs, hash-callid for the rest), which forwards to the uas; its CPU is
+#   added to the per-call figure and shown as a third user/sys pair.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 sipp_rates=${2:-"10000 15000 20000 25000"}
 sipload_rates=${3:-"40000 50000 60000 70000"}
-[ -n "${NO_BUILD:-}" ] || cargo build --release -p sipload -q
+[ -n "${NO_BUILD:-}" ] || cargo build --release -p sipload -p sipdispatch -q
 sipload=${CARGO_TARGET_DIR:-$PWD/target}/release/sipload
+sipdispatch=${CARGO_TARGET_DIR:-$PWD/target}/release/sipdispatch
+through=${THROUGH:-}
 sipp=$(command -v sipp || true)
 tmp=$(mktemp -d)
 cleanup() {
@@ -33,6 +38,25 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$tmp"
+cat >sd.toml <<CFG
+[listen]
+udp = ["127.0.0.1:7500"]
+[destinations]
+[[destinations.sets]]
+id = 1
+destinations = [ { uri = "sip:127.0.0.1:7501" } ]
+[[routes]]
+methods = ["INVITE"]
+set = 1
+algorithm = "call-load"
+[[routes]]
+set = 1
+algorithm = "hash-callid"
+[runtime]
+shards = ${SHARDS:-1}
+[log]
+summary_interval = 0
+CFG
 
 rcvbuf_errors() { awk '/^Udp:/ { if (++n == 2) print $6 }' /proc/net/snmp; }
 
@@ -88,28 +112,44 @@ one() { # $1 = tool binary, $2 = rate → prints a markdown row
   before=$(rcvbuf_errors)
   start uas "$exe" -sn uas -i 127.0.0.1 -p 7501 -m "$m" -nostdin -buff_size 4194304 \
     -trace_stat -fd 5 -stf uas.csv "${uas_extra[@]}"
+  local target=127.0.0.1:7501 times="uac.time uas.time"
+  if [ "$through" = sipdispatch ]; then
+    start sd "$sipdispatch" --config sd.toml
+    target=127.0.0.1:7500
+    times="uac.time uas.time sd.time"
+  fi
   sleep 0.5
-  start uac "$exe" -sn uac 127.0.0.1:7501 -i 127.0.0.1 -p 7502 -r "$rate" -m "$m" \
+  start uac "$exe" -sn uac "$target" -i 127.0.0.1 -p 7502 -r "$rate" -m "$m" \
     -l $(( rate * 10 )) -nostdin -buff_size 4194304 -trace_stat -fd 5 -stf uac.csv "${uac_extra[@]}"
   local uac_end uas_end
   uac_end=$(bounded_stop "$(cat uac.pid)" $(( secs + 5 )) 4)
   uas_end=$(bounded_stop "$(cat uas.pid)" 0 5)
+  if [ -f sd.pid ]; then
+    kill -TERM "$(cat sd.pid)" 2>/dev/null || true
+    wait_gone "$(cat sd.pid)" 5 || kill -KILL "$(cat sd.pid)" 2>/dev/null || true
+  fi
   wait
-  rm -f uac.pid uas.pid
+  rm -f uac.pid uas.pid sd.pid
   after=$(rcvbuf_errors)
   local ok failed cpu sustained=no
   ok=$(col uac.csv 'SuccessfulCall(C)')
   failed=$(( $(col uac.csv 'FailedCall(C)') + $(col uas.csv 'FailedCall(C)') ))
   [ "$ok" -eq "$m" ] && [ "$failed" -eq 0 ] && sustained=yes
-  cpu=$(for f in uac.time uas.time; do tail -n 1 "$f"; done | awk '{ s += $1 + $2 } END { print s }')
+  cpu=$(for f in $times; do tail -n 1 "$f"; done | awk '{ s += $1 + $2 } END { print s }')
   local split
-  split=$(for f in uac.time uas.time; do tail -n 1 "$f"; done | awk '{ printf "%s%s/%s", (NR > 1 ? " · " : ""), $1, $2 }')
+  split=$(for f in $times; do tail -n 1 "$f"; done | awk '{ printf "%s%s/%s", (NR > 1 ? " · " : ""), $1, $2 }')
   printf '| %s | %s | %s | %s | %s | %.3f | %s | %s | %s/%s |\n' "$(basename "$exe")" "$rate" "$ok" \
     "$failed" "$sustained" "$(echo "$cpu $ok" | awk '{ print ($2 > 0) ? $1 * 1000 / $2 : 0 }')" \
     "$split" $(( after - before )) "$uac_end" "$uas_end"
 }
 
-echo "| tool | calls/s offered | successful calls | failed calls | sustained | CPU s per 1000 calls (uac+uas) | CPU s user/sys: uac · uas | RcvbufErrors | uac/uas ended by |"
+if [ "$through" = sipdispatch ]; then
+  echo "uac → sipdispatch (${SHARDS:-1} shard(s)) → uas"
+  echo
+  echo "| tool | calls/s offered | successful calls | failed calls | sustained | CPU s per 1000 calls (uac+uas+sipdispatch) | CPU s user/sys: uac · uas · sipdispatch | RcvbufErrors | uac/uas ended by |"
+else
+  echo "| tool | calls/s offered | successful calls | failed calls | sustained | CPU s per 1000 calls (uac+uas) | CPU s user/sys: uac · uas | RcvbufErrors | uac/uas ended by |"
+fi
 echo "|---|---|---|---|---|---|---|---|---|"
 if [ -n "$sipp" ]; then
   for r in $sipp_rates; do one "$sipp" "$r"; done
