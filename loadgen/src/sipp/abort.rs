@@ -12,18 +12,16 @@
 //!   it sent: an ACK for a final error answer (>= 400), an ACK and a BYE after a 200, a CANCEL
 //!   after anything else, nothing before any answer; once the INVITE is done, a BYE.
 
-use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use sipdispatch::sip::{Message, StartLine};
 
-use super::call::CallValues;
-use super::engine::{Engine, Net};
+use super::engine::{Engine, Net, values};
 use super::stats;
 use super::template::{Template, compile};
-use super::vars::{Space, Var, View};
+use super::vars::{Space, Var};
 use super::wire::simple_reply;
 
 const ACK: &str = "ACK [last_Request_URI] SIP/2.0
@@ -117,20 +115,7 @@ impl Engine {
         call.msg_index = usize::MAX;
         let mut buf = std::mem::take(&mut self.scratch);
         for msg in msgs.into_iter().flatten() {
-            let vars = View {
-                local: &call.vars,
-                global: &self.globals,
-                is_global: &self.sc.var_global,
-            };
-            msg.render(
-                &CallValues {
-                    env: &self.env,
-                    call,
-                    vars,
-                    last: OnceCell::new(),
-                },
-                &mut buf,
-            );
+            msg.render(&values(&self.env, &self.globals, &self.sc, call), &mut buf);
             net.send(call.peer, &buf);
         }
         self.scratch = buf;

@@ -34,6 +34,26 @@ pub trait Net {
 const AUTO_ANSWERED: [&[u8]; 4] = [b"INFO", b"NOTIFY", b"OPTIONS", b"UPDATE"];
 
 /// All calls of one run.
+/// What a message is rendered with for `call`: the environment, its variables, the globals.
+/// Free-standing (not a method) because the caller holds `call` out of `Engine::calls`.
+pub(super) fn values<'a>(
+    env: &'a Env,
+    globals: &'a [Var],
+    sc: &'a Scenario,
+    call: &'a Call,
+) -> CallValues<'a> {
+    CallValues {
+        env,
+        call,
+        vars: View {
+            local: &call.vars,
+            global: globals,
+            is_global: &sc.var_global,
+        },
+        last: OnceCell::new(),
+    }
+}
+
 pub struct Engine {
     pub sc: Scenario,
     pub env: Env,
@@ -389,20 +409,7 @@ impl Engine {
                 {
                     let mut buf = std::mem::take(&mut self.scratch);
                     call.msg_index = a;
-                    let vars = View {
-                        local: &call.vars,
-                        global: &self.globals,
-                        is_global: &self.sc.var_global,
-                    };
-                    msg.render(
-                        &CallValues {
-                            env: &self.env,
-                            call,
-                            vars,
-                            last: OnceCell::new(),
-                        },
-                        &mut buf,
-                    );
+                    msg.render(&values(&self.env, &self.globals, &self.sc, call), &mut buf);
                     net.send(call.peer, &buf);
                     self.scratch = buf;
                     return;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::actions::{self, Cx, unit};
 use super::call::{CallValues, Retrans, Wake};
-use super::engine::{Engine, Net};
+use super::engine::{Engine, Net, values};
 use super::scenario::{Kind, Pause, Step};
 use super::stats;
 use super::vars::{Space, View};
@@ -200,19 +200,7 @@ impl Engine {
                     call.msg_index = idx;
                     call.last_send_idx = Some(idx);
                     let mut buf = std::mem::take(&mut self.scratch);
-                    msg.render(
-                        &CallValues {
-                            env: &self.env,
-                            call,
-                            vars: View {
-                                local: &call.vars,
-                                global: &self.globals,
-                                is_global: &self.sc.var_global,
-                            },
-                            last: OnceCell::new(),
-                        },
-                        &mut buf,
-                    );
+                    msg.render(&values(&self.env, &self.globals, &self.sc, call), &mut buf);
                     // `lost`: not sent, on purpose; retransmissions still go out.
                     let lost = step.lost.unwrap_or(self.env.lost);
                     if lost <= 0.0 || unit(&mut self.rng) * 100.0 >= lost {
