@@ -4,6 +4,7 @@
 
 pub mod ack;
 pub mod emit;
+mod fields;
 pub mod header;
 pub mod invariants;
 pub(crate) mod lex;
