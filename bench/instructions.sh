@@ -7,31 +7,13 @@
 #   bench/instructions.sh [calls] [io]      (defaults: 2000 mmsg)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/sd_config.sh
 n=${1:-2000}
 io=${2:-mmsg}
 cargo build --release -q
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$tmp/cg.out" "$KEEP"; rm -rf "$tmp"' EXIT
-cat > "$tmp/cfg.toml" <<CFG
-[listen]
-udp = ["127.0.0.1:7200"]
-[destinations]
-[[destinations.sets]]
-id = 1
-destinations = [ { uri = "sip:127.0.0.1:7201" } ]
-[[routes]]
-methods = ["INVITE"]
-set = 1
-algorithm = "call-load"
-[[routes]]
-set = 1
-algorithm = "hash-callid"
-[runtime]
-shards = 1
-io = "$io"
-[log]
-summary_interval = 0
-CFG
+sd_config 127.0.0.1:7200 127.0.0.1:7201 1 "$io" > "$tmp/cfg.toml"
 
 measure() { # $1 = calls, $2 = calls/s → prints "instructions forwarded"
   local calls=$1 rate=$2

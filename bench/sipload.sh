@@ -21,6 +21,7 @@
 #   added to the per-call figure and shown as a third user/sys pair.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/sd_config.sh
 secs=${1:-20}
 sipp_rates=${2:-"10000 15000 20000 25000"}
 sipload_rates=${3:-"40000 50000 60000 70000"}
@@ -38,25 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$tmp"
-cat >sd.toml <<CFG
-[listen]
-udp = ["127.0.0.1:7500"]
-[destinations]
-[[destinations.sets]]
-id = 1
-destinations = [ { uri = "sip:127.0.0.1:7501" } ]
-[[routes]]
-methods = ["INVITE"]
-set = 1
-algorithm = "call-load"
-[[routes]]
-set = 1
-algorithm = "hash-callid"
-[runtime]
-shards = ${SHARDS:-1}
-[log]
-summary_interval = 0
-CFG
+sd_config 127.0.0.1:7500 127.0.0.1:7501 "${SHARDS:-1}" auto >sd.toml
 
 rcvbuf_errors() { awk '/^Udp:/ { if (++n == 2) print $6 }' /proc/net/snmp; }
 

@@ -112,14 +112,7 @@ pub(crate) fn plain_line(buf: &[u8], pos: usize) -> Option<Line> {
         Some(k) => k,
         None => {
             let e = skip_class(buf, pos, buf.len(), TOKEN);
-            // Only these letters start a name `classify` knows.
-            let kind = match buf[pos] | 0x20 {
-                b'a' | b'c' | b'f' | b'i' | b'l' | b'm' | b'p' | b'r' | b't' | b'v' => {
-                    Name::classify(&buf[pos..e])
-                }
-                _ => Name::Other,
-            };
-            (kind, e)
+            (Name::classify(&buf[pos..e]), e)
         }
     };
     if name_end == pos || buf.get(name_end) != Some(&b':') {
