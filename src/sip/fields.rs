@@ -6,7 +6,7 @@
 
 use super::Span;
 use super::header;
-use super::lex::{find_unquoted, is_token, parse_u32, trim};
+use super::lex::{find_unquoted, is_lws, is_token, trim};
 use super::scan::{Entries, HeaderPos, ScanError};
 use super::uri::{Party, Uri, general_party, general_uri, parse_party, parse_uri};
 use super::via::{Via, general_via, parse_via, plain_via};
@@ -122,14 +122,27 @@ pub(super) fn via_elements<const PLAIN: bool>(
 
 pub(super) fn cseq_value(buf: &[u8], value: (usize, usize)) -> Result<(u32, Span), ScanError> {
     const BAD: ScanError = ScanError::BadHeader("CSeq");
-    let v = &buf[value.0..value.1];
-    let digits = v.iter().position(|b| !b.is_ascii_digit()).ok_or(BAD)?;
-    let n = parse_u32(&v[..digits]).ok_or(BAD)?;
-    let (ms, me) = trim(buf, value.0 + digits, value.1);
-    if ms == value.0 + digits || ms == me || !buf[ms..me].iter().all(|&b| is_token(b)) {
+    // The value is trimmed: digits, linear whitespace, a token method.
+    let v = buf.get(value.0..value.1).ok_or(BAD)?;
+    let mut n: u32 = 0;
+    let mut k = 0;
+    while let Some(&d) = v.get(k)
+        && d.is_ascii_digit()
+    {
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u32::from(d - b'0')))
+            .ok_or(BAD)?;
+        k += 1;
+    }
+    let digits = k;
+    while v.get(k).is_some_and(|&b| is_lws(b)) {
+        k += 1;
+    }
+    if digits == 0 || k == digits || k == v.len() || !v[k..].iter().all(|&b| is_token(b)) {
         return Err(BAD);
     }
-    Ok((n, Span::new(ms, me)))
+    Ok((n, Span::new(value.0 + k, value.1)))
 }
 
 pub(super) fn route_entries<const PLAIN: bool>(

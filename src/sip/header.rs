@@ -3,7 +3,8 @@
 //! compact, in any case. Values stay raw; other modules parse them.
 #![forbid(unsafe_code)]
 
-use super::lex::{Pattern, TOKEN, find_lf, is_lws, is_token, skip_class, trim};
+use super::bytemask::LineFeeds;
+use super::lex::{Pattern, TOKEN, is_lws, is_token, skip_class, trim};
 
 /// The headers sipdispatch looks at; everything else is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,48 +95,60 @@ pub enum Next {
 /// Reads the header line starting at `pos`.
 #[inline(never)]
 pub fn next(buf: &[u8], pos: usize) -> Result<Next, LineError> {
-    match plain_line(buf, pos) {
+    match plain_line(buf, pos, &mut LineFeeds::new(buf, pos)) {
         Some(line) => Ok(Next::Header(line)),
         None => any_line(buf, pos),
     }
 }
 
+/// The header lines from `pos` on, up to the end of the headers or the first malformed line.
+pub fn lines(buf: &[u8], mut pos: usize) -> impl Iterator<Item = Line> + '_ {
+    let mut lfs = LineFeeds::new(buf, pos);
+    std::iter::from_fn(move || {
+        let line = match plain_line(buf, pos, &mut lfs) {
+            Some(line) => line,
+            None => match any_line(buf, pos) {
+                Ok(Next::Header(line)) => line,
+                _ => return None,
+            },
+        };
+        pos = line.line.1;
+        Some(line)
+    })
+}
+
 /// The shape nearly every line has, `Name: value\r\n` with nothing folded and nothing to trim
-/// after the value, read with word-wide compares and searches. `None` for anything else, which
-/// [`any_line`] then reads; on the lines this accepts, the two agree (a property test checks).
+/// after the value, read with word-wide compares and the window-wide line-feed search of `lfs`
+/// (a cursor the caller keeps across the lines of one message). `None` for anything else,
+/// which [`any_line`] then reads; on the lines this accepts, the two agree (a property test
+/// checks).
 #[inline(always)]
-pub(crate) fn plain_line(buf: &[u8], pos: usize) -> Option<Line> {
-    if matches!(buf.get(pos), None | Some(b'\r' | b'\n')) {
-        return None;
-    }
-    let (kind, name_end) = match known_name(buf, pos) {
+pub(crate) fn plain_line(buf: &[u8], pos: usize, lfs: &mut LineFeeds) -> Option<Line> {
+    let (kind, colon) = match known_name(buf, pos) {
         Some(k) => k,
         None => {
             let e = skip_class(buf, pos, buf.len(), TOKEN);
-            (Name::classify(&buf[pos..e]), e)
+            (Name::classify(buf.get(pos..e)?), e)
         }
     };
-    if name_end == pos || buf.get(name_end) != Some(&b':') {
+    if colon == pos || buf.get(colon) != Some(&b':') {
         return None;
     }
-    let mut vs = name_end + 1;
-    while matches!(buf.get(vs), Some(b' ' | b'\t')) {
-        vs += 1;
-    }
-    if matches!(buf.get(vs), Some(b'\r' | b'\n')) {
-        return None;
-    }
-    let lf = find_lf(buf, vs)?;
-    let ve = if lf > vs && buf[lf - 1] == b'\r' {
-        lf - 1
-    } else {
-        lf
-    };
-    if ve <= vs || is_lws(buf[ve - 1]) || matches!(buf.get(lf + 1), Some(b' ' | b'\t')) {
+    let vs = colon + 1 + usize::from(buf.get(colon + 1) == Some(&b' '));
+    let lf = lfs.next(buf, vs)?;
+    let ve = lf - 1;
+    // A bare LF, an empty value, blanks at either end of it, or a continuation line next: the
+    // general reader.
+    if buf[ve] != b'\r'
+        || ve <= vs
+        || is_lws(buf[vs])
+        || is_lws(buf[ve - 1])
+        || matches!(buf.get(lf + 1), Some(b' ' | b'\t'))
+    {
         return None;
     }
     Some(Line {
-        name: (pos, name_end),
+        name: (pos, colon),
         value: (vs, ve),
         line: (pos, lf + 1),
         kind,
@@ -264,32 +277,24 @@ pub fn for_each_element(
 /// A slow path for configurable keys; the scanner's own fields don't use it.
 pub fn find<'a>(buf: &'a [u8], headers_start: usize, name: &[u8]) -> Option<&'a [u8]> {
     let wanted = Name::classify(name);
-    let mut pos = headers_start;
-    while let Ok(Next::Header(h)) = next(buf, pos) {
-        let hit = if wanted == Name::Other {
-            buf[h.name.0..h.name.1].eq_ignore_ascii_case(name)
-        } else {
-            h.kind == wanted
-        };
-        if hit {
-            return Some(&buf[h.value.0..h.value.1]);
-        }
-        pos = h.line.1;
-    }
-    None
+    lines(buf, headers_start)
+        .find(|h| {
+            if wanted == Name::Other {
+                buf[h.name.0..h.name.1].eq_ignore_ascii_case(name)
+            } else {
+                h.kind == wanted
+            }
+        })
+        .map(|h| &buf[h.value.0..h.value.1])
 }
 
 /// The Call-ID value, found by reading header names only: cheap enough to decide which shard
 /// owns a datagram before the full scan runs there.
 pub fn call_id(buf: &[u8]) -> Option<&[u8]> {
-    let mut pos = memchr::memchr(b'\n', buf)? + 1;
-    while let Ok(Next::Header(h)) = next(buf, pos) {
-        if h.kind == Name::CallId {
-            return Some(&buf[h.value.0..h.value.1]);
-        }
-        pos = h.line.1;
-    }
-    None
+    let pos = memchr::memchr(b'\n', buf)? + 1;
+    lines(buf, pos)
+        .find(|h| h.kind == Name::CallId)
+        .map(|h| &buf[h.value.0..h.value.1])
 }
 
 #[cfg(test)]

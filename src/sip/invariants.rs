@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 
+use super::bytemask::LineFeeds;
 use super::header::{Next, any_line, plain_line};
 use super::lex::{find_unquoted, trim};
 use super::proxy::{Identity, RequestPlan, plan_request, write_request, write_response};
@@ -75,7 +76,7 @@ fn plain_readers_agree(data: &[u8]) -> Result<(), String> {
     let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', data).map(|p| p + 1));
     for pos in starts {
         let general = any_line(data, pos);
-        if let Some(line) = plain_line(data, pos)
+        if let Some(line) = plain_line(data, pos, &mut LineFeeds::new(data, pos))
             && general != Ok(Next::Header(line))
         {
             return Err(format!("line at {pos}: {line:?} vs {general:?}"));

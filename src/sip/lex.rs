@@ -10,6 +10,8 @@ pub(crate) const LWS: u8 = 2;
 pub(crate) const URI_SPECIAL: u8 = 4;
 /// Bytes of a parameter value in its plain shape: token bytes and `: [ ] /` (addresses).
 pub(crate) const PLAIN_VALUE: u8 = 8;
+/// Bytes of a plain display name: token bytes and the space.
+pub(crate) const DISPLAY: u8 = 16;
 
 pub(crate) static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -22,7 +24,10 @@ pub(crate) static CLASS: [u8; 256] = {
                 b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
             )
         {
-            t[b] |= TOKEN | PLAIN_VALUE;
+            t[b] |= TOKEN | PLAIN_VALUE | DISPLAY;
+        }
+        if c == b' ' {
+            t[b] |= DISPLAY;
         }
         if matches!(c, b':' | b'[' | b']' | b'/') {
             t[b] |= PLAIN_VALUE;
@@ -62,68 +67,6 @@ pub(crate) fn trim(s: &[u8], mut start: usize, mut end: usize) -> (usize, usize)
         end -= 1;
     }
     (start, end)
-}
-
-/// Offset of the first `\n` in `s[from..]`. Eight bytes at a time: header lines are short, and
-/// on them a vector search spends more setting up than it saves.
-#[inline(always)]
-pub(crate) fn find_lf(s: &[u8], from: usize) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    // Marks the zero bytes of `x`; borrows can mark bytes above a true zero but never below,
-    // so the lowest mark is exact.
-    let lf = |w: u64| {
-        let x = w ^ (LO * u64::from(b'\n'));
-        x.wrapping_sub(LO) & !x & HI
-    };
-    let mut i = from;
-    while let Some(pair) = s.get(i..i.saturating_add(16)) {
-        let (a, b) = pair.split_at(8);
-        let (ta, tb) = (
-            lf(u64::from_le_bytes(a.try_into().ok()?)),
-            lf(u64::from_le_bytes(b.try_into().ok()?)),
-        );
-        if ta | tb != 0 {
-            let (at, t) = if ta != 0 { (i, ta) } else { (i + 8, tb) };
-            return Some(at + (t.trailing_zeros() / 8) as usize);
-        }
-        i += 16;
-    }
-    while let Some(w) = word_at(s, i) {
-        let t = lf(w);
-        if t != 0 {
-            return Some(i + (t.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    s.get(i..)?.iter().position(|&b| b == b'\n').map(|p| i + p)
-}
-
-/// Offset of the first byte in `s[from..end]` that is whitespace or a control byte (≤ 0x20),
-/// `<` or `>`: where a URI inside `<…>` ends, or what makes it malformed. `end` if none.
-#[inline]
-pub(crate) fn find_uri_stop(s: &[u8], from: usize, end: usize) -> usize {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut i = from;
-    while i < end
-        && let Some(w) = word_at(s, i)
-    {
-        // Bytes below 0x21, and bytes equal to `>` once bit 1 is set (`<` and `>`); as in
-        // `find_lf`, the lowest mark is exact.
-        let low = w.wrapping_sub(LO * 0x21) & !w & HI;
-        let x = (w | (LO * 2)) ^ (LO * u64::from(b'>'));
-        let angle = x.wrapping_sub(LO) & !x & HI;
-        let t = low | angle;
-        if t != 0 {
-            return (i + (t.trailing_zeros() / 8) as usize).min(end);
-        }
-        i += 8;
-    }
-    while i < end && s[i] > b' ' && s[i] | 2 != b'>' {
-        i += 1;
-    }
-    i.min(end)
 }
 
 /// The eight bytes at `s[i..]` as a little-endian word, if there are eight.
@@ -189,6 +132,12 @@ impl<const N: usize> Pattern<N> {
             i += 1;
         }
         true
+    }
+
+    /// [`Pattern::at`], and the pattern ends at or before `end`.
+    #[inline]
+    pub fn within(&self, s: &[u8], at: usize, end: usize) -> bool {
+        at + self.len <= end && self.at(s, at)
     }
 }
 
@@ -362,30 +311,6 @@ pub(crate) fn for_each_param(s: &[u8], start: usize, end: usize, mut f: impl FnM
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn line_feed_search_matches_a_plain_search() {
-        let s = b"abc\r\ndefghijklmnopq\nrs\n\n";
-        for from in 0..=s.len() {
-            let want = s[from..].iter().position(|&b| b == b'\n').map(|p| from + p);
-            assert_eq!(find_lf(s, from), want, "{from}");
-        }
-        assert_eq!(find_lf(s, s.len() + 1), None);
-    }
-
-    #[test]
-    fn uri_stop_matches_a_plain_search() {
-        let s = b"sip:alice@example.com;x=\x7f\xff> tail<sip:b@c>\tz\r\n";
-        for from in 0..s.len() {
-            for end in from..=s.len() {
-                let want = s[from..end]
-                    .iter()
-                    .position(|&b| b <= b' ' || b == b'<' || b == b'>')
-                    .map_or(end, |p| from + p);
-                assert_eq!(find_uri_stop(s, from, end), want, "{from}..{end}");
-            }
-        }
-    }
 
     #[test]
     fn patterns_fold_letters_only() {

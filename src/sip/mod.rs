@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ack;
+mod bytemask;
 pub mod emit;
 mod fields;
 pub mod header;

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
+use super::bytemask::LineFeeds;
 use super::fields::{
     cseq_value, digest_username, party, plain_via_line, route_entries, uri, via_elements,
 };
@@ -328,8 +329,14 @@ fn headers<const PLAIN: bool>(
     let mut proxy_require = None;
 
     let mut pos = headers_start;
+    let mut lfs = LineFeeds::new(buf, pos);
     let (headers_end, body_start) = loop {
-        let line = match header::plain_line(buf, pos).filter(|_| PLAIN) {
+        let plain = if PLAIN {
+            header::plain_line(buf, pos, &mut lfs)
+        } else {
+            None
+        };
+        let line = match plain {
             Some(h) => Ok(Next::Header(h)),
             None => header::any_line(buf, pos),
         };

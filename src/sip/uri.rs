@@ -4,9 +4,10 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
+use super::bytemask::find_stop;
 use super::lex::{
-    CLASS, Pattern, TOKEN, URI_SPECIAL, find_uri_stop, for_each_param, is_lws, parse_u32,
-    plain_params, plain_port, quoted_end, skip_class, trim,
+    CLASS, DISPLAY, Pattern, TOKEN, URI_SPECIAL, for_each_param, is_lws, parse_u32, plain_params,
+    plain_port, quoted_end, skip_class, trim,
 };
 
 /// URI scheme. Schemes other than these are kept opaque (RFC 4475 `unksm2`).
@@ -265,30 +266,28 @@ pub fn parse_name_addr(buf: &[u8], start: usize, end: usize) -> Option<NameAddr>
 }
 
 /// Reads a From/To value `buf[start..end]` (trimmed) when it has the plain shape: an optional
-/// display name (one quoted string, or tokens and spaces), `<scheme:…>` with nothing unusual in
+/// display name (one quoted string, or tokens and spaces), `<sip:…>` with nothing unusual in
 /// it, then plain parameters. `None` for anything else, which [`parse_party`] reads; on what
 /// this accepts the two agree (a property test checks).
 #[inline]
 pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
+    const SIP: Pattern<1> = Pattern::new(b"sip:");
+    const TAG: Pattern<1> = Pattern::new(b";tag=");
     let mut i = start;
     if buf.get(i) == Some(&b'"') {
         i = quoted_end(buf, i, end)?;
     }
-    // Tokens and single spaces up to `<`; a `:` (an addr-spec) or anything else is left to
-    // the general reader.
-    while i < end && (CLASS[usize::from(buf[i])] & TOKEN != 0 || buf[i] == b' ') {
-        i += 1;
-    }
-    if i >= end || buf[i] != b'<' {
+    // Tokens and spaces up to `<`; a `:` (an addr-spec) or anything else is left to the
+    // general reader.
+    i += buf
+        .get(i..end)?
+        .iter()
+        .position(|&b| CLASS[usize::from(b)] & DISPLAY == 0)?;
+    if buf[i] != b'<' || !SIP.at(buf, i + 1) {
         return None;
     }
     let us = i + 1;
-    // The scheme, then the rest up to `>`, with no whitespace or `<` anywhere.
-    let colon = skip_class(buf, us, end, TOKEN);
-    if colon == us || colon >= end || buf[colon] != b':' {
-        return None;
-    }
-    let ue = find_uri_stop(buf, colon + 1, end);
+    let ue = find_stop(buf, us + 4, end, *b"<>");
     if ue >= end || buf[ue] != b'>' {
         return None;
     }
@@ -297,19 +296,29 @@ pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
         params: Span::new(end, end),
         tag: None,
     };
-    if ue + 1 < end {
-        p.params = Span::new(ue + 2, end);
-        let mut tag = None;
-        let stop = plain_params(buf, ue + 1, end, |q| {
-            if buf[q.name.0..q.name.1].eq_ignore_ascii_case(b"tag") {
-                tag = q.value.map(|v| Span::new(v.0, v.1));
-            }
-        })?;
-        if stop != end {
-            return None;
-        }
-        p.tag = tag;
+    let ps = ue + 1;
+    if ps == end {
+        return Some(p);
     }
+    p.params = Span::new(ps + 1, end);
+    // Nearly always `;tag=…` and nothing else.
+    if TAG.at(buf, ps) {
+        let vs = ps + TAG.len;
+        if find_stop(buf, vs, end, *b";\"<>") == end && vs < end {
+            p.tag = Some(Span::new(vs, end));
+            return Some(p);
+        }
+    }
+    let mut tag = None;
+    let stop = plain_params(buf, ps, end, |q| {
+        if buf[q.name.0..q.name.1].eq_ignore_ascii_case(b"tag") {
+            tag = q.value.map(|v| Span::new(v.0, v.1));
+        }
+    })?;
+    if stop != end {
+        return None;
+    }
+    p.tag = tag;
     Some(p)
 }
 

@@ -3,9 +3,10 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
+use super::bytemask::find_stop;
 use super::lex::{
-    Param, Pattern, TOKEN, for_each_param, is_lws, is_token, parse_u32, plain_params, plain_port,
-    skip_class, trim,
+    Param, Pattern, TOKEN, for_each_param, is_lws, is_token, parse_u32, plain_port, skip_class,
+    trim,
 };
 
 /// The parts of a Via value routing needs, as ranges of the datagram.
@@ -67,7 +68,7 @@ fn token_at(s: &[u8], i: usize, end: usize) -> usize {
 }
 
 /// Reads the first Via value of a header value `buf[start..end]` (trimmed) when it has the plain
-/// shape, `SIP/2.0/UDP host[:port];token=value…` with no whitespace inside and no quotes:
+/// shape, `SIP/2.0/UDP host[:port];name=value…` with no whitespace inside and no quotes:
 /// the Via and where it ends (`end`, or the `,` before the next value). `None` for anything
 /// else, which the general path (split at commas, then [`parse_via`]) reads; on what this
 /// accepts the two agree (a property test checks).
@@ -103,13 +104,66 @@ pub fn plain_via(buf: &[u8], start: usize, end: usize) -> Option<(Via, usize)> {
         via.port = Some(port);
         i = pe;
     }
-    let mut bad = false;
-    let stop = plain_params(buf, i, end, |p| bad |= !via.take_param(buf, p))?;
-    if bad || (stop < end && buf[stop] != b',') {
-        return None;
-    }
+    let stop = plain_via_params(buf, i, end, &mut via)?;
     via.value = Span::new(start, stop);
     Some((via, stop))
+}
+
+/// The `;name[=value]` parameters of a plain Via from `i` on: the three routing reads found by
+/// their spelling, others by a token run; a value runs to the next `;` or `,`. Where they stop
+/// (`end` or a `,`); `None` at anything the general reader must judge (blanks, quotes, angle
+/// brackets, an empty name, an rport that is not a port).
+#[inline(always)]
+fn plain_via_params(buf: &[u8], mut i: usize, end: usize, via: &mut Via) -> Option<usize> {
+    const BRANCH: Pattern<1> = Pattern::new(b";branch=");
+    const RECEIVED: Pattern<2> = Pattern::new(b";received=");
+    const RPORT: Pattern<1> = Pattern::new(b";rport");
+    let value_end = |vs: usize| find_stop(buf, vs, end, *b";,\"<>");
+    while i < end {
+        if buf[i] != b';' {
+            return (buf[i] == b',').then_some(i);
+        }
+        if BRANCH.within(buf, i, end) {
+            let vs = i + BRANCH.len;
+            i = value_end(vs);
+            via.branch = Some(Span::new(vs, i));
+        } else if RECEIVED.within(buf, i, end) {
+            let vs = i + RECEIVED.len;
+            i = value_end(vs);
+            via.received = Some(Span::new(vs, i));
+        } else if RPORT.within(buf, i, end)
+            && (i + RPORT.len == end || matches!(buf[i + RPORT.len], b'=' | b';' | b','))
+        {
+            let mut e = i + RPORT.len;
+            via.rport = Some(None);
+            if e < end && buf[e] == b'=' {
+                let (port, pe) = plain_port(buf, e + 1, end)?;
+                via.rport = Some(Some(port));
+                e = pe;
+            }
+            via.rport_param = Some(Span::new(i + 1, e));
+            i = e;
+        } else {
+            let ns = i + 1;
+            let ne = skip_class(buf, ns, end, TOKEN);
+            let name = &buf[ns..ne];
+            // Empty, or one of the three spelled where a pattern could not look (the end of
+            // the datagram): the general reader.
+            if name.is_empty()
+                || [&b"branch"[..], b"received", b"rport"]
+                    .iter()
+                    .any(|n| name.eq_ignore_ascii_case(n))
+            {
+                return None;
+            }
+            i = if ne < end && buf[ne] == b'=' {
+                value_end(ne + 1)
+            } else {
+                ne
+            };
+        }
+    }
+    Some(i)
 }
 
 /// Parses one Via value in `buf[start..end]` (already split at commas). `None` if malformed.

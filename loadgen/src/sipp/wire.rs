@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use sipdispatch::sip::header::{self, Next};
+use sipdispatch::sip::header;
 use sipdispatch::sip::{Message, Scanned, scan};
 
 pub fn ip_text(a: SocketAddr) -> String {
@@ -44,15 +44,13 @@ pub fn last_header(msg: &[u8], name: &str, out: &mut Vec<u8>) {
     let compact = compact_of(name);
     // Two passes over the headers rather than a list of them: no allocation per message.
     let each = |f: &mut dyn FnMut(header::Line, bool)| {
-        let mut pos = first;
-        while let Ok(Next::Header(h)) = header::next(msg, pos) {
+        for h in header::lines(msg, first) {
             let n = &msg[h.name.0..h.name.1];
             if n.eq_ignore_ascii_case(name.as_bytes()) {
                 f(h, true);
             } else if compact.is_some_and(|c| n.eq_ignore_ascii_case(c.as_bytes())) {
                 f(h, false);
             }
-            pos = h.line.1;
         }
     };
     let mut any_full = false;
@@ -95,11 +93,8 @@ impl HeaderIndex {
         let Some(first) = msg.iter().position(|&b| b == b'\n').map(|p| p + 1) else {
             return ix;
         };
-        let mut pos = first;
-        while !ix.overflow
-            && let Ok(Next::Header(h)) = header::next(msg, pos)
-        {
-            if ix.n == INDEXED {
+        for h in header::lines(msg, first) {
+            if ix.overflow || ix.n == INDEXED {
                 ix.overflow = true;
                 break;
             }
@@ -110,7 +105,6 @@ impl HeaderIndex {
                 h.value.1 as u32,
             );
             ix.n += 1;
-            pos = h.line.1;
         }
         ix
     }
@@ -149,8 +143,8 @@ impl HeaderIndex {
 
 /// The `branch` parameter of a message's top Via.
 pub fn top_branch(msg: &[u8]) -> Option<&[u8]> {
-    let mut pos = msg.iter().position(|&b| b == b'\n')? + 1;
-    while let Ok(Next::Header(h)) = header::next(msg, pos) {
+    let first = msg.iter().position(|&b| b == b'\n')? + 1;
+    for h in header::lines(msg, first) {
         let n = &msg[h.name.0..h.name.1];
         if n.eq_ignore_ascii_case(b"Via") || n.eq_ignore_ascii_case(b"v") {
             let v = &msg[h.value.0..h.value.1];
@@ -166,7 +160,6 @@ pub fn top_branch(msg: &[u8]) -> Option<&[u8]> {
                 .unwrap_or(rest.len());
             return Some(&rest[..end]);
         }
-        pos = h.line.1;
     }
     None
 }
