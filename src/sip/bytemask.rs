@@ -94,6 +94,58 @@ pub(crate) fn find_stop<const N: usize>(s: &[u8], from: usize, end: usize, set: 
     i.min(end)
 }
 
+/// Offset of the first byte in `s[from..end]` that is not an RFC 3261 token byte, or `end`.
+/// Sixteen bytes a step where sixteen are readable.
+#[inline(always)]
+pub(crate) fn skip_token(s: &[u8], from: usize, end: usize) -> usize {
+    let end = end.min(s.len());
+    let mut i = from;
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while i < end
+        && let Some(chunk) = s.get(i..i + 16)
+    {
+        let other = !token_mask16(chunk.try_into().unwrap_or(&[0; 16]));
+        if other != 0 {
+            return (i + other.trailing_zeros() as usize).min(end);
+        }
+        i += 16;
+    }
+    while i < end && super::lex::is_token(s[i]) {
+        i += 1;
+    }
+    i.min(end)
+}
+
+/// Bit `i` set where `chunk[i]` is a token byte: printable ASCII but for
+/// `"#$&(),/:;<=>?@[\]^{|}`, as ranges and single bytes compared sixteen at a time.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn token_mask16(chunk: &[u8; 16]) -> u16 {
+    use safe_arch::{
+        add_i8_m128i, bitandnot_m128i, cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i,
+        load_unaligned_m128i, m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+    };
+    let x = load_unaligned_m128i(chunk);
+    // `lo..=hi` by one wrapping add and one signed compare.
+    let within = |lo: u8, hi: u8| -> m128i {
+        let shifted = add_i8_m128i(x, set_splat_i8_m128i(0x80u8.wrapping_sub(lo) as i8));
+        cmp_lt_mask_i8_m128i(
+            shifted,
+            set_splat_i8_m128i(0x80u8.wrapping_add(hi - lo + 1) as i8),
+        )
+    };
+    let is = |b: u8| cmp_eq_mask_i8_m128i(x, set_splat_i8_m128i(b as i8));
+    let other = within(b'"', b'$')
+        | within(b'(', b')')
+        | within(b':', b'@')
+        | within(b'[', b'^')
+        | within(b'{', b'}')
+        | is(b'&')
+        | is(b',')
+        | is(b'/');
+    move_mask_i8_m128i(bitandnot_m128i(other, within(0x21, 0x7e))) as u16
+}
+
 /// The line feeds of a datagram, found a window at a time as the scan moves forward.
 pub(crate) struct LineFeeds {
     base: usize,
@@ -170,6 +222,24 @@ mod tests {
                     .position(|&b| b <= b' ' || b";\"<>".contains(&b))
                     .map_or(end, |p| from + p);
                 assert_eq!(find_stop(s, from, end, *b";\"<>"), want, "{from}..{end}");
+            }
+        }
+    }
+
+    #[test]
+    fn token_runs_match_the_byte_class() {
+        for b in 0..=255u8 {
+            let mut s = [b'a'; 40];
+            for at in [0, 5, 15, 16, 17, 31, 39] {
+                s[at] = b;
+                let want = if super::super::lex::is_token(b) {
+                    40
+                } else {
+                    at
+                };
+                assert_eq!(skip_token(&s, 0, 40), want, "byte {b:#x} at {at}");
+                assert_eq!(skip_token(&s, 0, 3), want.min(3));
+                s[at] = b'a';
             }
         }
     }

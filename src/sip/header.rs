@@ -3,8 +3,8 @@
 //! compact, in any case. Values stay raw; other modules parse them.
 #![forbid(unsafe_code)]
 
-use super::bytemask::LineFeeds;
-use super::lex::{Pattern, TOKEN, is_lws, is_token, skip_class, trim};
+use super::bytemask::{LineFeeds, skip_token};
+use super::lex::{Pattern, is_lws, is_token, trim};
 
 /// The headers sipdispatch looks at; everything else is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,39 +124,70 @@ pub fn lines(buf: &[u8], mut pos: usize) -> impl Iterator<Item = Line> + '_ {
 /// checks).
 #[inline(always)]
 pub(crate) fn plain_line(buf: &[u8], pos: usize, lfs: &mut LineFeeds) -> Option<Line> {
+    let skim = skim(buf, pos, lfs)?;
+    Some(Line {
+        name: (pos, skim.colon),
+        value: plain_value(buf, &skim)?,
+        line: (pos, skim.lf + 1),
+        kind: skim.kind,
+    })
+}
+
+/// A header line in its plain shape, before its value is looked at: what the name is, where
+/// its colon and its line feed are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Skim {
+    pub kind: Name,
+    pub colon: usize,
+    pub lf: usize,
+}
+
+/// The first half of [`plain_line`]: a token name right before the colon, and a line end that
+/// no continuation line follows. Enough for a header the scan ignores: for those, [`any_line`]
+/// would give the same name and the same line end whatever the value holds.
+#[inline(always)]
+pub(crate) fn skim(buf: &[u8], pos: usize, lfs: &mut LineFeeds) -> Option<Skim> {
     let (kind, colon) = match known_name(buf, pos) {
         Some(k) => k,
         None => {
-            let e = skip_class(buf, pos, buf.len(), TOKEN);
-            (Name::classify(buf.get(pos..e)?), e)
+            let e = skip_token(buf, pos, buf.len());
+            // `known_name` misses a name it knows only where its patterns cannot read enough.
+            let kind = if pos + KNOWN_NAME_READS <= buf.len() {
+                Name::Other
+            } else {
+                Name::classify(buf.get(pos..e)?)
+            };
+            (kind, e)
         }
     };
     if colon == pos || buf.get(colon) != Some(&b':') {
         return None;
     }
-    let vs = colon + 1 + usize::from(buf.get(colon + 1) == Some(&b' '));
-    let lf = lfs.next(buf, vs)?;
-    let ve = lf - 1;
-    // A bare LF, an empty value, blanks at either end of it, or a continuation line next: the
-    // general reader.
-    if buf[ve] != b'\r'
-        || ve <= vs
-        || is_lws(buf[vs])
-        || is_lws(buf[ve - 1])
-        || matches!(buf.get(lf + 1), Some(b' ' | b'\t'))
-    {
+    let lf = lfs.next(buf, colon + 1)?;
+    if matches!(buf.get(lf + 1), Some(b' ' | b'\t')) {
         return None;
     }
-    Some(Line {
-        name: (pos, colon),
-        value: (vs, ve),
-        line: (pos, lf + 1),
-        kind,
-    })
+    Some(Skim { kind, colon, lf })
 }
 
-/// The names routing reads on every message, in their usual spelling (any case) with the colon
-/// right after them: the name and where it ends. Other names go through the token loop.
+/// The second half of [`plain_line`]: the value, unless the line ends in a bare LF or the
+/// value is empty or has blanks to trim (the general reader's cases).
+#[inline(always)]
+pub(crate) fn plain_value(buf: &[u8], skim: &Skim) -> Option<(usize, usize)> {
+    let vs = skim.colon + 1 + usize::from(buf.get(skim.colon + 1) == Some(&b' '));
+    let ve = skim.lf - 1;
+    if buf[ve] != b'\r' || ve <= vs || is_lws(buf[vs]) || is_lws(buf[ve - 1]) {
+        return None;
+    }
+    Some((vs, ve))
+}
+
+/// Bytes from a line's start that [`known_name`]'s longest pattern reads.
+const KNOWN_NAME_READS: usize = 24;
+
+/// Every name [`Name::classify`] knows, in its usual spelling (any case) with the colon right
+/// after it: the name and where it ends. `None` for any other name, and near the end of the
+/// datagram (fewer than [`KNOWN_NAME_READS`] bytes) possibly for a known one.
 #[inline(always)]
 fn known_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
     const VIA: Pattern<1> = Pattern::new(b"via:");
@@ -169,6 +200,9 @@ fn known_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
     const MAX_FORWARDS: Pattern<2> = Pattern::new(b"max-forwards:");
     const ROUTE: Pattern<1> = Pattern::new(b"route:");
     const RECORD_ROUTE: Pattern<2> = Pattern::new(b"record-route:");
+    const AUTHORIZATION: Pattern<2> = Pattern::new(b"authorization:");
+    const PROXY_AUTHORIZATION: Pattern<3> = Pattern::new(b"proxy-authorization:");
+    const PROXY_REQUIRE: Pattern<2> = Pattern::new(b"proxy-require:");
     let b = *buf.get(pos)?;
     if buf.get(pos + 1) == Some(&b':') {
         // Compact forms, and other one-letter names.
@@ -185,6 +219,11 @@ fn known_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
         b'm' if MAX_FORWARDS.at(buf, pos) => (Name::MaxForwards, MAX_FORWARDS.len),
         b'r' if ROUTE.at(buf, pos) => (Name::Route, ROUTE.len),
         b'r' if RECORD_ROUTE.at(buf, pos) => (Name::RecordRoute, RECORD_ROUTE.len),
+        b'a' if AUTHORIZATION.at(buf, pos) => (Name::Authorization, AUTHORIZATION.len),
+        b'p' if PROXY_AUTHORIZATION.at(buf, pos) => {
+            (Name::ProxyAuthorization, PROXY_AUTHORIZATION.len)
+        }
+        b'p' if PROXY_REQUIRE.at(buf, pos) => (Name::ProxyRequire, PROXY_REQUIRE.len),
         _ => return None,
     };
     // The patterns end with the colon.

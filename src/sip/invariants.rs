@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 
 use super::bytemask::LineFeeds;
-use super::header::{Next, any_line, plain_line};
+use super::header::{Next, any_line, plain_line, skim};
 use super::lex::{find_unquoted, trim};
 use super::proxy::{Identity, RequestPlan, plan_request, write_request, write_response};
 use super::reply::{Extra, write_reply};
@@ -80,6 +80,12 @@ fn plain_readers_agree(data: &[u8]) -> Result<(), String> {
             && general != Ok(Next::Header(line))
         {
             return Err(format!("line at {pos}: {line:?} vs {general:?}"));
+        }
+        // What the scan keeps of a line it skims: the kind and the line end.
+        if let Some(sk) = skim(data, pos, &mut LineFeeds::new(data, pos))
+            && !matches!(general, Ok(Next::Header(l)) if l.kind == sk.kind && l.line.1 == sk.lf + 1)
+        {
+            return Err(format!("skimmed line at {pos}: {sk:?} vs {general:?}"));
         }
         let Ok(Next::Header(line)) = general else {
             continue;

@@ -3,6 +3,8 @@
 //! Everything works on `&[u8]` and returns offsets; nothing here knows header semantics.
 #![forbid(unsafe_code)]
 
+use super::bytemask::skip_token;
+
 /// Byte classes, looked up in one table instead of chains of comparisons on the hot path.
 pub(crate) const TOKEN: u8 = 1;
 pub(crate) const LWS: u8 = 2;
@@ -187,7 +189,7 @@ pub(crate) fn plain_params(
 ) -> Option<usize> {
     while i < end && s[i] == b';' {
         let ns = i + 1;
-        let ne = skip_class(s, ns, end, TOKEN);
+        let ne = skip_token(s, ns, end);
         if ne == ns {
             return None;
         }

@@ -9,7 +9,7 @@ use super::bytemask::LineFeeds;
 use super::fields::{
     cseq_value, digest_username, party, plain_via_line, route_entries, uri, via_elements,
 };
-use super::header::{self, LineError, Name, Next};
+use super::header::{self, Line, LineError, Name, Next};
 use super::lex::{is_token, parse_u32};
 use super::uri::{Party, Uri};
 use super::via::Via;
@@ -331,20 +331,33 @@ fn headers<const PLAIN: bool>(
     let mut pos = headers_start;
     let mut lfs = LineFeeds::new(buf, pos);
     let (headers_end, body_start) = loop {
-        let plain = if PLAIN {
-            header::plain_line(buf, pos, &mut lfs)
+        let skim = if PLAIN {
+            header::skim(buf, pos, &mut lfs)
         } else {
             None
         };
-        let line = match plain {
-            Some(h) => Ok(Next::Header(h)),
-            None => header::any_line(buf, pos),
+        let plain = match skim {
+            // A header the scan ignores: only where it ends matters.
+            Some(s) if s.kind == Name::Other => {
+                pos = s.lf + 1;
+                continue;
+            }
+            Some(s) => header::plain_value(buf, &s).map(|value| Line {
+                name: (pos, s.colon),
+                value,
+                line: (pos, s.lf + 1),
+                kind: s.kind,
+            }),
+            None => None,
         };
-        let h = match line {
-            Ok(Next::Header(h)) => h,
-            Ok(Next::End { body }) => break (pos, body),
-            Err(LineError::NoColon) => return Err(ScanError::HeaderWithoutColon),
-            Err(LineError::BadName) => return Err(ScanError::BadHeaderName),
+        let h = match plain {
+            Some(h) => h,
+            None => match header::any_line(buf, pos) {
+                Ok(Next::Header(h)) => h,
+                Ok(Next::End { body }) => break (pos, body),
+                Err(LineError::NoColon) => return Err(ScanError::HeaderWithoutColon),
+                Err(LineError::BadName) => return Err(ScanError::BadHeaderName),
+            },
         };
         pos = h.line.1;
         let value = h.value;

@@ -4,10 +4,10 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
-use super::bytemask::find_stop;
+use super::bytemask::{find_stop, skip_token};
 use super::lex::{
-    CLASS, DISPLAY, Pattern, TOKEN, URI_SPECIAL, for_each_param, is_lws, parse_u32, plain_params,
-    plain_port, quoted_end, skip_class, trim,
+    CLASS, DISPLAY, Pattern, URI_SPECIAL, for_each_param, is_lws, parse_u32, plain_params,
+    plain_port, quoted_end, trim,
 };
 
 /// URI scheme. Schemes other than these are kept opaque (RFC 4475 `unksm2`).
@@ -63,7 +63,7 @@ pub fn plain_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
     let rest = start + 4;
     let mut hs = rest;
     let mut user = None;
-    let first = skip_class(buf, rest, end, TOKEN);
+    let first = skip_token(buf, rest, end);
     if first < end && buf[first] == b'@' {
         if first == rest {
             return None;
@@ -71,7 +71,7 @@ pub fn plain_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
         user = Some(Span::new(rest, first));
         hs = first + 1;
     }
-    let he = skip_class(buf, hs, end, TOKEN);
+    let he = skip_token(buf, hs, end);
     if he == hs {
         return None;
     }

@@ -3,11 +3,8 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
-use super::bytemask::find_stop;
-use super::lex::{
-    Param, Pattern, TOKEN, for_each_param, is_lws, is_token, parse_u32, plain_port, skip_class,
-    trim,
-};
+use super::bytemask::{find_stop, skip_token};
+use super::lex::{Param, Pattern, for_each_param, is_lws, is_token, parse_u32, plain_port, trim};
 
 /// The parts of a Via value routing needs, as ranges of the datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,12 +76,12 @@ pub fn plain_via(buf: &[u8], start: usize, end: usize) -> Option<(Via, usize)> {
         return None;
     }
     let ts = start + 8;
-    let te = skip_class(buf, ts, end, TOKEN);
+    let te = skip_token(buf, ts, end);
     if te == ts || te >= end || buf[te] != b' ' {
         return None;
     }
     let hs = te + 1;
-    let he = skip_class(buf, hs, end, TOKEN);
+    let he = skip_token(buf, hs, end);
     if he == hs {
         return None;
     }
@@ -145,7 +142,7 @@ fn plain_via_params(buf: &[u8], mut i: usize, end: usize, via: &mut Via) -> Opti
             i = e;
         } else {
             let ns = i + 1;
-            let ne = skip_class(buf, ns, end, TOKEN);
+            let ne = skip_token(buf, ns, end);
             let name = &buf[ns..ne];
             // Empty, or one of the three spelled where a pattern could not look (the end of
             // the datagram): the general reader.
