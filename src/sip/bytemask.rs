@@ -64,20 +64,40 @@ fn words_mask(w: &[u8; WINDOW], byte: u8) -> u64 {
 /// one of `set`, or `end`: where a plain value stops. Sixteen bytes a step.
 #[inline(always)]
 pub(crate) fn find_stop<const N: usize>(s: &[u8], from: usize, end: usize, set: [u8; N]) -> usize {
+    first_of::<N, true>(s, from, end, set)
+}
+
+/// Offset of the first byte in `s[from..end]` that is one of `set`, or `end`.
+#[inline(always)]
+pub(crate) fn find_any<const N: usize>(s: &[u8], from: usize, end: usize, set: [u8; N]) -> usize {
+    first_of::<N, false>(s, from, end, set)
+}
+
+#[inline(always)]
+fn first_of<const N: usize, const CONTROL: bool>(
+    s: &[u8],
+    from: usize,
+    end: usize,
+    set: [u8; N],
+) -> usize {
     let end = end.min(s.len());
     let mut i = from;
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         use safe_arch::{
             cmp_eq_mask_i8_m128i, load_unaligned_m128i, min_u8_m128i, move_mask_i8_m128i,
-            set_splat_i8_m128i,
+            set_splat_i8_m128i, zeroed_m128i,
         };
         let space = set_splat_i8_m128i(0x20);
         while i < end
             && let Some(chunk) = s.get(i..i + 16)
         {
             let x = load_unaligned_m128i(chunk.try_into().unwrap_or(&[0; 16]));
-            let mut hit = cmp_eq_mask_i8_m128i(min_u8_m128i(x, space), x);
+            let mut hit = if CONTROL {
+                cmp_eq_mask_i8_m128i(min_u8_m128i(x, space), x)
+            } else {
+                zeroed_m128i()
+            };
             for b in set {
                 hit |= cmp_eq_mask_i8_m128i(x, set_splat_i8_m128i(b as i8));
             }
@@ -88,7 +108,7 @@ pub(crate) fn find_stop<const N: usize>(s: &[u8], from: usize, end: usize, set: 
             i += 16;
         }
     }
-    while i < end && s[i] > b' ' && !set.contains(&s[i]) {
+    while i < end && !(CONTROL && s[i] <= b' ') && !set.contains(&s[i]) {
         i += 1;
     }
     i.min(end)
@@ -222,6 +242,11 @@ mod tests {
                     .position(|&b| b <= b' ' || b";\"<>".contains(&b))
                     .map_or(end, |p| from + p);
                 assert_eq!(find_stop(s, from, end, *b";\"<>"), want, "{from}..{end}");
+                let want = s[from..end]
+                    .iter()
+                    .position(|&b| b";\"<>".contains(&b))
+                    .map_or(end, |p| from + p);
+                assert_eq!(find_any(s, from, end, *b";\"<>"), want, "{from}..{end}");
             }
         }
     }

@@ -5,10 +5,11 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
+use super::bytemask::find_any;
 use super::header;
 use super::lex::{find_unquoted, is_lws, is_token, trim};
 use super::scan::{Entries, HeaderPos, ScanError};
-use super::uri::{Party, Uri, general_party, general_uri, parse_party, parse_uri};
+use super::uri::{Party, Uri, general_party, general_uri, parse_party, parse_uri, plain_party};
 use super::via::{Via, general_via, parse_via, plain_via};
 
 pub(super) fn party<const PLAIN: bool>(buf: &[u8], start: usize, end: usize) -> Option<Party> {
@@ -47,8 +48,7 @@ pub(super) fn plain_via_line(
     via_count: &mut u16,
 ) -> Option<(usize, usize, u16)> {
     let (start, end) = (hp.value.start(), hp.value.end());
-    let one_value =
-        |s: usize, e: usize| s < e && memchr::memchr3(b',', b'"', b'<', &buf[s..e]).is_none();
+    let one_value = |s: usize, e: usize| s < e && find_any(buf, s, e, *b",\"<") == e;
     if via.is_some() {
         if !one_value(start, end) {
             return Some((start, end, 0));
@@ -155,11 +155,14 @@ pub(super) fn route_entries<const PLAIN: bool>(
     if first {
         entries.first_header = hp;
     }
-    if PLAIN && memchr::memchr2(b',', b'"', hp.value.of(buf)).is_none() {
-        // One entry, the whole (trimmed) value.
-        if !route_entry::<PLAIN>(buf, hp.value.start(), hp.value.end()) {
-            return Err(ScanError::BadHeader(name));
-        }
+    // One entry, the whole value, in its plain shape. From the URI on, a comma would start
+    // another entry and a quote would change where the splitter sees commas: both are left
+    // to it.
+    if PLAIN
+        && let Some(p) = plain_party(buf, hp.value.start(), hp.value.end())
+        && find_any(buf, p.uri.start(), hp.value.end(), *b",\"") == hp.value.end()
+        && parse_uri(buf, p.uri.start(), p.uri.end()).is_some()
+    {
         entries.push(hp.value);
         if first {
             entries.in_first_header = 1;

@@ -161,18 +161,27 @@ pub(crate) fn skip_class(s: &[u8], mut i: usize, end: usize, class: u8) -> usize
     i
 }
 
-/// The port in `s[from..end]` (after a `:`) in its plain shape, six digits at most, and where
-/// it ends. `None` for no digits, or a value over 65535 (then the general reader, which
-/// accepts leading zeros, judges).
+/// The port in `s[from..end]` (after a `:`) in its plain shape, five digits at most, and where
+/// it ends. `None` for no digits, or a value over 65535; a sixth digit is left where the port
+/// ends, for the caller to refuse (then the general reader, which accepts leading zeros,
+/// judges).
 #[inline]
 pub(crate) fn plain_port(s: &[u8], from: usize, end: usize) -> Option<(u16, usize)> {
-    let digits = s[from..end]
-        .iter()
-        .take(6)
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    let port = parse_u32(&s[from..from + digits]).filter(|&p| p <= 65535)?;
-    Some((port as u16, from + digits))
+    let stop = end.min(s.len()).min(from + 5);
+    let mut i = from;
+    let mut port: u32 = 0;
+    while i < stop {
+        let d = s[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        port = port * 10 + u32::from(d);
+        i += 1;
+    }
+    if i == from || port > 65535 {
+        return None;
+    }
+    Some((port as u16, i))
 }
 
 /// Reads `;name[=value]` parameters from `i` (at a `;`) while they have the plain shape: a
@@ -238,10 +247,11 @@ pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
 pub(crate) fn quoted_end(s: &[u8], start: usize, end: usize) -> Option<usize> {
     let mut i = start + 1;
     while i < end {
-        match s[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+        i = super::bytemask::find_any(s, i, end, *b"\"\\");
+        match s.get(i) {
+            Some(b'\\') if i < end => i += 2,
+            Some(b'"') if i < end => return Some(i + 1),
+            _ => return None,
         }
     }
     None

@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
-use super::bytemask::LineFeeds;
+use super::bytemask::{LineFeeds, find_any};
 use super::fields::{
     cseq_value, digest_username, party, plain_via_line, route_entries, uri, via_elements,
 };
@@ -232,7 +232,9 @@ fn scan_with<const PLAIN: bool>(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
     if buf.len() > MAX_DATAGRAM {
         return Err(ScanError::TooLarge);
     }
-    let line_end = memchr::memchr(b'\n', buf).ok_or(ScanError::BadStartLine)?;
+    // One line-feed cursor for the whole message, start line included.
+    let mut lfs = LineFeeds::new(buf, 0);
+    let line_end = lfs.next(buf, 0).ok_or(ScanError::BadStartLine)?;
     let text_end = if line_end > 0 && buf[line_end - 1] == b'\r' {
         line_end - 1
     } else {
@@ -243,12 +245,16 @@ fn scan_with<const PLAIN: bool>(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
         buf,
         start,
         line_end + 1,
+        lfs,
     )?))
 }
 
 fn start_line<const PLAIN: bool>(buf: &[u8], end: usize) -> Result<StartLine, ScanError> {
     let line = &buf[..end];
-    let sp1 = memchr::memchr(b' ', line).ok_or(ScanError::BadStartLine)?;
+    let sp1 = find_any(line, 0, end, *b" ");
+    if sp1 == end {
+        return Err(ScanError::BadStartLine);
+    }
     if line.starts_with(b"SIP/") {
         if &line[..sp1] != b"SIP/2.0" {
             return Err(ScanError::BadVersion);
@@ -272,7 +278,11 @@ fn start_line<const PLAIN: bool>(buf: &[u8], end: usize) -> Result<StartLine, Sc
     }
     // Request-Line = Method SP Request-URI SP SIP-Version, single spaces, no LWS in the URI
     // (RFC 4475 lwsstart, lwsruri, trws).
-    let sp2 = memchr::memrchr(b' ', line).ok_or(ScanError::BadStartLine)?;
+    // The last space: where the version starts, nearly always eight bytes from the end.
+    let sp2 = match line.len().checked_sub(8) {
+        Some(at) if line[at] == b' ' && line[at + 1..].eq_ignore_ascii_case(b"SIP/2.0") => at,
+        _ => memchr::memrchr(b' ', line).ok_or(ScanError::BadStartLine)?,
+    };
     if sp2 == sp1 || !line[..sp1].iter().all(|&b| is_token(b)) || sp1 == 0 {
         return Err(ScanError::BadStartLine);
     }
@@ -312,6 +322,7 @@ fn headers<const PLAIN: bool>(
     buf: &[u8],
     start: StartLine,
     headers_start: usize,
+    mut lfs: LineFeeds,
 ) -> Result<Message<'_>, ScanError> {
     let mut call_id = None;
     let mut from = None;
@@ -329,7 +340,6 @@ fn headers<const PLAIN: bool>(
     let mut proxy_require = None;
 
     let mut pos = headers_start;
-    let mut lfs = LineFeeds::new(buf, pos);
     let (headers_end, body_start) = loop {
         let skim = if PLAIN {
             header::skim(buf, pos, &mut lfs)

@@ -71,7 +71,11 @@ pub fn plain_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
         user = Some(Span::new(rest, first));
         hs = first + 1;
     }
-    let he = skip_token(buf, hs, end);
+    let he = if user.is_some() {
+        skip_token(buf, hs, end)
+    } else {
+        first
+    };
     if he == hs {
         return None;
     }
@@ -95,10 +99,7 @@ pub fn plain_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
             return None;
         }
         // Parameters: anything but the bytes that would change how the URI splits.
-        if buf[i + 1..end]
-            .iter()
-            .any(|&b| CLASS[usize::from(b)] & URI_SPECIAL != 0 && b != b';' && b != b':')
-        {
+        if find_stop(buf, i + 1, end, *b"@?[]<>") != end {
             return None;
         }
         uri.params = Span::new(i + 1, end);
