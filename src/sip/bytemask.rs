@@ -121,19 +121,58 @@ pub(crate) fn skip_token(s: &[u8], from: usize, end: usize) -> usize {
     let end = end.min(s.len());
     let mut i = from;
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    while i < end
-        && let Some(chunk) = s.get(i..i + 16)
     {
-        let other = !token_mask16(chunk.try_into().unwrap_or(&[0; 16]));
-        if other != 0 {
-            return (i + other.trailing_zeros() as usize).min(end);
+        // Names, hosts, transports and branches are letters, digits, `-` and `.`: a class
+        // three compares find; the full token class runs only past another byte.
+        let mut full = false;
+        while i < end
+            && let Some(chunk) = s.get(i..i + 16)
+        {
+            let chunk: &[u8; 16] = chunk.try_into().unwrap_or(&[0; 16]);
+            let other = !if full {
+                token_mask16(chunk)
+            } else {
+                name_mask16(chunk)
+            };
+            if other != 0 {
+                let at = i + other.trailing_zeros() as usize;
+                if full || at >= end || !super::lex::is_token(s[at]) {
+                    return at.min(end);
+                }
+                full = true;
+                i = at;
+                continue;
+            }
+            i += 16;
         }
-        i += 16;
     }
     while i < end && super::lex::is_token(s[i]) {
         i += 1;
     }
     i.min(end)
+}
+
+/// Bit `i` set where `chunk[i]` is a letter, a digit, `-` or `.`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn name_mask16(chunk: &[u8; 16]) -> u16 {
+    use safe_arch::{
+        add_i8_m128i, cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, load_unaligned_m128i,
+        move_mask_i8_m128i, set_splat_i8_m128i,
+    };
+    let x = load_unaligned_m128i(chunk);
+    let letter = {
+        let folded = x | set_splat_i8_m128i(0x20);
+        let shifted = add_i8_m128i(folded, set_splat_i8_m128i(0x80u8.wrapping_sub(b'a') as i8));
+        cmp_lt_mask_i8_m128i(shifted, set_splat_i8_m128i((0x80u8 + 26) as i8))
+    };
+    // `-`, `.` and the digits are 0x2d..=0x39 but for `/`.
+    let digit_dot_dash = {
+        let shifted = add_i8_m128i(x, set_splat_i8_m128i(0x80u8.wrapping_sub(b'-') as i8));
+        cmp_lt_mask_i8_m128i(shifted, set_splat_i8_m128i((0x80u8 + 13) as i8))
+    };
+    let slash = cmp_eq_mask_i8_m128i(x, set_splat_i8_m128i(b'/' as i8));
+    move_mask_i8_m128i(safe_arch::bitandnot_m128i(slash, letter | digit_dot_dash)) as u16
 }
 
 /// Bit `i` set where `chunk[i]` is a token byte: printable ASCII but for
