@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
-use super::bytemask::find_any;
+use super::bytemask::{find_any, skip_token};
 use super::header;
 use super::lex::{find_unquoted, is_lws, is_token, trim};
 use super::scan::{Entries, HeaderPos, ScanError};
@@ -122,24 +122,29 @@ pub(super) fn via_elements<const PLAIN: bool>(
 
 pub(super) fn cseq_value(buf: &[u8], value: (usize, usize)) -> Result<(u32, Span), ScanError> {
     const BAD: ScanError = ScanError::BadHeader("CSeq");
-    // The value is trimmed: digits, linear whitespace, a token method.
+    // The value is trimmed: digits, linear whitespace, a token method. Ten digits cannot
+    // overflow a u64; an eleventh is refused by the whitespace check that follows.
     let v = buf.get(value.0..value.1).ok_or(BAD)?;
-    let mut n: u32 = 0;
+    let mut n: u64 = 0;
     let mut k = 0;
-    while let Some(&d) = v.get(k)
-        && d.is_ascii_digit()
-    {
-        n = n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(u32::from(d - b'0')))
-            .ok_or(BAD)?;
+    for &b in v.iter().take(10) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        n = n * 10 + u64::from(d);
         k += 1;
     }
     let digits = k;
     while v.get(k).is_some_and(|&b| is_lws(b)) {
         k += 1;
     }
-    if digits == 0 || k == digits || k == v.len() || !v[k..].iter().all(|&b| is_token(b)) {
+    let n = u32::try_from(n).map_err(|_| BAD)?;
+    if digits == 0
+        || k == digits
+        || k == v.len()
+        || skip_token(buf, value.0 + k, value.1) != value.1
+    {
         return Err(BAD);
     }
     Ok((n, Span::new(value.0 + k, value.1)))

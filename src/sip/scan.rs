@@ -362,6 +362,7 @@ fn headers<const PLAIN: bool>(
         };
         let h = match plain {
             Some(h) => h,
+            None if PLAIN && buf.get(pos..pos + 2) == Some(b"\r\n") => break (pos, pos + 2),
             None => match header::any_line(buf, pos) {
                 Ok(Next::Header(h)) => h,
                 Ok(Next::End { body }) => break (pos, body),
