@@ -27,8 +27,8 @@ use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request, write_re
 use crate::sip::reply::{Extra, write_reply};
 use crate::sip::stun::{binding_response, is_stun};
 use crate::sip::uri::{Scheme, Uri};
-use crate::sip::verdict::{DropReason, Verdict, judge};
-use crate::sip::{Message, Method, StartLine};
+use crate::sip::verdict::{DropReason, Verdict, judge_scanned};
+use crate::sip::{Message, Method, StartLine, scan};
 
 /// How long a finished call stays routable for its last messages (RFC 3261 timer H, 64·T1).
 const LINGER_MS: u64 = 32_000;
@@ -308,7 +308,9 @@ impl Shard {
         if is_stun(data) {
             return ctx.stun(data, src, out);
         }
-        match judge(data, &shared.identity) {
+        // The scan stays in this frame; the verdict refers to it (no copy of the message).
+        let scanned = scan(data);
+        match judge_scanned(data, &scanned, &shared.identity) {
             Verdict::Keepalive => Counters::inc(&counters.keepalives),
             Verdict::Drop(DropReason::Malformed(_)) => counters.dropped(Dropped::Malformed),
             Verdict::Drop(DropReason::AckNotAnswered) => counters.dropped(Dropped::AckNotAnswered),
@@ -317,12 +319,12 @@ impl Shard {
                 if let (StartLine::Response { code, .. }, Some(d)) = (m.start, table.dest_at(src)) {
                     d.state.replied(code);
                 }
-                ctx.response(tracker, &mut fo, prober, &m, out)
+                ctx.response(tracker, &mut fo, prober, m, out)
             }
             Verdict::Request(m, _) if source != Source::Upstream && m.to.tag.is_none() => {
                 ctx.refuse(data, Dropped::UntrustedInitial, src, out)
             }
-            Verdict::Request(m, f) => ctx.request(tracker, &mut fo, cands, rng, src, &m, &f, out),
+            Verdict::Request(m, f) => ctx.request(tracker, &mut fo, cands, rng, src, m, &f, out),
         }
     }
 }
