@@ -154,6 +154,10 @@ pub struct RecvBatch {
     addrs: Vec<libc::sockaddr_storage>,
     bufs: Vec<u8>,
     size: usize,
+    /// Headers the last `recv` may have let the kernel write into: only these need resetting.
+    /// Rebuilding the whole batch on every call cost more than the rest of the receive path
+    /// (the loop mostly wakes for one or two datagrams).
+    filled: usize,
 }
 
 // SAFETY: the raw pointers inside the headers point into this struct's own heap buffers,
@@ -177,6 +181,7 @@ impl RecvBatch {
             addrs: vec![unsafe { MaybeUninit::zeroed().assume_init() }; batch],
             bufs: vec![0; batch * size],
             size,
+            filled: 0,
         };
         for i in 0..batch {
             b.iovs[i] = libc::iovec {
@@ -184,25 +189,30 @@ impl RecvBatch {
                 iov_base: unsafe { b.bufs.as_mut_ptr().add(i * size) }.cast(),
                 iov_len: size,
             };
+            // The pointers go into the vectors' heap buffers, which never move or grow, so
+            // they are set once here.
+            let h = &mut b.hdrs[i].msg_hdr;
+            h.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_iov = &mut b.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
         }
+        b.filled = batch;
         b
     }
 
     /// Receives up to a batch without blocking; returns how many arrived.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        for i in 0..self.hdrs.len() {
-            let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut self.iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
-            self.hdrs[i].msg_len = 0;
+        // The kernel writes only the lengths and flags of the entries it fills.
+        for hdr in &mut self.hdrs[..self.filled] {
+            hdr.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_hdr.msg_controllen = 0;
+            hdr.msg_hdr.msg_flags = 0;
+            hdr.msg_len = 0;
         }
-        // SAFETY: every header points at live, exclusively owned buffers of the stated sizes;
-        // the kernel writes at most `hdrs.len()` entries.
+        // SAFETY: every header points at live, exclusively owned buffers of the stated sizes
+        // (set in `new`, reset above where the kernel may have written); the kernel writes at
+        // most `hdrs.len()` entries.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -213,12 +223,15 @@ impl RecvBatch {
             )
         };
         if n < 0 {
+            // Whatever an error left behind is reset before the next call.
+            self.filled = self.hdrs.len();
             let e = io::Error::last_os_error();
             return match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(e),
             };
         }
+        self.filled = n as usize;
         Ok(n as usize)
     }
 
