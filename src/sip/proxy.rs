@@ -30,8 +30,10 @@ pub struct Identity {
     /// Every (host, port) that means "this proxy": listen addresses and the advertised one.
     /// Hosts are stored without IPv6 brackets, lowercase.
     pub own: Vec<(String, u16)>,
-    /// `host:port`, written into every forwarded request: made once, not per message.
-    hostport: String,
+    /// Our Via up to its branch value, and our Record-Route line: written into every forwarded
+    /// request, so made once, not per message from host and port.
+    via_prefix: String,
+    record_route: String,
 }
 
 impl Identity {
@@ -49,7 +51,8 @@ impl Identity {
             host: host.to_owned(),
             port,
             own,
-            hostport: format!("{host}:{port}"),
+            via_prefix: format!("Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK"),
+            record_route: format!("Record-Route: <sip:{host}:{port};lr>\r\n"),
         }
     }
 
@@ -267,17 +270,13 @@ pub fn write_request(
         match ins {
             Ins::None => {}
             Ins::Headers => {
-                o.put(b"Via: SIP/2.0/UDP ")?;
-                put_hostport(&mut o, me)?;
-                o.put(b";branch=z9hG4bK")?;
+                o.put(me.via_prefix.as_bytes())?;
                 o.put_hex64(
                     branch_hash(msg) ^ u64::from(fwd.fork).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 )?;
                 o.put(b"\r\n")?;
                 if record_route {
-                    o.put(b"Record-Route: <sip:")?;
-                    put_hostport(&mut o, me)?;
-                    o.put(b";lr>\r\n")?;
+                    o.put(me.record_route.as_bytes())?;
                 }
                 if !fwd.has_max_forwards {
                     o.put(b"Max-Forwards: ")?;
@@ -300,10 +299,6 @@ pub fn write_request(
     }
     o.put(&buf[pos..end])?;
     Ok(o.len())
-}
-
-fn put_hostport(o: &mut Out<'_>, me: &Identity) -> Result<(), Overflow> {
-    o.put(me.hostport.as_bytes())
 }
 
 /// Why a response is not forwarded.
