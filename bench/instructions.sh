@@ -5,6 +5,8 @@
 # removes start-up, shutdown and the work that goes with time rather than traffic (the tracker
 # sweep, timers).
 #   bench/instructions.sh [calls] [io]      (defaults: 2000 mmsg)
+# KEEP=path keeps the larger run's callgrind output as path, and each run's as path.CALLS
+# (compare the two with callgrind_annotate to see what grows with the traffic).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/sd_config.sh
@@ -18,11 +20,12 @@ sd_config 127.0.0.1:7200 127.0.0.1:7201 1 "$io" > "$tmp/cfg.toml"
 measure() { # $1 = calls, $2 = calls/s → prints "instructions forwarded"
   local calls=$1 rate=$2
   sipp -sn uas -i 127.0.0.1 -p 7201 -nostdin -bg -trace_stat -stf "$tmp/uas.csv" >/dev/null 2>&1 || true
-  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" target/release/sipdispatch --config "$tmp/cfg.toml" 2> "$tmp/vg.log" &
+  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "${CARGO_TARGET_DIR:-target}/release/sipdispatch" --config "$tmp/cfg.toml" 2> "$tmp/vg.log" &
   local vg=$!
   for _ in $(seq 50); do grep -q "sipdispatch running" "$tmp/vg.log" && break; sleep 0.2; done
   sipp -sn uac 127.0.0.1:7200 -i 127.0.0.1 -p 7202 -m "$calls" -r "$rate" -nostdin -timeout 120s >/dev/null 2>&1
   kill -INT $vg; wait $vg || true
+  if [ -n "${KEEP:-}" ]; then cp "$tmp/cg.out" "$KEEP.$calls"; fi
   pkill -f "sipp -sn uas -i 127.0.0.1 -p 7201" || true
   local ir fwd
   ir=$(sed -n 's/^summary: //p' "$tmp/cg.out")

@@ -97,7 +97,8 @@ pub struct Table {
     index: HashMap<DestId, (usize, usize), Keyed>,
     /// The first destination at each resolved address (for counting its replies), and every
     /// resolved IP (for telling who may send in-dialog requests).
-    by_addr: HashMap<SocketAddr, DestId, Keyed>,
+    /// Positions (set, destination), not ids: a reply's lookup then needs no second one.
+    by_addr: HashMap<SocketAddr, (usize, usize), Keyed>,
     by_ip: HashSet<IpAddr, Keyed>,
     next_id: u32,
 }
@@ -211,10 +212,12 @@ impl Table {
     fn index_addrs(&mut self) {
         self.by_addr.clear();
         self.by_ip.clear();
-        for d in self.sets.iter().flat_map(|s| s.dests.iter()) {
-            if let Some(a) = d.addr {
-                self.by_addr.entry(a).or_insert(d.id);
-                self.by_ip.insert(a.ip());
+        for (si, s) in self.sets.iter().enumerate() {
+            for (di, d) in s.dests.iter().enumerate() {
+                if let Some(a) = d.addr {
+                    self.by_addr.entry(a).or_insert((si, di));
+                    self.by_ip.insert(a.ip());
+                }
             }
         }
     }
@@ -223,10 +226,12 @@ impl Table {
     /// time) to the addresses that count as that destination for trust and reply counting;
     /// the one it is sent to stays its first.
     pub fn add_resolved(&mut self, mut all: impl FnMut(&Target) -> Vec<SocketAddr>) {
-        for d in self.sets.iter().flat_map(|s| s.dests.iter()) {
-            for a in all(&d.target) {
-                self.by_addr.entry(a).or_insert(d.id);
-                self.by_ip.insert(a.ip());
+        for (si, s) in self.sets.iter().enumerate() {
+            for (di, d) in s.dests.iter().enumerate() {
+                for a in all(&d.target) {
+                    self.by_addr.entry(a).or_insert((si, di));
+                    self.by_ip.insert(a.ip());
+                }
             }
         }
     }
@@ -238,7 +243,8 @@ impl Table {
 
     /// The destination at `addr` (the first, if several records share it).
     pub fn dest_at(&self, addr: SocketAddr) -> Option<&Destination> {
-        self.dest(*self.by_addr.get(&addr)?)
+        let &(s, d) = self.by_addr.get(&addr)?;
+        self.sets.get(s)?.dests.get(d)
     }
 
     pub fn set(&self, id: u32) -> Option<&Set> {

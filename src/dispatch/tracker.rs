@@ -272,21 +272,35 @@ impl Tracker {
     /// on every loop). Calls that still counted load are reported to `on_expired`.
     pub fn expire(&mut self, now: u64, max_work: usize, mut on_expired: impl FnMut(Entry)) {
         // Work counts slots passed; removals are bounded by the table size on top of it.
+        let budget = max_work.min(self.slots.len());
         let mut work = 0;
-        while work < max_work.min(self.slots.len()) {
-            let i = self.sweep;
-            let s = self.slots[i];
-            if s.key != 0 && s.expires <= now {
+        let mut i = self.sweep;
+        while work < budget {
+            // Most of the table is empty, and the sweep goes round all of it every few seconds
+            // whatever the traffic: runs of empty slots get the key test alone.
+            let run = (budget - work).min(self.slots.len() - i);
+            let empty = self.slots[i..i + run]
+                .iter()
+                .take_while(|s| s.key == 0)
+                .count();
+            work += empty;
+            i = (i + empty) & self.mask;
+            if empty == run {
+                continue;
+            }
+            let s = &self.slots[i];
+            if s.expires <= now {
                 if s.counted && s.state != CallState::Released {
                     on_expired(s.entry());
                 }
                 // Backward shift may move a later entry into `i`: look at `i` again.
                 self.remove_at(i);
             } else {
-                self.sweep = (i + 1) & self.mask;
+                i = (i + 1) & self.mask;
                 work += 1;
             }
         }
+        self.sweep = i;
     }
 
     /// Sweeps the whole table once.

@@ -71,7 +71,7 @@ impl Ctx<'_> {
         else {
             return false;
         };
-        let table = self.shared.table.load();
+        let table = self.table;
         let Some(set) = table.set(rec.set) else {
             return false;
         };
@@ -119,7 +119,7 @@ impl Ctx<'_> {
                 n += 1;
             }
         });
-        let table = self.shared.table.load();
+        let table = self.table;
         for &key in &due[..n] {
             let Some(rec) = fo.records.get(key).copied() else {
                 continue;
@@ -184,7 +184,7 @@ impl Ctx<'_> {
         if let Some(e) = tracker.lookup(rec.key, self.now_ms) {
             tracker.retarget(rec.key, dest.id, j);
             if e.counted {
-                let table = self.shared.table.load();
+                let table = self.table;
                 if let Some(old) = table.dest(e.dest) {
                     old.state.dec_load();
                 }

@@ -3,22 +3,21 @@
 //! Owns the shard's Call-ID tracker and counters; reads the shared destination table. No
 //! allocation and no lock per message.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use arc_swap::cache::Cache;
 
 use super::counters::{Counters, Dropped};
 use super::outbox::Outbox;
 use super::route::match_route;
 use crate::config::{NoDestination, Route};
 use crate::dispatch::tracker::{Begin, CallState, Tracker, call_key, shard_of};
-use crate::dispatch::{
-    Algorithm, Candidates, Destination, HeaderLookup, Keys, Rng, Table, UriKey, select,
-};
+use crate::dispatch::{Algorithm, Candidates, Destination, Keys, Rng, Table, select};
 use crate::engine::failover::Failover;
 use crate::engine::flood::{Admit, FloodConfig, Limiter};
 use crate::engine::trust::{Refusal, Source, Trust};
@@ -26,9 +25,8 @@ use crate::health::{Change, Prober};
 use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request, write_response};
 use crate::sip::reply::{Extra, write_reply};
 use crate::sip::stun::{binding_response, is_stun};
-use crate::sip::uri::{Scheme, Uri};
-use crate::sip::verdict::{DropReason, Verdict, judge};
-use crate::sip::{Message, Method, StartLine};
+use crate::sip::verdict::{DropReason, Verdict, judge_scanned};
+use crate::sip::{Message, Method, StartLine, scan};
 
 /// How long a finished call stays routable for its last messages (RFC 3261 timer H, 64·T1).
 const LINGER_MS: u64 = 32_000;
@@ -69,6 +67,7 @@ pub fn owner(data: &[u8], nshards: usize) -> usize {
 /// One shard's state.
 pub struct Shard {
     shared: Arc<Shared>,
+    table: Cache<TableOf, Arc<Table>>,
     tracker: Tracker,
     cands: Candidates,
     rng: Rng,
@@ -89,30 +88,6 @@ pub struct Shard {
     last_sweep_ms: u64,
 }
 
-struct Headers<'m, 'a>(&'m Message<'a>);
-
-impl HeaderLookup for Headers<'_, '_> {
-    fn header(&self, name: &[u8]) -> Option<&[u8]> {
-        self.0.header(name)
-    }
-}
-
-fn uri_key<'a>(buf: &'a [u8], u: &Uri) -> UriKey<'a> {
-    UriKey {
-        secure: u.scheme == Scheme::Sips,
-        user: u.user.map_or(&[][..], |s| s.of(buf)),
-        host: u.host.of(buf),
-        port: u.port,
-    }
-}
-
-/// The address of a Route URI whose host is an IP literal.
-fn route_addr(buf: &[u8], u: &Uri) -> Option<SocketAddr> {
-    let ip: IpAddr = std::str::from_utf8(u.host_bare(buf)).ok()?.parse().ok()?;
-    let default = if u.scheme == Scheme::Sips { 5061 } else { 5060 };
-    Some(SocketAddr::new(ip, u.port.unwrap_or(default)))
-}
-
 impl Shard {
     /// A shard with a tracker for `tracker_capacity` calls.
     pub fn new(shared: Arc<Shared>, index: usize, tracker_capacity: usize) -> Self {
@@ -126,6 +101,7 @@ impl Shard {
         let seed = (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
             ^ shared.epoch.elapsed().as_nanos() as u64;
         Self {
+            table: Cache::new(TableOf(Arc::clone(&shared))),
             shared,
             tracker,
             cands: Candidates::default(),
@@ -143,7 +119,7 @@ impl Shard {
 
     /// Makes this shard run `prober`, reporting state changes to `changes`.
     pub fn with_prober(mut self, mut prober: Prober, changes: Option<Sender<Change>>) -> Self {
-        let table = self.shared.table.load_full();
+        let table = Arc::clone(self.table.load());
         prober.adopt(&table, false);
         self.prober = Some((prober, table));
         self.changes = changes;
@@ -208,7 +184,7 @@ impl Shard {
     /// run the keepalive prober, whose requests go to `out`.
     pub fn tick(&mut self, now: Instant, out: &mut impl Outbox) {
         let now_ms = self.now_ms(now);
-        let table = self.shared.table.load();
+        let table = Arc::clone(self.table.load());
         let since = now_ms.saturating_sub(self.last_sweep_ms);
         self.last_sweep_ms = now_ms;
         let slots = self.tracker.slots();
@@ -240,6 +216,7 @@ impl Shard {
         let ctx = Ctx {
             shared: &self.shared,
             counters: &self.counters,
+            table: &table,
             now_ms,
         };
         let mut fo = FailoverState {
@@ -252,9 +229,9 @@ impl Shard {
         let Some((prober, adopted)) = self.prober.as_mut() else {
             return;
         };
-        if !Arc::ptr_eq(adopted, &*table) {
+        if !Arc::ptr_eq(adopted, &table) {
             // A reload swapped the table: carry the prober over to its destinations.
-            *adopted = self.shared.table.load_full();
+            *adopted = table;
             prober.adopt(adopted, self.shared.retain_latency_stats);
         }
         let mut counted = CountingOutbox { out, sent: 0 };
@@ -281,6 +258,7 @@ impl Shard {
         let now_ms = self.now_ms(now);
         let Self {
             shared,
+            table,
             tracker,
             cands,
             rng,
@@ -294,21 +272,24 @@ impl Shard {
             records: failover,
             changes: changes.as_ref(),
         };
+        let table: &Table = table.load();
         let ctx = Ctx {
             shared,
             counters,
+            table,
             now_ms,
         };
         Counters::inc(&counters.received);
-        let table = shared.table.load();
-        let source = shared.trust.source(sock, src, &table);
+        let source = shared.trust.source(sock, src, table);
         if source == Source::Unknown {
             return ctx.refuse(data, Dropped::Untrusted, src, out);
         }
         if is_stun(data) {
             return ctx.stun(data, src, out);
         }
-        match judge(data, &shared.identity) {
+        // The scan stays in this frame; the verdict refers to it (no copy of the message).
+        let scanned = scan(data);
+        match judge_scanned(data, &scanned, &shared.identity) {
             Verdict::Keepalive => Counters::inc(&counters.keepalives),
             Verdict::Drop(DropReason::Malformed(_)) => counters.dropped(Dropped::Malformed),
             Verdict::Drop(DropReason::AckNotAnswered) => counters.dropped(Dropped::AckNotAnswered),
@@ -317,30 +298,13 @@ impl Shard {
                 if let (StartLine::Response { code, .. }, Some(d)) = (m.start, table.dest_at(src)) {
                     d.state.replied(code);
                 }
-                ctx.response(tracker, &mut fo, prober, &m, out)
+                ctx.response(tracker, &mut fo, prober, m, out)
             }
             Verdict::Request(m, _) if source != Source::Upstream && m.to.tag.is_none() => {
                 ctx.refuse(data, Dropped::UntrustedInitial, src, out)
             }
-            Verdict::Request(m, f) => ctx.request(tracker, &mut fo, cands, rng, src, &m, &f, out),
+            Verdict::Request(m, f) => ctx.request(tracker, &mut fo, cands, rng, src, m, &f, out),
         }
-    }
-}
-
-/// Counts what the prober sends.
-struct CountingOutbox<'o, O> {
-    out: &'o mut O,
-    sent: u64,
-}
-
-impl<O: Outbox> Outbox for CountingOutbox<'_, O> {
-    fn buffer(&mut self) -> Option<&mut [u8]> {
-        self.out.buffer()
-    }
-
-    fn commit(&mut self, len: usize, to: SocketAddr) {
-        self.sent += 1;
-        self.out.commit(len, to);
     }
 }
 
@@ -348,6 +312,8 @@ impl<O: Outbox> Outbox for CountingOutbox<'_, O> {
 struct Ctx<'s> {
     shared: &'s Shared,
     counters: &'s Counters,
+    /// The table as this datagram (or tick) found it, loaded once.
+    table: &'s Table,
     now_ms: u64,
 }
 
@@ -403,8 +369,10 @@ impl Ctx<'_> {
         m: &Message<'_>,
         out: &mut impl Outbox,
     ) {
+        // Read once: the CSeq method is looked up by name, and both checks below need it.
+        let invite = m.cseq_method() == Method::Invite;
         if let StartLine::Response { code, .. } = m.start
-            && m.cseq_method() == Method::Invite
+            && invite
             && !fo.records.is_empty()
             && self.failover_reply(fo, tracker, m, code, out)
         {
@@ -432,7 +400,7 @@ impl Ctx<'_> {
         let StartLine::Response { code, .. } = m.start else {
             return;
         };
-        if m.cseq_method() != Method::Invite || code < 200 {
+        if !invite || code < 200 {
             return;
         }
         let key = call_key(m.call_id());
@@ -450,7 +418,7 @@ impl Ctx<'_> {
     fn release(&self, tracker: &mut Tracker, key: u64) {
         if let Some(e) = tracker.release(key, self.now_ms, LINGER_MS)
             && e.counted
-            && let Some(d) = self.shared.table.load().dest(e.dest)
+            && let Some(d) = self.table.dest(e.dest)
         {
             d.state.dec_load();
         }
@@ -477,7 +445,7 @@ impl Ctx<'_> {
             };
         }
         let shared = self.shared;
-        let table = shared.table.load();
+        let table = self.table;
         let key = call_key(m.call_id());
         let method = m.method().unwrap_or(Method::Other);
         let initial = m.to.tag.is_none();
@@ -514,7 +482,9 @@ impl Ctx<'_> {
             Algorithm::HashFrom | Algorithm::HashTo | Algorithm::HashKey
         );
         let party = |p: &crate::sip::uri::Party| {
-            p.parse_uri(buf).filter(|_| uris).map(|u| uri_key(buf, &u))
+            uris.then(|| p.parse_uri(buf))
+                .flatten()
+                .map(|u| uri_key(buf, &u))
         };
         let keys = Keys {
             method: m.method_bytes(),
@@ -630,6 +600,10 @@ impl Ctx<'_> {
         }
     }
 }
+
+#[path = "shard_parts.rs"]
+mod parts;
+use parts::{CountingOutbox, Headers, TableOf, route_addr, uri_key};
 
 #[path = "retry.rs"]
 mod retry;

@@ -42,8 +42,10 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         match (self.net, ip) {
+            // In 32 bits, not widened to 128: this runs for every datagram.
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                masked(u32::from(n).into(), u32::from(a).into(), self.prefix, 32)
+                let shift = 32 - u32::from(self.prefix);
+                u32::from(n).checked_shr(shift) == u32::from(a).checked_shr(shift)
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
                 masked(u128::from(n), u128::from(a), self.prefix, 128)
@@ -198,6 +200,9 @@ mod tests {
         assert!(n.contains("10.1.200.3".parse().unwrap()));
         assert!(!n.contains("10.2.0.1".parse().unwrap()));
         assert!(n.contains("::ffff:10.1.0.9".parse().unwrap()), "v4-mapped");
+        let one = Cidr::parse("192.0.2.1").unwrap();
+        assert!(one.contains("192.0.2.1".parse().unwrap()));
+        assert!(!one.contains("192.0.2.2".parse().unwrap()));
         let h = Cidr::parse("2001:db8::1").unwrap();
         assert!(h.contains("2001:db8::1".parse().unwrap()));
         assert!(!h.contains("2001:db8::2".parse().unwrap()));

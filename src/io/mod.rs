@@ -247,7 +247,15 @@ impl<H: Handler> ShardIo<H> {
     }
 
     /// Handles what other shards handed to this one, in order.
+    #[inline]
     pub(crate) fn drain_handoff(&mut self, now: Instant, tx: &mut Tx) {
+        // A lone shard is never handed anything: skip the queue on every wake-up.
+        if self.nshards > 1 {
+            self.drain_handoff_queue(now, tx);
+        }
+    }
+
+    fn drain_handoff_queue(&mut self, now: Instant, tx: &mut Tx) {
         while let Some(p) = self.handoff.recv(self.idx) {
             IoCounters::inc(&self.counters.handoff_in);
             tx.current = p.sock;

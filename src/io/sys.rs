@@ -86,6 +86,22 @@ pub fn from_sockaddr(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Optio
 
 /// Writes `addr` into `ss` and returns the length to pass to the kernel.
 pub fn to_sockaddr(addr: SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    // IPv4, nearly every datagram sent, is written in place: going through `SockAddr` zeroed
+    // and copied a whole sockaddr_storage per datagram.
+    if let SocketAddr::V4(a) = addr {
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: sockaddr_storage is larger than sockaddr_in and aligned for any sockaddr, so
+        // its start may be written as one.
+        unsafe { std::ptr::write((ss as *mut libc::sockaddr_storage).cast(), sin) };
+        return size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    }
     let sa: socket2::SockAddr = addr.into();
     let len = sa.len();
     // SAFETY: `SockAddr` holds a valid sockaddr of `len` bytes, and sockaddr_storage is large
@@ -154,6 +170,10 @@ pub struct RecvBatch {
     addrs: Vec<libc::sockaddr_storage>,
     bufs: Vec<u8>,
     size: usize,
+    /// Headers the last `recv` may have let the kernel write into: only these need resetting.
+    /// Rebuilding the whole batch on every call cost more than the rest of the receive path
+    /// (the loop mostly wakes for one or two datagrams).
+    filled: usize,
 }
 
 // SAFETY: the raw pointers inside the headers point into this struct's own heap buffers,
@@ -177,6 +197,7 @@ impl RecvBatch {
             addrs: vec![unsafe { MaybeUninit::zeroed().assume_init() }; batch],
             bufs: vec![0; batch * size],
             size,
+            filled: 0,
         };
         for i in 0..batch {
             b.iovs[i] = libc::iovec {
@@ -184,25 +205,30 @@ impl RecvBatch {
                 iov_base: unsafe { b.bufs.as_mut_ptr().add(i * size) }.cast(),
                 iov_len: size,
             };
+            // The pointers go into the vectors' heap buffers, which never move or grow, so
+            // they are set once here.
+            let h = &mut b.hdrs[i].msg_hdr;
+            h.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_iov = &mut b.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
         }
+        b.filled = batch;
         b
     }
 
     /// Receives up to a batch without blocking; returns how many arrived.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        for i in 0..self.hdrs.len() {
-            let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut self.iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
-            self.hdrs[i].msg_len = 0;
+        // The kernel writes only the lengths and flags of the entries it fills.
+        for hdr in &mut self.hdrs[..self.filled] {
+            hdr.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_hdr.msg_controllen = 0;
+            hdr.msg_hdr.msg_flags = 0;
+            hdr.msg_len = 0;
         }
-        // SAFETY: every header points at live, exclusively owned buffers of the stated sizes;
-        // the kernel writes at most `hdrs.len()` entries.
+        // SAFETY: every header points at live, exclusively owned buffers of the stated sizes
+        // (set in `new`, reset above where the kernel may have written); the kernel writes at
+        // most `hdrs.len()` entries.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -213,12 +239,15 @@ impl RecvBatch {
             )
         };
         if n < 0 {
+            // Whatever an error left behind is reset before the next call.
+            self.filled = self.hdrs.len();
             let e = io::Error::last_os_error();
             return match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(e),
             };
         }
+        self.filled = n as usize;
         Ok(n as usize)
     }
 
@@ -259,4 +288,28 @@ pub fn sendmmsg_all(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> usize {
         }
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockaddr_round_trip_and_v4_matches_socket2() {
+        for a in [
+            "192.0.2.7:5060",
+            "127.0.0.1:1",
+            "[2001:db8::1]:5070",
+            "[::1]:65535",
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            // SAFETY: all zero bytes is a valid sockaddr_storage.
+            let mut ss: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+            let len = to_sockaddr(a, &mut ss);
+            assert_eq!(from_sockaddr(&ss, len), Some(a));
+            let sa: socket2::SockAddr = a.into();
+            assert_eq!(len, sa.len());
+            assert_eq!(sa.as_socket(), Some(a));
+        }
+    }
 }
