@@ -7,7 +7,9 @@
 //! table with linear probing and backward-shift deletion (no tombstones), allocated once.
 //!
 //! Keys are a 64-bit hash of the Call-ID ([`call_key`]); two live calls share a key with odds
-//! of about n²/2⁶⁵ (3·10⁻⁸ at a million calls), which is accepted and documented.
+//! of about n²/2⁶⁵ (3·10⁻⁸ at a million calls), which is accepted and documented. Call-IDs
+//! come from the network, so the hash starts from a secret drawn once per process: a sender
+//! cannot aim Call-IDs at one run of slots (or at one shard).
 //!
 //! Contract for load counters (kept by the caller, per destination): every counted call
 //! that `begin` starts ([`Begin::New`] or [`Begin::Replaced`]) is given back exactly once: by a
@@ -17,6 +19,10 @@
 //! Memory: one 32-byte slot per `capacity × 4/3` rounded up to a power of two — 64 MiB for a
 //! million calls. Time is milliseconds on the caller's clock.
 #![forbid(unsafe_code)]
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 
 use super::DestId;
 
@@ -91,9 +97,9 @@ impl Slot {
     }
 }
 
-/// A 64-bit hash of a Call-ID, never 0 (0 marks an empty slot).
+/// A 64-bit hash of a Call-ID, never 0 (0 marks an empty slot), keyed by [`seed`].
 pub fn call_key(call_id: &[u8]) -> u64 {
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ (call_id.len() as u64);
+    let mut h: u64 = seed() ^ (call_id.len() as u64);
     let mut chunks = call_id.chunks_exact(8);
     for c in &mut chunks {
         let mut w = [0u8; 8];
@@ -109,6 +115,15 @@ pub fn call_key(call_id: &[u8]) -> u64 {
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 32;
     h.max(1)
+}
+
+/// The process's secret for [`call_key`]: one for all shards, so they agree on who owns a call.
+fn seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| {
+        // std's SipHash keys come from the OS's random source.
+        RandomState::new().build_hasher().finish() | 1
+    })
 }
 
 /// The shard that owns a Call-ID (of `nshards`): where every message of the call is handled,
