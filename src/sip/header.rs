@@ -170,11 +170,18 @@ pub(crate) fn skim(buf: &[u8], pos: usize, lfs: &mut LineFeeds) -> Option<Skim> 
     Some(Skim { kind, colon, lf })
 }
 
-/// The second half of [`plain_line`]: the value, unless the line ends in a bare LF or the
-/// value is empty or has blanks to trim (the general reader's cases).
+/// The second half of [`plain_line`]: the value after the blanks that follow the colon, unless
+/// the line ends in a bare LF or the value is empty or has other blanks to trim (the general
+/// reader's cases).
 #[inline(always)]
 pub(crate) fn plain_value(buf: &[u8], skim: &Skim) -> Option<(usize, usize)> {
-    let vs = skim.colon + 1 + usize::from(buf.get(skim.colon + 1) == Some(&b' '));
+    let mut vs = skim.colon + 1 + usize::from(buf.get(skim.colon + 1) == Some(&b' '));
+    // More blanks: SIPp pads Content-Length to five places (`Content-Length:     0`).
+    if buf.get(vs) == Some(&b' ') {
+        while matches!(buf.get(vs), Some(b' ' | b'\t')) {
+            vs += 1;
+        }
+    }
     let ve = skim.lf - 1;
     if buf[ve] != b'\r' || ve <= vs || is_lws(buf[vs]) || is_lws(buf[ve - 1]) {
         return None;
