@@ -1,7 +1,8 @@
-//! Where a byte occurs in a 64-byte window of a datagram, as a bit mask (bit `i` for offset
-//! `i`): the scanner finds line ends this way for a whole window at once instead of line by
-//! line. SSE2 (part of every x86-64) through `safe_arch`, whole words elsewhere. Bytes past the
-//! end of the datagram never match. Nothing here knows SIP.
+//! Byte searches many bytes a step: where a byte occurs in a 64-byte window (the scanner finds
+//! the line ends of a whole window at once instead of line by line), where a token run ends,
+//! where a value stops at one of a few bytes. SSE2 (part of every x86-64) through `safe_arch`,
+//! byte loops or whole words elsewhere. Bytes past the end of the datagram never match.
+//! Nothing here knows SIP.
 #![forbid(unsafe_code)]
 
 /// Bytes per window.
