@@ -249,7 +249,11 @@ mod tests {
     fn hash_separates_parts() {
         assert_ne!(hash64(&[b"ab", b"c"]), hash64(&[b"a", b"bc"]));
         assert_eq!(hash64(&[b"x"]), hash64(&[b"x"]));
-        assert_ne!(hash64(&[b"a"]), hash64(&[b"a\0"]), "a zero byte is not padding");
+        assert_ne!(
+            hash64(&[b"a"]),
+            hash64(&[b"a\0"]),
+            "a zero byte is not padding"
+        );
         // Every one-byte change of a branch-sized input, at every place and every length,
         // gives a new value.
         let base = *b"z9hG4bK776asdhds-4711-abcdefgh";
