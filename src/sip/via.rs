@@ -143,21 +143,22 @@ fn plain_via_params(buf: &[u8], mut i: usize, end: usize, via: &mut Via) -> Opti
         } else {
             let ns = i + 1;
             let ne = skip_token(buf, ns, end);
-            let name = &buf[ns..ne];
-            // Empty, or one of the three spelled where a pattern could not look (the end of
-            // the datagram): the general reader.
-            if name.is_empty()
-                || [&b"branch"[..], b"received", b"rport"]
-                    .iter()
-                    .any(|n| name.eq_ignore_ascii_case(n))
-            {
+            if ne == ns {
                 return None;
             }
-            i = if ne < end && buf[ne] == b'=' {
-                value_end(ne + 1)
-            } else {
-                ne
-            };
+            let value = (ne < end && buf[ne] == b'=').then(|| (ne + 1, value_end(ne + 1)));
+            // The three routing reads land here too where a pattern could not look (the end
+            // of the datagram): the general reader's own rule keeps them.
+            if !via.take_param(
+                buf,
+                Param {
+                    name: (ns, ne),
+                    value,
+                },
+            ) {
+                return None;
+            }
+            i = value.map_or(ne, |v| v.1);
         }
     }
     Some(i)
