@@ -9,15 +9,16 @@ use super::bytemask::{find_any, skip_token};
 use super::header;
 use super::lex::{find_unquoted, is_lws, is_token, trim};
 use super::scan::{Entries, HeaderPos, ScanError};
-use super::uri::{Party, Uri, general_party, general_uri, parse_party, parse_uri, plain_party};
+use super::uri::{Party, Uri, general_party, general_uri, parse_uri, plain_party};
 use super::via::{Via, general_via, parse_via, plain_via};
 
 // The From/To, Request-URI and CSeq readers are inlined into the scan loop: each has one or
 // two call sites there, and a call cost more than their plain paths' setup (callgrind).
 #[inline(always)]
 pub(super) fn party<const PLAIN: bool>(buf: &[u8], start: usize, end: usize) -> Option<Party> {
+    // Header values and list elements reach here trimmed already.
     if PLAIN {
-        parse_party(buf, start, end)
+        plain_party(buf, start, end).or_else(|| general_party(buf, start, end))
     } else {
         let (start, end) = trim(buf, start, end);
         general_party(buf, start, end)

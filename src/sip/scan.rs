@@ -5,12 +5,12 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
-use super::bytemask::{LineFeeds, find_any};
+use super::bytemask::{LineFeeds, find_any, skip_token};
 use super::fields::{
     cseq_value, digest_username, party, plain_via_line, route_entries, uri, via_elements,
 };
 use super::header::{self, Line, LineError, Name, Next};
-use super::lex::{is_token, parse_u32};
+use super::lex::{Pattern, parse_u32, word_at};
 use super::uri::{Party, Uri};
 use super::via::Via;
 
@@ -251,6 +251,20 @@ fn scan_with<const PLAIN: bool>(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
 
 fn start_line<const PLAIN: bool>(buf: &[u8], end: usize) -> Result<StartLine, ScanError> {
     let line = &buf[..end];
+    // `SIP/2.0 NNN reason`, nearly every status line: the version in one word compare.
+    if PLAIN
+        && let (Some(w), Some([a, b, c, b' '])) = (word_at(line, 0), line.get(8..12))
+        && w == u64::from_le_bytes(*b"SIP/2.0 ")
+        && (b'1'..=b'6').contains(a)
+        && b.is_ascii_digit()
+        && c.is_ascii_digit()
+    {
+        let code = u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
+        return Ok(StartLine::Response {
+            code,
+            reason: Span::new(12, end),
+        });
+    }
     let sp1 = find_any(line, 0, end, *b" ");
     if sp1 == end {
         return Err(ScanError::BadStartLine);
@@ -279,22 +293,26 @@ fn start_line<const PLAIN: bool>(buf: &[u8], end: usize) -> Result<StartLine, Sc
     // Request-Line = Method SP Request-URI SP SIP-Version, single spaces, no LWS in the URI
     // (RFC 4475 lwsstart, lwsruri, trws).
     // The last space: where the version starts, nearly always eight bytes from the end.
-    let sp2 = match line.len().checked_sub(8) {
-        Some(at) if line[at] == b' ' && line[at + 1..].eq_ignore_ascii_case(b"SIP/2.0") => at,
-        _ => memchr::memrchr(b' ', line).ok_or(ScanError::BadStartLine)?,
+    const VERSION: Pattern<1> = Pattern::new(b" sip/2.0");
+    let sp2 = match end.checked_sub(8) {
+        Some(at) if VERSION.at(line, at) => at,
+        _ => {
+            let sp2 = memchr::memrchr(b' ', line).ok_or(ScanError::BadStartLine)?;
+            let version = &line[sp2 + 1..];
+            if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+                return Err(
+                    if version.len() > 4 && version[..4].eq_ignore_ascii_case(b"SIP/") {
+                        ScanError::BadVersion
+                    } else {
+                        ScanError::BadStartLine
+                    },
+                );
+            }
+            sp2
+        }
     };
-    if sp2 == sp1 || !line[..sp1].iter().all(|&b| is_token(b)) || sp1 == 0 {
+    if sp2 == sp1 || sp1 == 0 || skip_token(line, 0, sp1) != sp1 {
         return Err(ScanError::BadStartLine);
-    }
-    let version = &line[sp2 + 1..];
-    if !version.eq_ignore_ascii_case(b"SIP/2.0") {
-        return Err(
-            if version.len() > 4 && version[..4].eq_ignore_ascii_case(b"SIP/") {
-                ScanError::BadVersion
-            } else {
-                ScanError::BadStartLine
-            },
-        );
     }
     let uri = uri::<PLAIN>(buf, sp1 + 1, sp2).ok_or(ScanError::BadRequestUri)?;
     // The Request-URI must not carry a headers part (RFC 3261 §19.1.1; RFC 4475 escruri).
@@ -318,6 +336,7 @@ fn once<T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), ScanErr
     Ok(())
 }
 
+#[inline(always)]
 fn headers<const PLAIN: bool>(
     buf: &[u8],
     start: StartLine,
