@@ -20,7 +20,6 @@ pub(super) fn party<const PLAIN: bool>(buf: &[u8], start: usize, end: usize) -> 
     if PLAIN {
         plain_party(buf, start, end).or_else(|| general_party(buf, start, end))
     } else {
-        let (start, end) = trim(buf, start, end);
         general_party(buf, start, end)
     }
 }

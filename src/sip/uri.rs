@@ -270,6 +270,7 @@ pub fn parse_name_addr(buf: &[u8], start: usize, end: usize) -> Option<NameAddr>
 /// display name (one quoted string, or tokens and spaces), `<sip:…>` with nothing unusual in
 /// it, then plain parameters. `None` for anything else, which [`parse_party`] reads; on what
 /// this accepts the two agree (a property test checks).
+// Kept out of line: inlined into the scan loop it cost the INVITE ~50 instructions (callgrind).
 #[inline(never)]
 pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
     const SIP: Pattern<1> = Pattern::new(b"sip:");
