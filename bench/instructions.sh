@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 . bench/sd_config.sh
 n=${1:-2000}
 io=${2:-mmsg}
+for tool in sipp valgrind; do
+  command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is not installed" >&2; exit 1; }
+done
 cargo build --release -q
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$tmp/cg.out" "$KEEP"; rm -rf "$tmp"' EXIT
