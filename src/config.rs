@@ -391,6 +391,31 @@ impl Config {
                 "runtime.shards: must be at least 1".into(),
             ));
         }
+        let cpus = &cfg.runtime.cpus;
+        if let Some((i, c)) = cpus
+            .iter()
+            .enumerate()
+            .find(|(i, c)| cpus[..*i].contains(c))
+        {
+            return Err(invalid(
+                ("runtime", 0, Some("cpus")),
+                format!(
+                    "runtime.cpus: CPU {c} is listed twice (shards {i} and another would share it)"
+                ),
+            ));
+        }
+        if let Some(n) = cfg.runtime.shards
+            && !cpus.is_empty()
+            && n != cpus.len()
+        {
+            return Err(invalid(
+                ("runtime", 0, Some("shards")),
+                format!(
+                    "runtime.shards is {n} but runtime.cpus names {} CPUs: one CPU per shard, or leave either out",
+                    cpus.len()
+                ),
+            ));
+        }
         if cfg.tracker.capacity == 0 {
             return Err(invalid(
                 ("tracker", 0, Some("capacity")),

@@ -193,10 +193,17 @@ fn bad_values_are_refused_with_their_line() {
         ("shards = 0", "runtime.shards"),
         ("shards = -1", "shards"),
         ("cpus = \"0-3\"", "cpus"),
+        ("cpus = [0, 1, 0]", "CPU 0 is listed twice"),
     ] {
         let t = with_runtime(kv);
         refused_at(&t, last(&t), what);
     }
+    let t = with_runtime("shards = 3\ncpus = [0, 1]");
+    refused_at(
+        &t,
+        last(&t) - 1,
+        "runtime.shards is 3 but runtime.cpus names 2 CPUs",
+    );
     let t = format!("{MINIMAL}\n[tracker]\ncapacity = 0\n");
     refused_at(&t, last(&t), "tracker.capacity");
     let t = format!("{MINIMAL}\n[no_destination]\ncode = 200\nreason = \"OK\"\n");

@@ -140,11 +140,11 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
                 .join(",")
         };
         println!(
-            "route {}: methods={methods} -> set {} algorithm={} hash={:?} limit={} record_route={}",
+            "route {}: methods={methods} -> set {} algorithm={} hash={} limit={} record_route={}",
             r.name,
             r.set,
             r.selector.algorithm.name(),
-            r.selector.hash,
+            r.selector.hash.name(),
             r.selector.limit,
             r.record_route
         );

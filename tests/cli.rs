@@ -101,7 +101,7 @@ fn check_config_shows_flags_priorities_and_unknown_attributes() {
     assert!(lines[0].contains("7072") && lines[0].contains("IP") && lines[0].contains("prio=10"));
     assert!(lines[1].contains("7074") && lines[1].contains("DX") && lines[1].contains("prefix=49"));
     assert!(lines[2].contains("7070") && lines[2].contains("AX") && lines[2].contains("my=xyz"));
-    assert!(stdout.contains("hash=Rendezvous"), "{stdout}");
+    assert!(stdout.contains("hash=rendezvous"), "{stdout}");
 }
 
 #[test]
@@ -148,6 +148,30 @@ fn check_config_refuses_bad_files_naming_file_line_and_reason() {
     let out = sipdispatch(&["check-config", dir.join("missing.toml").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("missing.toml"));
+}
+
+/// A pin to a CPU the machine does not have stops the start with the reason, instead of a
+/// shard that silently runs unpinned.
+#[test]
+fn a_shard_pinned_to_a_missing_cpu_is_refused_at_start() {
+    let dir = scratch("missing-cpu");
+    let cfg = dir.join("sipdispatch.toml");
+    let port = free_port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[listen]\nudp = [\"127.0.0.1:{port}\"]\n[destinations]\n[[destinations.sets]]\nid = 1\n\
+destinations = [{{ uri = \"sip:127.0.0.1:7070\" }}]\n[[routes]]\nset = 1\nalgorithm = 4\n[runtime]\ncpus = [4095]\n"
+        ),
+    )
+    .unwrap();
+    let out = sipdispatch(&["--config", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("CPU 4095 is not one this process may run on"),
+        "{err}"
+    );
 }
 
 #[test]

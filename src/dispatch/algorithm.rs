@@ -62,6 +62,17 @@ pub enum HashMode {
     Opensips,
 }
 
+impl HashMode {
+    /// The name a config file gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kamailio => "kamailio",
+            Self::Rendezvous => "rendezvous",
+            Self::Opensips => "opensips",
+        }
+    }
+}
+
 /// An algorithm number or name the configuration used that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AlgorithmError {

@@ -510,3 +510,15 @@ fn names_and_numbers() {
         assert_eq!(Algorithm::from_name(a.name(), Numbering::Kamailio), Ok(a));
     }
 }
+
+#[test]
+fn hash_modes_print_as_configs_spell_them() {
+    #[derive(serde::Deserialize)]
+    struct H {
+        hash: HashMode,
+    }
+    for mode in [HashMode::Kamailio, HashMode::Rendezvous, HashMode::Opensips] {
+        let h: H = toml::from_str(&format!("hash = \"{}\"", mode.name())).unwrap();
+        assert_eq!(h.hash, mode);
+    }
+}

@@ -100,6 +100,8 @@ pub enum IoError {
     Handoff(std::io::Error),
     #[error("cannot start shard thread: {0}")]
     Thread(std::io::Error),
+    #[error("runtime.cpus: CPU {cpu} is not one this process may run on (it may use {usable:?})")]
+    NoSuchCpu { cpu: usize, usable: Vec<usize> },
 }
 
 /// A running data plane.
@@ -143,6 +145,17 @@ pub fn start<H: Handler>(
     stop: Arc<AtomicBool>,
 ) -> Result<Running, IoError> {
     let n = handlers.len().max(1);
+    // A pin that cannot hold is refused before anything opens, not warned about per thread.
+    if cfg.cpus.iter().any(Option::is_some) {
+        let usable: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        if let Some(cpu) = cfg.cpus.iter().flatten().find(|c| !usable.contains(c)) {
+            return Err(IoError::NoSuchCpu { cpu: *cpu, usable });
+        }
+    }
     let backend = match cfg.backend {
         Backend::Mmsg => Backend::Mmsg,
         Backend::Uring => {
