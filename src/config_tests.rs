@@ -80,6 +80,16 @@ fn errors_name_file_line_and_reason() {
         "{e}"
     );
 
+    let bad = format!("{MINIMAL}\n[health]\nping_interval = 1\noutbound_proxy = \"sip:\"\n");
+    let e = parse(&bad).unwrap_err().to_string();
+    let line = bad.lines().count();
+    assert!(
+        e.starts_with(&format!(
+            "/etc/sipdispatch/sipdispatch.toml:{line}: health.outbound_proxy"
+        )),
+        "{e}"
+    );
+
     let bad = MINIMAL.replace("\"127.0.0.1:5060\"", "\"127.0.0.1\"");
     let e = parse(&bad).unwrap_err().to_string();
     assert!(e.contains("line 3"), "{e}");

@@ -31,26 +31,27 @@ pub enum StartError {
     Io(#[from] io::IoError),
 }
 
-/// Resolves a destination host once, at load time (never per message).
-pub fn resolve(t: &Target) -> Option<SocketAddr> {
+/// Every address a destination host resolves to, at load time (never per message).
+pub fn resolve_all(t: &Target) -> Vec<SocketAddr> {
     let port = t.port.unwrap_or(if t.secure { 5061 } else { 5060 });
-    (t.host.as_str(), port).to_socket_addrs().ok()?.next()
+    (t.host.as_str(), port)
+        .to_socket_addrs()
+        .map(|a| a.collect())
+        .unwrap_or_default()
 }
 
-/// Builds the destination table a config describes, keeping the runtime state of
-/// `previous`'s surviving destinations.
-pub fn build_table(cfg: &Config, previous: Option<&Table>) -> Result<Table, StartError> {
-    let mut table = Table::build(cfg.dest_specs()?, previous).map_err(StartError::Table)?;
-    table.resolve_with(resolve);
+/// Resolves what a freshly built table names: each destination's address (the first its host
+/// resolves to), every other address of its host, and its keepalive proxy (its `obproxy`, else
+/// `default_proxy`). What does not resolve is logged; it is never retried per message.
+pub fn resolve_names(
+    table: &mut Table,
+    default_proxy: Option<&str>,
+    all: fn(&Target) -> Vec<SocketAddr>,
+) {
+    table.resolve_with(|t| all(t).into_iter().next());
     // A host name may stand for several servers: each of its addresses may send in-dialog
     // requests and responses (Kamailio's `ds_dns_match_all`).
-    table.add_resolved(|t| {
-        let port = t.port.unwrap_or(if t.secure { 5061 } else { 5060 });
-        (t.host.as_str(), port)
-            .to_socket_addrs()
-            .map(|a| a.collect())
-            .unwrap_or_default()
-    });
+    table.add_resolved(all);
     for d in table.destinations().filter(|d| d.addr.is_none()) {
         tracing::warn!(
             "{}: cannot resolve {}; it will not receive traffic",
@@ -58,6 +59,25 @@ pub fn build_table(cfg: &Config, previous: Option<&Table>) -> Result<Table, Star
             d.uri
         );
     }
+    let unresolved = table.resolve_ping_proxies(default_proxy, |uri| {
+        all(&Target::parse(uri)?).into_iter().next()
+    });
+    for (d, proxy) in unresolved {
+        tracing::warn!(
+            "{}: cannot resolve keepalive proxy {proxy} of {}; it gets no keepalives",
+            d.origin,
+            d.uri
+        );
+    }
+}
+
+/// Builds the destination table a config describes, keeping the runtime state of
+/// `previous`'s surviving destinations.
+pub fn build_table(cfg: &Config, previous: Option<&Table>) -> Result<Table, StartError> {
+    let mut table = Table::build(cfg.dest_specs()?, previous).map_err(StartError::Table)?;
+    // Checked when the config was loaded; a bad value here means no default proxy.
+    let default_proxy = cfg.health.outbound_proxy().ok().flatten();
+    resolve_names(&mut table, default_proxy.as_deref(), resolve_all);
     for r in cfg.routes() {
         if table.set(r.set).is_none() {
             return Err(StartError::UnknownSet {

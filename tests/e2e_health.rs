@@ -339,3 +339,46 @@ fn a_backend_killed_mid_load_and_restarted_costs_no_call() {
         "taken out, then back: {log}"
     );
 }
+
+#[test]
+fn keepalives_through_an_outbound_proxy_judge_the_destination_by_the_proxy() {
+    require_sipp!();
+    let dir = scratch("health-obproxy");
+    let sf = scenario(&dir, "proxy", MEDIA);
+    let proxy_port = free_port();
+    let proxy = Sipp::uas(&dir, "proxy", proxy_port, Some(&sf));
+    // Nothing listens at the destination itself: only the proxy can answer its keepalives.
+    let dead = free_port();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let text = config(port, &[], "round-robin", "", "")
+        .replace(
+            "destinations = [\n]",
+            &format!(
+                "destinations = [\n  {{ uri = \"sip:127.0.0.1:{dead}\", attrs = \"obproxy=sip:127.0.0.1:{proxy_port}\" }},\n]"
+            ),
+        )
+        .replace(
+            "[health]\n",
+            "[health]\nping_interval = \"300ms\"\nping_timeout = \"300ms\"\nprobing_mode = 1\n\
+             probing_threshold = 2\n",
+        );
+    let d = Dispatcher::start(&dir, addr, &text);
+    // Six rounds: sent to the destination, every one would have timed out.
+    std::thread::sleep(Duration::from_millis(1800));
+    assert!(
+        !d.log_text().contains("-> I") && !d.log_text().contains("-> T"),
+        "the proxy answered every keepalive:\n{}",
+        d.log_text()
+    );
+    proxy.proc.signal("KILL");
+    let down = format!("destination sip:127.0.0.1:{dead} (set 1): TP -> IP (no reply, code 408)");
+    assert!(
+        wait_log(&d, &down, Duration::from_secs(10)).is_some(),
+        "down once the proxy is gone:\n{}",
+        d.log_text()
+    );
+    let (exit, log) = d.stop();
+    assert_eq!(exit, Some(0));
+    assert!(!log.contains("panicked"), "{log}");
+}

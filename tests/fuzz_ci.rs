@@ -256,7 +256,7 @@ fn rpc_requests() {
             true,
         );
         // Fuzzed host names must not turn into DNS queries.
-        c.resolver = |t| t.literal_addr();
+        c.resolver = |t| t.literal_addr().into_iter().collect();
         c
     };
     let mut ctl = control();

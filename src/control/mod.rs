@@ -76,8 +76,9 @@ pub struct Control {
     pub generation: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
-    /// How destination hosts added over the API are resolved (at the time of the call).
-    pub resolver: fn(&crate::dispatch::destination::Target) -> Option<SocketAddr>,
+    /// How destination hosts added over the API are resolved (at the time of the call): every
+    /// address of the host, the first is where it is sent.
+    pub resolver: fn(&crate::dispatch::destination::Target) -> Vec<SocketAddr>,
     /// One table writer at a time.
     writer: Mutex<()>,
 }
@@ -101,7 +102,7 @@ impl Control {
             generation: AtomicU64::new(1),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
-            resolver: crate::runtime::resolve,
+            resolver: crate::runtime::resolve_all,
             writer: Mutex::new(()),
         }
     }

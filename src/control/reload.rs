@@ -12,7 +12,7 @@ use super::Control;
 use crate::config::Config;
 use crate::dispatch::destination::normalise_uri;
 use crate::dispatch::{Attrs, DestSpec, Table};
-use crate::runtime::build_table;
+use crate::runtime::{build_table, resolve_names};
 
 /// Why a table change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +106,8 @@ impl Control {
 
     fn rebuild(&self, current: &Table, specs: Vec<DestSpec>) -> Result<u64, ChangeError> {
         let mut table = Table::build(specs, Some(current)).map_err(ChangeError::Bad)?;
-        table.resolve_with(self.resolver);
+        let default = current.default_ping_proxy().map(str::to_owned);
+        resolve_names(&mut table, default.as_deref(), self.resolver);
         self.swap(table)
     }
 

@@ -22,11 +22,15 @@ const LIST: &str = "1 sip:127.0.0.1:7001 0 0 duid=a;maxload=5\n1 sip:127.0.0.1:7
 
 /// A control over a table loaded from a config and list file written to a fresh directory.
 fn control(name: &str) -> (Control, PathBuf) {
+    control_with(name, CONFIG, LIST)
+}
+
+fn control_with(name: &str, config: &str, list: &str) -> (Control, PathBuf) {
     let dir = std::env::temp_dir().join(format!("sipdispatch-rpc-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("dispatcher.list"), LIST).unwrap();
+    std::fs::write(dir.join("dispatcher.list"), list).unwrap();
     let path = dir.join("sipdispatch.toml");
-    std::fs::write(&path, CONFIG).unwrap();
+    std::fs::write(&path, config).unwrap();
     let cfg = Config::load(&path).unwrap();
     let table = build_table(&cfg, None).unwrap();
     let sh = Arc::new(shared(&cfg, table).unwrap());
@@ -221,6 +225,55 @@ fn hash_matches_kamailios_rpc() {
         n += 1;
     }
     assert!(n >= 15, "only {n} vectors");
+}
+
+#[test]
+fn keepalive_proxies_hold_through_add_and_reload() {
+    let config = format!("{CONFIG}[health]\noutbound_proxy = \"127.0.0.8:5070\"\n");
+    let list = "1 sip:127.0.0.1:7001 0 0 obproxy=sip:127.0.0.9:5071\n1 sip:127.0.0.1:7002\n";
+    let (ctl, _dir) = control_with("obproxy", &config, list);
+    let to = |uri: &str| {
+        let t = ctl.shared.table.load_full();
+        let d = t.destinations().find(|d| d.uri == uri).unwrap();
+        d.keepalive_to().map(|a| a.to_string())
+    };
+    let check = |ctl: &Control| {
+        assert!(
+            ctl.shared
+                .table
+                .load()
+                .is_ping_proxy("127.0.0.8:5070".parse().unwrap(), true)
+        );
+    };
+    assert_eq!(to("sip:127.0.0.1:7001").as_deref(), Some("127.0.0.9:5071"));
+    assert_eq!(to("sip:127.0.0.1:7002").as_deref(), Some("127.0.0.8:5070"));
+    ok(
+        &ctl,
+        "dispatcher.add",
+        json!([1, "sip:127.0.0.1:7009", 0, 0, ""]),
+    );
+    ok(
+        &ctl,
+        "dispatcher.add",
+        json!([1, "sip:127.0.0.1:7010", 0, 0, "obproxy=127.0.0.7"]),
+    );
+    assert_eq!(to("sip:127.0.0.1:7009").as_deref(), Some("127.0.0.8:5070"));
+    assert_eq!(to("sip:127.0.0.1:7010").as_deref(), Some("127.0.0.7:5060"));
+    assert_eq!(to("sip:127.0.0.1:7001").as_deref(), Some("127.0.0.9:5071"));
+    check(&ctl);
+    ok(&ctl, "dispatcher.reload", json!([]));
+    assert_eq!(to("sip:127.0.0.1:7002").as_deref(), Some("127.0.0.8:5070"));
+    check(&ctl);
+    assert!(
+        err(
+            &ctl,
+            "dispatcher.add",
+            json!([1, "sip:127.0.0.1:7011", 0, 0, "obproxy=sip:"])
+        )
+        .1
+        .contains("obproxy"),
+        "a proxy that is not a SIP URI is refused"
+    );
 }
 
 #[test]

@@ -81,7 +81,10 @@ impl Attrs {
                 "sockname" => a.sockname = Some(v.to_owned()),
                 "ping_socket" => a.ping_socket = Some(v.to_owned()),
                 "ping_from" => a.ping_from = Some(v.to_owned()),
-                "obproxy" => a.obproxy = Some(v.to_owned()),
+                "obproxy" => {
+                    a.obproxy =
+                        Some(normalise_uri(v).map_err(|e| format!("attribute obproxy: {e}"))?)
+                }
                 "ocmin" => a.ocmin = num(k)?.min(100),
                 "ocmax" => a.ocmax = num(k)?.min(100),
                 "ocrate" => a.ocrate = num(k)?.min(100),
@@ -474,6 +477,13 @@ obproxy=sip:10.0.0.9;ocmin=10;ocmax=80;ocrate=20;pipe=p10",
         assert_eq!(a.ping_socket.as_deref(), Some("udp:10.0.0.1:5062"));
         assert_eq!(a.ping_from.as_deref(), Some("sip:ping@example.com"));
         assert_eq!(a.obproxy.as_deref(), Some("sip:10.0.0.9"));
+        let bare = Attrs::parse("obproxy=10.0.0.9:5070").unwrap();
+        assert_eq!(bare.obproxy.as_deref(), Some("sip:10.0.0.9:5070"));
+        assert!(
+            Attrs::parse("obproxy=sip:")
+                .unwrap_err()
+                .contains("obproxy")
+        );
         assert_eq!((a.ocmin, a.ocmax, a.ocrate), (10, 80, 20));
         assert_eq!(a.other, [("pipe".to_owned(), "p10".to_owned())]);
         // Kamailio's code defaults, and its clamps: oc values at 100, weights outside 1-100 at 0.

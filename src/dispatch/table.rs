@@ -22,12 +22,38 @@ pub struct Destination {
     pub target: Target,
     /// Where to send; `None` until a host name is resolved.
     pub addr: Option<SocketAddr>,
+    /// The outbound proxy its keepalives go through: its `obproxy` attribute, else the
+    /// `[health]` `outbound_proxy`.
+    pub ping_proxy: PingProxy,
     pub priority: i32,
     pub attrs: Attrs,
     pub state: Arc<DestState>,
     pub origin: String,
     /// Stable across restarts and instances (a hash of the URI and duid), for rendezvous.
     pub seed: u64,
+}
+
+/// Where a destination's keepalives go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PingProxy {
+    /// To the destination itself.
+    #[default]
+    None,
+    Resolved(SocketAddr),
+    /// A proxy is configured but its host did not resolve: no keepalives (sending them
+    /// straight to the destination would test a path the calls do not take).
+    Unresolved,
+}
+
+impl Destination {
+    /// Where its keepalives are sent, if anywhere.
+    pub fn keepalive_to(&self) -> Option<SocketAddr> {
+        match self.ping_proxy {
+            PingProxy::None => self.addr,
+            PingProxy::Resolved(a) => Some(a),
+            PingProxy::Unresolved => None,
+        }
+    }
 }
 
 /// A destination set and its shared selection counters.
@@ -100,6 +126,10 @@ pub struct Table {
     /// Positions (set, destination), not ids: a reply's lookup then needs no second one.
     by_addr: HashMap<SocketAddr, (usize, usize), Keyed>,
     by_ip: HashSet<IpAddr, Keyed>,
+    /// Every destination's keepalive proxy: their replies to keepalives are let in.
+    ping_proxies: Vec<SocketAddr>,
+    /// The `[health]` `outbound_proxy` they were resolved with, for in-memory changes.
+    default_ping_proxy: Option<String>,
     next_id: u32,
 }
 
@@ -154,6 +184,7 @@ impl Table {
                 set: spec.set,
                 seed: seed_of(&spec.uri, spec.attrs.duid.as_deref()),
                 addr: target.literal_addr(),
+                ping_proxy: PingProxy::None,
                 target,
                 uri: spec.uri,
                 priority: spec.priority,
@@ -203,6 +234,8 @@ impl Table {
             index,
             by_addr: HashMap::default(),
             by_ip: HashSet::default(),
+            ping_proxies: Vec::new(),
+            default_ping_proxy: None,
             next_id,
         };
         t.index_addrs();
@@ -234,6 +267,55 @@ impl Table {
                 }
             }
         }
+    }
+
+    /// Sets each destination's keepalive proxy: `proxy` resolves the URI (its `obproxy`
+    /// attribute, else `default`), at load time. Returns the destinations whose proxy did not
+    /// resolve, with that proxy's URI.
+    pub fn resolve_ping_proxies(
+        &mut self,
+        default: Option<&str>,
+        mut proxy: impl FnMut(&str) -> Option<SocketAddr>,
+    ) -> Vec<(&Destination, String)> {
+        self.ping_proxies.clear();
+        self.default_ping_proxy = default.map(str::to_owned);
+        let mut unresolved = Vec::new();
+        for s in &mut self.sets {
+            for d in &mut s.dests {
+                let Some(uri) = d.attrs.obproxy.as_deref().or(default) else {
+                    continue;
+                };
+                d.ping_proxy = match proxy(uri) {
+                    Some(a) => {
+                        if !self.ping_proxies.contains(&a) {
+                            self.ping_proxies.push(a);
+                        }
+                        PingProxy::Resolved(a)
+                    }
+                    None => {
+                        unresolved.push((d.id, uri.to_owned()));
+                        PingProxy::Unresolved
+                    }
+                };
+            }
+        }
+        let this = &*self;
+        unresolved
+            .into_iter()
+            .filter_map(|(id, uri)| Some((this.dest(id)?, uri)))
+            .collect()
+    }
+
+    /// The default keepalive proxy [`Self::resolve_ping_proxies`] was given.
+    pub fn default_ping_proxy(&self) -> Option<&str> {
+        self.default_ping_proxy.as_deref()
+    }
+
+    /// Whether `addr` (or, without `match_port`, its IP) is some destination's keepalive proxy.
+    pub fn is_ping_proxy(&self, addr: SocketAddr, match_port: bool) -> bool {
+        self.ping_proxies
+            .iter()
+            .any(|p| p.ip() == addr.ip() && (!match_port || p.port() == addr.port()))
     }
 
     /// Whether some destination resolved to `ip`.

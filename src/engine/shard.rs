@@ -300,6 +300,9 @@ impl Shard {
                 }
                 ctx.response(tracker, &mut fo, prober, m, out)
             }
+            Verdict::Request(..) if source == Source::PingProxy => {
+                ctx.refuse(data, Dropped::Untrusted, src, out)
+            }
             Verdict::Request(m, _) if source != Source::Upstream && m.to.tag.is_none() => {
                 ctx.refuse(data, Dropped::UntrustedInitial, src, out)
             }

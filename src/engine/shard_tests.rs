@@ -277,6 +277,30 @@ fn only_trusted_sources_get_through() {
         ),
         (2, 1)
     );
+    // A destination's keepalive proxy may answer (its replies are keepalive replies) but
+    // send nothing else.
+    let proxy = "198.51.100.9:5060";
+    let mut t = Table::build(
+        crate::dispatch::list::parse("1 sip:127.0.0.1:7001 0 0 obproxy=sip:198.51.100.9\n", "l")
+            .unwrap(),
+        None,
+    )
+    .unwrap();
+    t.resolve_ping_proxies(None, |_| proxy.parse().ok());
+    s.shared.table.store(Arc::new(t));
+    assert!(run(&mut s, proxy, &req("BYE", 5, true, "")).is_empty());
+    let answer = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKx\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: n\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    assert!(run(&mut s, proxy, answer).is_empty());
+    let c = s.counters.snapshot();
+    assert_eq!(
+        (
+            c.dropped(Dropped::Untrusted),
+            c.dropped(Dropped::ResponseNotOurs)
+        ),
+        (3, 1),
+        "the request refused, the response judged on its Via"
+    );
     // A STUN Binding request on the SIP port is answered like a keepalive.
     let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
     stun.extend_from_slice(b"0123456789ab");

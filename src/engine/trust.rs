@@ -108,6 +108,8 @@ impl Default for TrustConfig {
 pub enum Source {
     Upstream,
     Destination,
+    /// A keepalive proxy (`obproxy`): only its responses are let in.
+    PingProxy,
     Unknown,
 }
 
@@ -170,6 +172,8 @@ impl Trust {
         };
         if known {
             Source::Destination
+        } else if table.is_ping_proxy(src, self.match_port) {
+            Source::PingProxy
         } else {
             Source::Unknown
         }
@@ -284,6 +288,25 @@ mod tests {
         );
         assert_eq!(
             t.source(0, at("198.51.100.22:5070"), &named),
+            Source::Unknown
+        );
+        // A keepalive proxy is its own kind of source: the shard lets in only its responses.
+        let mut proxied = Table::build(
+            list::parse(
+                "1 sip:198.51.100.7:5070 0 0 obproxy=sip:198.51.100.9\n",
+                "l",
+            )
+            .unwrap(),
+            None,
+        )
+        .unwrap();
+        proxied.resolve_ping_proxies(None, |_| Some(at("198.51.100.9:5060")));
+        assert_eq!(
+            strict.source(0, at("198.51.100.9:5060"), &proxied),
+            Source::PingProxy
+        );
+        assert_eq!(
+            strict.source(0, at("198.51.100.9:5061"), &proxied),
             Source::Unknown
         );
         let mut bad = TrustConfig::default();

@@ -184,7 +184,9 @@ impl Prober {
         }
         self.next_round_ms = now_ms + self.settings.interval_ms;
         for d in table.destinations() {
-            let Some(to) = d.addr else { continue };
+            let Some(to) = d.keepalive_to() else {
+                continue;
+            };
             let pending = self.health.get(&d.id).is_some_and(|h| h.pending.is_some());
             if pending || !should_ping(d.state.flags(), self.settings.machine.mode) {
                 continue;

@@ -256,3 +256,61 @@ fn latency_figures_survive_a_reload_only_when_retained() {
     p.adopt(&reloaded, false);
     assert_eq!(p.health(first).unwrap().stats.count, 0, "forgotten");
 }
+
+#[test]
+fn keepalives_go_through_the_outbound_proxy_and_still_name_the_destination() {
+    let text = "1 sip:127.0.0.1:7001 8 0 obproxy=sip:127.0.0.9:5070\n\
+                1 sip:127.0.0.1:7002 8\n1 sip:127.0.0.1:7003 8 0 obproxy=sip:proxy.invalid\n";
+    let mut t = Table::build(list::parse(text, "t.list").unwrap(), None).unwrap();
+    // The `[health]` default applies to the destination without an `obproxy` attribute.
+    let resolve = |uri: &str| match uri {
+        "sip:127.0.0.9:5070" => Some("127.0.0.9:5070".parse().unwrap()),
+        "sip:127.0.0.8" => Some("127.0.0.8:5060".parse().unwrap()),
+        _ => None,
+    };
+    let unresolved: Vec<_> = t
+        .resolve_ping_proxies(Some("sip:127.0.0.8"), resolve)
+        .into_iter()
+        .map(|(d, proxy)| (d.uri.clone(), proxy))
+        .collect();
+    assert_eq!(
+        unresolved,
+        vec![("sip:127.0.0.1:7003".into(), "sip:proxy.invalid".into())]
+    );
+    let mut p = Prober::new(settings(ProbingMode::All, 1, 1), 0, 1);
+    p.adopt(&t, false);
+    let mut out = VecOutbox::new();
+    p.poll(0, &t, &me(), &mut out);
+    let sent: Vec<(String, String)> = out
+        .sent
+        .iter()
+        .map(|(to, b)| {
+            let text = String::from_utf8_lossy(b);
+            (to.to_string(), text.lines().next().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            (
+                "127.0.0.9:5070".into(),
+                "OPTIONS sip:127.0.0.1:7001 SIP/2.0".into()
+            ),
+            (
+                "127.0.0.8:5060".into(),
+                "OPTIONS sip:127.0.0.1:7002 SIP/2.0".into()
+            ),
+        ],
+        "the destination whose proxy did not resolve gets none"
+    );
+    // The proxy's replies count for the destination they name.
+    let (_, ping) = &out.sent[0];
+    assert!(reply(&mut p, 30, &t, &answer(ping, 200)));
+    let first = t.destinations().next().unwrap();
+    assert_eq!(p.health(first.id).unwrap().last_code, 200);
+    // Only responses are let in from a proxy, matched by address (or IP alone).
+    assert!(t.is_ping_proxy("127.0.0.9:5070".parse().unwrap(), true));
+    assert!(!t.is_ping_proxy("127.0.0.9:5071".parse().unwrap(), true));
+    assert!(t.is_ping_proxy("127.0.0.9:5071".parse().unwrap(), false));
+    assert!(!t.is_ping_proxy("127.0.0.1:7001".parse().unwrap(), false));
+}

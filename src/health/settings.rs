@@ -70,6 +70,9 @@ pub struct HealthConfig {
     /// The listen address keepalives leave from; default: the first of the destination's
     /// address family.
     pub ping_socket: Option<SocketAddr>,
+    /// SIP URI of the outbound proxy keepalives are sent through (Kamailio
+    /// `ds_outbound_proxy`); a destination's `obproxy` attribute overrides it.
+    pub outbound_proxy: Option<String>,
     /// Kamailio `ds_probing_mode`, 0–3.
     pub probing_mode: ProbingMode,
     pub probing_threshold: u32,
@@ -97,6 +100,7 @@ impl Default for HealthConfig {
             ping_method: "OPTIONS".into(),
             ping_from: "sip:dispatcher@localhost".into(),
             ping_socket: None,
+            outbound_proxy: None,
             probing_mode: ProbingMode::Flagged,
             probing_threshold: 1,
             inactive_threshold: 1,
@@ -141,6 +145,8 @@ impl HealthConfig {
         }
         let from = crate::dispatch::destination::normalise_uri(&self.ping_from)
             .map_err(|e| ("ping_from", format!("health.ping_from: {e}")))?;
+        self.outbound_proxy()
+            .map_err(|e| ("outbound_proxy", format!("health.outbound_proxy: {e}")))?;
         if !self.ping_interval.0.is_zero() && self.ping_timeout.0.is_zero() {
             return Err((
                 "ping_timeout",
@@ -161,6 +167,16 @@ impl HealthConfig {
             latency_stats: self.latency_stats,
             alpha: self.latency_alpha,
         })
+    }
+}
+
+impl HealthConfig {
+    /// The outbound proxy for keepalives, with `sip:` added if it had no scheme.
+    pub fn outbound_proxy(&self) -> Result<Option<String>, String> {
+        self.outbound_proxy
+            .as_deref()
+            .map(crate::dispatch::destination::normalise_uri)
+            .transpose()
     }
 }
 
@@ -200,6 +216,10 @@ mod tests {
         assert_eq!(
             s("ping_method = \"OP TIONS\"").unwrap_err().0,
             "ping_method"
+        );
+        assert_eq!(
+            s("outbound_proxy = \"sip:\"").unwrap_err().0,
+            "outbound_proxy"
         );
         let ok = s("ping_interval = 1\nprobing_mode = 1\nping_from = \"lb@example.net\"").unwrap();
         assert_eq!((ok.interval_ms, ok.timeout_ms), (1000, 2000));
