@@ -2,6 +2,7 @@
 //! and inline sets, host names resolved once here), the shared state the shards read, the
 //! shard handlers on the I/O layer, and the periodic summary line.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -48,10 +49,17 @@ pub fn resolve_names(
     default_proxy: Option<&str>,
     all: fn(&Target) -> Vec<SocketAddr>,
 ) {
-    table.resolve_with(|t| all(t).into_iter().next());
+    // One lookup per host and port, however many destinations and proxies name it.
+    let mut seen: HashMap<(String, Option<u16>, bool), Vec<SocketAddr>> = HashMap::new();
+    let mut lookup = |t: &Target| {
+        seen.entry((t.host.clone(), t.port, t.secure))
+            .or_insert_with(|| all(t))
+            .clone()
+    };
+    table.resolve_with(|t| lookup(t).into_iter().next());
     // A host name may stand for several servers: each of its addresses may send in-dialog
     // requests and responses (Kamailio's `ds_dns_match_all`).
-    table.add_resolved(all);
+    table.add_resolved(&mut lookup);
     for d in table.destinations().filter(|d| d.addr.is_none()) {
         tracing::warn!(
             "{}: cannot resolve {}; it will not receive traffic",
@@ -60,7 +68,7 @@ pub fn resolve_names(
         );
     }
     let unresolved = table.resolve_ping_proxies(default_proxy, |uri| {
-        all(&Target::parse(uri)?).into_iter().next()
+        lookup(&Target::parse(uri)?).into_iter().next()
     });
     for (d, proxy) in unresolved {
         tracing::warn!(

@@ -237,8 +237,8 @@ mod tests {
         cfg.listen
             .insert("[::1]:5060".into(), vec!["2001:db8::/32".into()]);
         let t = cfg.resolve(&listen).unwrap();
-        let table =
-            Table::build(list::parse("1 sip:198.51.100.7:5070\n", "l").unwrap(), None).unwrap();
+        let table_of = |text: &str| Table::build(list::parse(text, "l").unwrap(), None).unwrap();
+        let table = table_of("1 sip:198.51.100.7:5070\n");
         let at = |s: &str| s.parse::<SocketAddr>().unwrap();
         assert_eq!(t.source(0, at("192.0.2.9:5060"), &table), Source::Upstream);
         assert_eq!(
@@ -271,11 +271,7 @@ mod tests {
             Source::Destination
         );
         // Every address a destination's host resolves to counts, not only the first.
-        let mut named = Table::build(
-            list::parse("1 sip:media.example:5070\n", "l").unwrap(),
-            None,
-        )
-        .unwrap();
+        let mut named = table_of("1 sip:media.example:5070\n");
         named.resolve_with(|_| Some(at("198.51.100.20:5070")));
         named.add_resolved(|_| vec![at("198.51.100.20:5070"), at("198.51.100.21:5070")]);
         assert_eq!(
@@ -291,15 +287,7 @@ mod tests {
             Source::Unknown
         );
         // A keepalive proxy is its own kind of source: the shard lets in only its responses.
-        let mut proxied = Table::build(
-            list::parse(
-                "1 sip:198.51.100.7:5070 0 0 obproxy=sip:198.51.100.9\n",
-                "l",
-            )
-            .unwrap(),
-            None,
-        )
-        .unwrap();
+        let mut proxied = table_of("1 sip:198.51.100.7:5070 0 0 obproxy=sip:198.51.100.9\n");
         proxied.resolve_ping_proxies(None, |_| Some(at("198.51.100.9:5060")));
         assert_eq!(
             strict.source(0, at("198.51.100.9:5060"), &proxied),

@@ -168,9 +168,7 @@ impl HealthConfig {
             alpha: self.latency_alpha,
         })
     }
-}
 
-impl HealthConfig {
     /// The outbound proxy for keepalives, with `sip:` added if it had no scheme.
     pub fn outbound_proxy(&self) -> Result<Option<String>, String> {
         self.outbound_proxy
