@@ -57,6 +57,23 @@ impl<'b> Out<'b> {
         self.put(&tmp[i..])
     }
 
+    /// A decimal byte (a Max-Forwards value, written into every forwarded request). Where four
+    /// bytes are free, one word store writes it; the bytes past its digits are scratch that the
+    /// next write covers or that lies beyond the datagram.
+    #[inline]
+    pub fn put_u8(&mut self, n: u8) -> Result<(), Overflow> {
+        let skip = usize::from(n < 100) + usize::from(n < 10);
+        let word = u32::from_le_bytes([b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10, 0])
+            >> (8 * skip);
+        let len = 3 - skip;
+        let Some(dst) = self.buf.get_mut(self.pos..self.pos + 4) else {
+            return self.put(&word.to_le_bytes()[..len]);
+        };
+        dst.copy_from_slice(&word.to_le_bytes());
+        self.pos += len;
+        Ok(())
+    }
+
     /// 16 lowercase hex digits. Every forwarded request's branch is written with it, so all
     /// digits are made at once in two words rather than one table lookup each.
     pub fn put_hex64(&mut self, n: u64) -> Result<(), Overflow> {
@@ -242,6 +259,28 @@ mod tests {
             let mut o = Out::new(&mut buf);
             o.put_hex64(n).unwrap();
             assert_eq!(o.written(), format!("{n:016x}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn decimal_bytes_with_and_without_room_for_a_word() {
+        for n in 0..=255u8 {
+            let text = n.to_string();
+            // Exactly the digits' room and one more (byte copies), and room for the word store.
+            for size in [text.len(), text.len() + 1, 8] {
+                let mut buf = vec![b'#'; size];
+                let mut o = Out::new(&mut buf);
+                o.put_u8(n).unwrap();
+                assert_eq!(o.written(), text.as_bytes(), "{n} in {size}");
+                if size > text.len() {
+                    o.put(b";").unwrap();
+                    assert_eq!(o.written(), format!("{text};").as_bytes());
+                }
+            }
+            assert_eq!(
+                Out::new(&mut vec![0u8; text.len() - 1]).put_u8(n),
+                Err(Overflow)
+            );
         }
     }
 

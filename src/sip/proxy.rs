@@ -293,7 +293,7 @@ pub fn write_request(
                 o.put(src_ip.as_bytes())?;
             }
             Ins::ReceivedValue => o.put(src_ip.as_bytes())?,
-            Ins::MaxForwards => o.put_u32(u32::from(fwd.max_forwards))?,
+            Ins::MaxForwards => o.put_u8(fwd.max_forwards)?,
         }
         pos = at + del;
     }
