@@ -366,8 +366,8 @@ fn headers<const PLAIN: bool>(
             None
         };
         let plain = match skim {
-            // A header the scan ignores (Contact is only classified for other readers): only
-            // where it ends matters.
+            // A header the scan ignores (Contact has a name, but no field is read from it):
+            // only where it ends matters.
             Some(s) if matches!(s.kind, Name::Other | Name::Contact) => {
                 pos = s.lf + 1;
                 continue;
