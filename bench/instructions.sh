@@ -8,7 +8,8 @@
 # It also prints the handling of one datagram (scan, rules, routing, rewrite) and the scanner
 # alone, per forwarded message: these repeat to a few instructions between runs.
 # KEEP=path keeps the larger run's callgrind output as path, and each run's as path.CALLS
-# (compare the two with callgrind_annotate to see what grows with the traffic).
+# (compare the two with callgrind_annotate to see what grows with the traffic). VG_OPTS adds
+# callgrind options, e.g. VG_OPTS=--dump-instr=yes for counts per instruction.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/sd_config.sh
@@ -25,7 +26,7 @@ sd_config 127.0.0.1:7200 127.0.0.1:7201 1 "$io" > "$tmp/cfg.toml"
 measure() { # $1 = calls, $2 = calls/s → prints "instructions forwarded"
   local calls=$1 rate=$2
   sipp -sn uas -i 127.0.0.1 -p 7201 -nostdin -bg -trace_stat -stf "$tmp/uas.csv" >/dev/null 2>&1 || true
-  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "${CARGO_TARGET_DIR:-target}/release/sipdispatch" --config "$tmp/cfg.toml" 2> "$tmp/vg.log" &
+  valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$tmp/cg.out" "${CARGO_TARGET_DIR:-target}/release/sipdispatch" --config "$tmp/cfg.toml" 2> "$tmp/vg.log" &
   local vg=$!
   for _ in $(seq 50); do grep -q "sipdispatch running" "$tmp/vg.log" && break; sleep 0.2; done
   sipp -sn uac 127.0.0.1:7200 -i 127.0.0.1 -p 7202 -m "$calls" -r "$rate" -nostdin -timeout 120s >/dev/null 2>&1

@@ -355,3 +355,17 @@ fn hand_ip_reader_agrees_with_the_standard_parser() {
         assert_eq!(parse_ip(c.as_bytes()), std_parse(c), "{c:?}");
     }
 }
+
+#[test]
+fn own_host_matches_in_any_case_and_only_on_our_port() {
+    let me = Identity::new("lb.example.net", 5060, &["192.0.2.1:5070".parse().unwrap()]);
+    assert!(me.is_own(b"lb.example.net", None));
+    assert!(me.is_own(b"LB.Example.NET", Some(5060)));
+    assert!(me.is_own(b"192.0.2.1", Some(5070)));
+    assert!(
+        !me.is_own(b"192.0.2.1", None),
+        "the listen address has its own port"
+    );
+    assert!(!me.is_own(b"lb.example.ne", None));
+    assert!(!me.is_own(b"lb.example.org", Some(5060)));
+}
