@@ -153,6 +153,23 @@ pub(crate) fn skip_token(s: &[u8], from: usize, end: usize) -> usize {
     i.min(end)
 }
 
+/// How many bytes at the start of `chunk` are letters, digits, `-` or `.` (16 when all are):
+/// the length of a header name there, in the shape nearly every name has.
+#[inline(always)]
+pub(crate) fn name_run16(chunk: &[u8; 16]) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        (!name_mask16(chunk)).trailing_zeros() as usize
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        chunk
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+            .unwrap_or(16)
+    }
+}
+
 /// Bit `i` set where `chunk[i]` is a letter, a digit, `-` or `.`.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
@@ -287,6 +304,18 @@ mod tests {
                     .position(|&b| b";\"<>".contains(&b))
                     .map_or(end, |p| from + p);
                 assert_eq!(find_any(s, from, end, *b";\"<>"), want, "{from}..{end}");
+            }
+        }
+    }
+
+    #[test]
+    fn name_runs_match_the_byte_class() {
+        for b in 0..=255u8 {
+            let name = b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+            for at in [0, 1, 7, 8, 15] {
+                let mut s = [b'a'; 16];
+                s[at] = b;
+                assert_eq!(name_run16(&s), if name { 16 } else { at }, "{b:#x} at {at}");
             }
         }
     }
