@@ -158,6 +158,17 @@ pub enum IoBackend {
     Auto,
 }
 
+impl std::fmt::Display for IoBackend {
+    /// As the config file spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Uring => "uring",
+            Self::Mmsg => "mmsg",
+            Self::Auto => "auto",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
@@ -310,6 +321,35 @@ impl Config {
             source,
         })?;
         Self::parse(&text, path)
+    }
+
+    /// The sections of `new` that differ from this (running) config among those a reload does
+    /// not apply: all but the destinations and the keepalives' outbound proxy.
+    pub fn start_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (self.start_only_sections(), new.start_only_sections());
+        a.iter()
+            .zip(&b)
+            .filter(|(x, y)| x.1 != y.1)
+            .map(|(x, _)| x.0)
+            .collect()
+    }
+
+    /// Each start-only section by name, as text to compare.
+    fn start_only_sections(&self) -> [(&'static str, String); 10] {
+        let mut health = self.health.clone();
+        health.outbound_proxy = None;
+        [
+            ("listen", format!("{:?}", self.listen)),
+            ("routes", format!("{:?}", self.routes)),
+            ("no_destination", format!("{:?}", self.no_destination)),
+            ("runtime", format!("{:?}", self.runtime)),
+            ("tracker", format!("{:?}", self.tracker)),
+            ("log", format!("{:?}", self.log)),
+            ("health", format!("{health:?}")),
+            ("trust", format!("{:?}", self.trust)),
+            ("flood", format!("{:?}", self.flood)),
+            ("control", format!("{:?}", self.control)),
+        ]
     }
 
     /// Parses config text; `file` is used in error messages and to resolve relative paths.

@@ -115,7 +115,7 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
     let (host, port) = cfg.advertise();
     println!("{}: ok", file.display());
     println!("listen: {:?}, advertised as {host}:{port}", cfg.listen.udp);
-    println!("shards: {}, io: {:?}", cfg.shards(), cfg.runtime.io);
+    println!("shards: {}, io: {}", cfg.shards(), cfg.runtime.io);
     for set in &table.sets {
         println!("set {}:", set.id);
         for d in &set.dests {
@@ -192,14 +192,16 @@ fn run(file: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("signal handler: {e}"))?;
     let inst =
         runtime::start(&cfg, Arc::clone(&stop)).map_err(|e| format!("{}: {e}", file.display()))?;
-    let ctl = Arc::new(control::Control::new(
+    let mut ctl = control::Control::new(
         file.to_owned(),
         Arc::clone(&inst.shared),
         inst.counters.clone(),
         inst.io.counters.clone(),
         Arc::clone(&inst.ping_active),
         cfg.control.as_ref().is_none_or(|c| c.inherit_state),
-    ));
+    );
+    ctl.started_with = Some(cfg.clone());
+    let ctl = Arc::new(ctl);
     let endpoint = match &cfg.control {
         Some(c) => {
             let watch = c

@@ -68,7 +68,7 @@ fn check_config_prints_the_bundled_examples_sets_and_routes() {
         "limit=3 record_route=true",
         "route register: methods=REGISTER -> set 2 algorithm=hash-callid",
         "route everything-else: methods=any -> set 1 algorithm=hash-callid",
-        "shards: 2",
+        "shards: 2, io: auto",
     ] {
         assert!(
             stdout.contains(want),

@@ -79,6 +79,9 @@ pub struct Control {
     /// How destination hosts added over the API are resolved (at the time of the call): every
     /// address of the host, the first is where it is sent.
     pub resolver: fn(&crate::dispatch::destination::Target) -> Vec<SocketAddr>,
+    /// The config the instance started with: a reload says which of its start-only sections
+    /// the file now changes.
+    pub started_with: Option<crate::config::Config>,
     /// One table writer at a time.
     writer: Mutex<()>,
 }
@@ -103,6 +106,7 @@ impl Control {
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             resolver: crate::runtime::resolve_all,
+            started_with: None,
             writer: Mutex::new(()),
         }
     }

@@ -27,15 +27,30 @@ pub enum ChangeError {
     Bad(String),
 }
 
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reloaded {
+    pub generation: u64,
+    /// Sections the file changes that only a restart applies (`routes`, `listen`, …).
+    pub not_applied: Vec<&'static str>,
+}
+
 impl Control {
     /// Reloads the destinations from the config file. `inherit` overrides the configured
-    /// `inherit_state`. Returns the new generation.
-    pub fn reload(&self, inherit: Option<bool>) -> Result<u64, ChangeError> {
+    /// `inherit_state`.
+    pub fn reload(&self, inherit: Option<bool>) -> Result<Reloaded, ChangeError> {
         let result = self.reload_inner(inherit.unwrap_or(self.inherit_state));
+        let path = self.config_path.display();
         match &result {
-            Ok(g) => {
+            Ok(r) => {
                 self.reloads.fetch_add(1, Relaxed);
-                tracing::info!("reloaded {}: generation {g}", self.config_path.display());
+                tracing::info!("reloaded {path}: generation {}", r.generation);
+                if !r.not_applied.is_empty() {
+                    tracing::warn!(
+                        "{path}: [{}] changed too; only the destinations were reloaded, a restart applies the rest",
+                        r.not_applied.join("], [")
+                    );
+                }
             }
             Err(e) => {
                 self.reload_failures.fetch_add(1, Relaxed);
@@ -45,9 +60,13 @@ impl Control {
         result
     }
 
-    fn reload_inner(&self, inherit: bool) -> Result<u64, ChangeError> {
+    fn reload_inner(&self, inherit: bool) -> Result<Reloaded, ChangeError> {
         let cfg =
             Config::load(&self.config_path).map_err(|e| ChangeError::Config(e.to_string()))?;
+        let not_applied = self
+            .started_with
+            .as_ref()
+            .map_or_else(Vec::new, |start| start.start_only_changes(&cfg));
         let specs = cfg
             .dest_specs()
             .map_err(|e| ChangeError::Config(e.to_string()))?;
@@ -58,7 +77,10 @@ impl Control {
         if !inherit {
             reset_flags(&table, &specs);
         }
-        self.swap(table)
+        Ok(Reloaded {
+            generation: self.swap(table)?,
+            not_applied,
+        })
     }
 
     /// Adds a destination to the running table (until the next reload, as Kamailio's

@@ -205,10 +205,10 @@ fn call(ctl: &Control, method: &str, a: &Args<'_>) -> Result<Value, RpcError> {
                     )));
                 }
             };
-            let g = ctl
+            let r = ctl
                 .reload(inherit)
                 .map_err(|e| RpcError::failed(e.to_string()))?;
-            Ok(json!({"generation": g}))
+            Ok(json!({"generation": r.generation, "not_applied": r.not_applied}))
         }
         "dispatcher.set_state" | "dispatcher.set_duid_state" => {
             let state = parse_state(&a.text(0, "state")?)?;

@@ -400,3 +400,26 @@ fn metrics_parse_as_prometheus_text() {
         .count();
     assert_eq!(up, 3);
 }
+
+#[test]
+fn reload_names_the_sections_only_a_restart_applies() {
+    let (mut ctl, dir) = control("start-only");
+    ctl.started_with = Some(Config::load(&ctl.config_path).unwrap());
+    // The list file changes: that is what a reload is for.
+    std::fs::write(dir.join("dispatcher.list"), "1 sip:127.0.0.1:7001\n").unwrap();
+    let r = ok(&ctl, "dispatcher.reload", json!([]));
+    assert_eq!(
+        (r["generation"].clone(), r["not_applied"].clone()),
+        (json!(2), json!([]))
+    );
+    // A route and the listen address change, and the keepalives' proxy (which a reload takes).
+    let edited = CONFIG
+        .replace("call-load", "round-robin")
+        .replace("127.0.0.1:5060", "127.0.0.1:5099")
+        + "[health]\noutbound_proxy = \"sip:127.0.0.1:5999\"\n";
+    std::fs::write(&ctl.config_path, edited).unwrap();
+    let r = ok(&ctl, "dispatcher.reload", json!([]));
+    assert_eq!(r["generation"], 3, "the destinations are still reloaded");
+    assert_eq!(r["not_applied"], json!(["listen", "routes"]));
+    assert_eq!(ctl.shared.table.load().set(1).unwrap().dests.len(), 1);
+}
