@@ -165,7 +165,7 @@ pub(crate) fn skip_class(s: &[u8], mut i: usize, end: usize, class: u8) -> usize
 /// it ends. `None` for no digits, or a value over 65535; a sixth digit is left where the port
 /// ends, for the caller to refuse (then the general reader, which accepts leading zeros,
 /// judges).
-#[inline]
+#[inline(always)]
 pub(crate) fn plain_port(s: &[u8], from: usize, end: usize) -> Option<(u16, usize)> {
     let stop = end.min(s.len()).min(from + 5);
     let mut i = from;

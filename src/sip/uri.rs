@@ -54,7 +54,7 @@ impl Uri {
 /// [;params]` with a token user and host and no `?`, `@` or whitespace after the host. `None`
 /// for anything else, which [`parse_uri`] reads; on what this accepts the two agree (a
 /// property test checks).
-#[inline]
+#[inline(always)]
 pub fn plain_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
     const SIP: Pattern<1> = Pattern::new(b"sip:");
     if !SIP.at(buf, start) {
