@@ -178,7 +178,7 @@ pub(crate) fn plain_value(buf: &[u8], skim: &Skim) -> Option<(usize, usize)> {
 }
 
 /// A name [`known_name`] does not know, and its colon right after it. Most are fewer than 16
-/// letters, digits and `-`, which one 16-byte compare finds; the token search reads the rest.
+/// letters, digits, `-` and `.`, which one 16-byte compare finds; the token search reads the rest.
 #[inline(always)]
 fn other_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
     // `known_name` misses a name it knows only where its patterns cannot read enough.

@@ -143,3 +143,26 @@ fn errors_name_the_reason() {
     long.truncate(INVITE.len() - 2);
     assert_eq!(scan(&long).err(), Some(ScanError::ContentLengthTooLarge));
 }
+
+#[test]
+fn methods_by_their_exact_names() {
+    use Method::*;
+    let known = [
+        (&b"INVITE"[..], Invite),
+        (b"ACK", Ack),
+        (b"BYE", Bye),
+        (b"CANCEL", Cancel),
+        (b"OPTIONS", Options),
+        (b"REGISTER", Register),
+    ];
+    for (name, m) in known {
+        assert_eq!(Method::from_bytes(name), m);
+        // Case-sensitive (RFC 3261 §7.1), and a prefix or a longer name is another method.
+        assert_eq!(Method::from_bytes(&name.to_ascii_lowercase()), Other);
+        assert_eq!(Method::from_bytes(&name[1..]), Other);
+        assert_eq!(Method::from_bytes(&[name, b"X"].concat()), Other);
+    }
+    for other in [&b""[..], b"INFO", b"ACX", b"INVITF", b"NOTIFY", b"REGISTEr"] {
+        assert_eq!(Method::from_bytes(other), Other);
+    }
+}
