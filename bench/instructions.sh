@@ -36,7 +36,7 @@ measure() { # $1 = calls, $2 = calls/s → prints "instructions forwarded"
   local ir fwd
   ir=$(sed -n 's/^summary: //p' "$tmp/cg.out")
   fwd=$(sed -n 's/.*shard 0 final: rx=[0-9]* fwd_req=\([0-9]*\) fwd_resp=\([0-9]*\).*/\1 \2/p' "$tmp/vg.log" | awk '{print $1 + $2}')
-  echo "$ir $fwd $(inclusive 'sipdispatch::io::ShardIo<H>::dispatch') $(inclusive 'sipdispatch::sip::scan::scan')"
+  echo "$ir $fwd $(inclusive 'sipdispatch::io::ShardIo<H>::dispatch') $(inclusive 'sipdispatch::sip::scan::scan_forwarding')"
 }
 
 inclusive() { # callgrind's inclusive count of function $1 in the last run

@@ -14,12 +14,12 @@ mod messages;
 fn touch(m: &sipdispatch::sip::Message<'_>) -> usize {
     // Reads every extracted field so nothing is optimised away.
     m.call_id().len()
-        + m.from.tag.map_or(0, |t| t.len())
-        + m.to.tag.map_or(0, |t| t.len())
+        + m.from().and_then(|p| p.tag).map_or(0, |t| t.len())
+        + m.to().and_then(|p| p.tag).map_or(0, |t| t.len())
         + m.via.branch.map_or(0, |b| b.len())
         + usize::from(m.via_count)
         + m.routes.as_slice().len()
-        + m.record_routes.as_slice().len()
+        + m.record_routes.map_or(0, |r| r.as_slice().len())
         + m.cseq as usize
         + m.body.len()
         + m.auth_user.map_or(0, |a| a.len())

@@ -101,8 +101,8 @@ fn valid_messages_scan_with_the_right_fields() {
         panic!()
     };
     assert_eq!(m.call_id(), b"wsinv.ndaksdj@192.0.2.1");
-    assert_eq!(m.to.tag.unwrap().of(&b), b"1918181833n");
-    assert_eq!(m.from.tag.unwrap().of(&b), b"98asjd8");
+    assert_eq!(m.to().unwrap().tag.unwrap().of(&b), b"1918181833n");
+    assert_eq!(m.from().unwrap().tag.unwrap().of(&b), b"98asjd8");
     assert_eq!(m.max_forwards.unwrap().0, 68);
     assert_eq!(m.cseq, 9);
     assert_eq!(m.via_count, 3);

@@ -26,7 +26,7 @@ use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request, write_re
 use crate::sip::reply::{Extra, write_reply};
 use crate::sip::stun::{binding_response, is_stun};
 use crate::sip::verdict::{DropReason, Verdict, judge_scanned};
-use crate::sip::{Message, Method, StartLine, scan};
+use crate::sip::{Message, Method, StartLine, scan_forwarding};
 
 /// How long a finished call stays routable for its last messages (RFC 3261 timer H, 64·T1).
 const LINGER_MS: u64 = 32_000;
@@ -297,7 +297,7 @@ impl Shard {
             return ctx.stun(data, src, out);
         }
         // The scan stays in this frame; the verdict refers to it (no copy of the message).
-        let scanned = scan(data);
+        let scanned = scan_forwarding(data);
         match judge_scanned(data, &scanned, &shared.identity) {
             Verdict::Keepalive => Counters::inc(&counters.keepalives),
             Verdict::Drop(DropReason::Malformed(_)) => counters.dropped(Dropped::Malformed),
@@ -312,7 +312,9 @@ impl Shard {
             Verdict::Request(..) if source == Source::PingProxy => {
                 ctx.refuse(data, Dropped::Untrusted, src, out)
             }
-            Verdict::Request(m, _) if source != Source::Upstream && m.to.tag.is_none() => {
+            Verdict::Request(m, _)
+                if source != Source::Upstream && m.to().and_then(|t| t.tag).is_none() =>
+            {
                 ctx.refuse(data, Dropped::UntrustedInitial, src, out)
             }
             Verdict::Request(m, f) => ctx.request(tracker, &mut fo, cands, rng, src, m, &f, out),
@@ -460,7 +462,7 @@ impl Ctx<'_> {
         let table = self.table;
         let key = call_key(m.call_id());
         let method = m.method().unwrap_or(Method::Other);
-        let initial = m.to.tag.is_none();
+        let initial = m.to().and_then(|t| t.tag).is_none();
 
         // Affinity: everything of a tracked call goes where its INVITE went.
         if let Some(e) = tracker.lookup(key, self.now_ms) {
@@ -493,16 +495,14 @@ impl Ctx<'_> {
             route.selector.algorithm,
             Algorithm::HashFrom | Algorithm::HashTo | Algorithm::HashKey
         );
-        let party = |p: &crate::sip::uri::Party| {
-            uris.then(|| p.parse_uri(buf))
-                .flatten()
-                .map(|u| uri_key(buf, &u))
+        let key_of = |p: Option<crate::sip::uri::Party>| {
+            p.and_then(|p| p.parse_uri(buf)).map(|u| uri_key(buf, &u))
         };
         let keys = Keys {
             method: m.method_bytes(),
             call_id: m.call_id(),
-            from_uri: party(&m.from),
-            to_uri: party(&m.to),
+            from_uri: uris.then(|| key_of(m.from())).flatten(),
+            to_uri: uris.then(|| key_of(m.to())).flatten(),
             ruri: Some(uri_key(buf, &uri)),
             auth_user: m.auth_user.map(|s| s.of(buf)),
             headers: &Headers(m),

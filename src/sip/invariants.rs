@@ -2,9 +2,10 @@
 //! (`tests/scan_props.rs`) and the fuzz targets (`fuzz/`): for any input, nothing panics, every
 //! range a scanned message holds lies inside the datagram, a local 400 built from anything
 //! scans as a response, and a message that scans, once rewritten, scans again with the same
-//! Call-ID and one more (request) or one fewer (response) Via; and every fast reader of a
-//! plain shape (header line, Via, From/To, SIP URI) agrees with the general reader wherever it
-//! answers. Not used on the message path.
+//! Call-ID and one more (request) or one fewer (response) Via; every fast reader of a plain
+//! shape (header line, Via, From/To, SIP URI) agrees with the general reader wherever it
+//! answers; and the data plane's scan accepts all that the full scan accepts, with the same
+//! fields. Not used on the message path.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use super::scan::scan_general;
 use super::uri::{general_party, general_uri, plain_party, plain_uri};
 use super::verdict::judge;
 use super::via::{general_via, plain_via};
-use super::{Message, Scanned, Span, StartLine, scan};
+use super::{Message, Scanned, Span, StartLine, scan, scan_forwarding};
 
 fn ensure(ok: bool, what: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(what.to_owned()) }
@@ -28,10 +29,8 @@ fn ensure(ok: bool, what: &str) -> Result<(), String> {
 pub fn spans(m: &Message<'_>) -> Vec<Span> {
     let mut v = vec![
         m.call_id,
-        m.from.uri,
-        m.from.params,
-        m.to.uri,
-        m.to.params,
+        m.from_header.value,
+        m.to_header.value,
         m.cseq_method,
         m.body,
         m.via.value,
@@ -40,12 +39,13 @@ pub fn spans(m: &Message<'_>) -> Vec<Span> {
         m.via_header.line,
         m.via_header.value,
         m.routes.first_header.line,
-        m.record_routes.first_header.line,
     ];
+    for p in [m.from(), m.to()].into_iter().flatten() {
+        v.extend([p.uri, p.params]);
+        v.extend(p.tag);
+    }
     v.extend(
         [
-            m.from.tag,
-            m.to.tag,
             m.via.branch,
             m.via.received,
             m.via.rport_param,
@@ -58,7 +58,10 @@ pub fn spans(m: &Message<'_>) -> Vec<Span> {
     );
     v.extend(m.max_forwards.map(|(_, s)| s));
     v.extend(m.routes.as_slice().iter().copied());
-    v.extend(m.record_routes.as_slice().iter().copied());
+    if let Some(rr) = m.record_routes {
+        v.push(rr.first_header.line);
+        v.extend(rr.as_slice().iter().copied());
+    }
     match m.start {
         StartLine::Request {
             method_span, uri, ..
@@ -131,6 +134,37 @@ fn plain_readers_agree(data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// [`scan_forwarding`] against [`scan`]: it may accept more (it leaves fields unread), never
+/// less, and what it reads, or reads when asked, is what the full scan read.
+fn forwarding_scan_agrees(
+    data: &[u8],
+    full: &Result<Scanned<'_>, super::ScanError>,
+) -> Result<(), String> {
+    let fwd = scan_forwarding(data);
+    match (full, &fwd) {
+        (Ok(Scanned::Message(a)), Ok(Scanned::Message(b))) => {
+            let unread_aside = Message {
+                from_header: a.from_header,
+                to_header: a.to_header,
+                record_routes: a.record_routes,
+                ..*b
+            };
+            ensure(
+                unread_aside == *a
+                    && b.from() == a.from()
+                    && b.to() == a.to()
+                    && b.record_routes.is_none(),
+                &format!("forwarding scan differs: {b:?} vs {a:?}"),
+            )
+        }
+        (Ok(a), b) => ensure(
+            Ok(a) == b.as_ref(),
+            &format!("forwarding scan gave {b:?} where the scan gave {a:?}"),
+        ),
+        (Err(_), _) => Ok(()),
+    }
+}
+
 /// Runs every rule above on `data`; the error says which one broke.
 pub fn check(data: &[u8]) -> Result<(), String> {
     plain_readers_agree(data)?;
@@ -139,6 +173,7 @@ pub fn check(data: &[u8]) -> Result<(), String> {
         fast == general,
         &format!("scan differs from the general scan: {fast:?} vs {general:?}"),
     )?;
+    forwarding_scan_agrees(data, &fast)?;
     let src: SocketAddr = "192.0.2.77:5099".parse().unwrap();
     let mut out = vec![0u8; 140_000];
     let _ = judge(data, &Identity::new("192.0.2.1", 5060, &[]));

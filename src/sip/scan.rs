@@ -2,6 +2,8 @@
 //! by Content-Length) and extracts, as byte ranges, every field dispatching and stateless
 //! forwarding need. It copies nothing, allocates nothing, and refuses malformed input with a
 //! [`ScanError`] naming the reason. It knows nothing about destinations or rewriting.
+//! [`scan`] reads every field; [`scan_forwarding`], the data plane's, leaves unread the ones
+//! no forwarding decision uses.
 #![forbid(unsafe_code)]
 
 use super::Span;
@@ -141,8 +143,9 @@ pub struct Message<'a> {
     /// after it are not part of the message and are never forwarded.
     pub body: Span,
     pub call_id: Span,
-    pub from: Party,
-    pub to: Party,
+    /// Read through [`Message::from`] and [`Message::to`].
+    pub from_header: PartyHeader,
+    pub to_header: PartyHeader,
     pub cseq: u32,
     pub cseq_method: Span,
     /// The top Via value, parsed.
@@ -157,10 +160,26 @@ pub struct Message<'a> {
     pub max_forwards: Option<(u8, Span)>,
     pub content_length: Option<u32>,
     pub routes: Entries,
-    pub record_routes: Entries,
+    /// `None` when the scan did not read them ([`scan_forwarding`]).
+    pub record_routes: Option<Entries>,
     /// Digest `username` of Proxy-Authorization, else of Authorization.
     pub auth_user: Option<Span>,
     pub proxy_require: Option<Span>,
+}
+
+/// A From or To header: where its value is, and the value read if the scan read it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartyHeader {
+    pub value: Span,
+    read: Option<Party>,
+}
+
+impl PartyHeader {
+    /// The header's parts, as the scan read them or read now (`None` if malformed).
+    pub fn get(&self, buf: &[u8]) -> Option<Party> {
+        self.read
+            .or_else(|| party::<true>(buf, self.value.start(), self.value.end()))
+    }
 }
 
 /// The result of scanning one datagram.
@@ -202,6 +221,16 @@ impl<'a> Message<'a> {
         self.call_id.of(self.buf)
     }
 
+    /// The From header's parts (`None` only if the scan left a malformed one unread).
+    pub fn from(&self) -> Option<Party> {
+        self.from_header.get(self.buf)
+    }
+
+    /// The To header's parts (`None` only if the scan left a malformed one unread).
+    pub fn to(&self) -> Option<Party> {
+        self.to_header.get(self.buf)
+    }
+
     /// The message as it must be forwarded: everything up to the end of the body.
     pub fn wire(&self) -> &'a [u8] {
         &self.buf[..usize::from(self.body.end)]
@@ -218,19 +247,29 @@ impl<'a> Message<'a> {
 // other code than the shards run.
 #[inline(never)]
 pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
-    scan_with::<true>(buf)
+    scan_with::<true, true>(buf)
+}
+
+/// [`scan`] as stateless forwarding needs it: the From header, a response's To and the
+/// Record-Route entries are located but not read (a proxy ignores the components it does not
+/// use and forwards them unchanged, RFC 3261 §16.3); [`Message::from`] and [`Message::to`]
+/// read them when asked. A request's To is read: its tag tells an initial request apart.
+#[inline(never)]
+pub fn scan_forwarding(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
+    scan_with::<true, false>(buf)
 }
 
 /// [`scan`] with the general readers only, never the plain-shape fast paths: the reference the
 /// fast paths are checked against (`sip::invariants`). Not for the message path.
 #[doc(hidden)]
 pub fn scan_general(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
-    scan_with::<false>(buf)
+    scan_with::<false, true>(buf)
 }
 
-/// The scan; `PLAIN` selects the plain-shape fast paths (with the general readers behind them).
+/// The scan; `PLAIN` selects the plain-shape fast paths (with the general readers behind them),
+/// `ALL` reads every field (else only those forwarding uses).
 #[inline(always)]
-fn scan_with<const PLAIN: bool>(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
+fn scan_with<const PLAIN: bool, const ALL: bool>(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
     if buf.is_empty() {
         return Err(ScanError::Empty);
     }
@@ -249,7 +288,7 @@ fn scan_with<const PLAIN: bool>(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
         line_end
     };
     let start = start_line::<PLAIN>(buf, text_end)?;
-    Ok(Scanned::Message(headers::<PLAIN>(
+    Ok(Scanned::Message(headers::<PLAIN, ALL>(
         buf,
         start,
         line_end + 1,
@@ -344,8 +383,27 @@ fn once<T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), ScanErr
     Ok(())
 }
 
+/// A From or To value, read (and refused if malformed) when `read`.
 #[inline(always)]
-fn headers<const PLAIN: bool>(
+fn party_header<const PLAIN: bool>(
+    buf: &[u8],
+    value: (usize, usize),
+    read: bool,
+    name: &'static str,
+) -> Result<PartyHeader, ScanError> {
+    let read = if read {
+        Some(party::<PLAIN>(buf, value.0, value.1).ok_or(ScanError::BadHeader(name))?)
+    } else {
+        None
+    };
+    Ok(PartyHeader {
+        value: Span::new(value.0, value.1),
+        read,
+    })
+}
+
+#[inline(always)]
+fn headers<const PLAIN: bool, const ALL: bool>(
     buf: &[u8],
     start: StartLine,
     headers_start: usize,
@@ -365,6 +423,8 @@ fn headers<const PLAIN: bool>(
     let mut auth = None;
     let mut proxy_auth = None;
     let mut proxy_require = None;
+    let read_to = ALL || matches!(start, StartLine::Request { .. });
+    let read_from = ALL;
 
     let mut pos = headers_start;
     let (headers_end, body_start) = loop {
@@ -376,7 +436,10 @@ fn headers<const PLAIN: bool>(
         let plain = match skim {
             // A header the scan ignores (Contact has a name, but no field is read from it):
             // only where it ends matters.
-            Some(s) if matches!(s.kind, Name::Other | Name::Contact) => {
+            Some(s)
+                if matches!(s.kind, Name::Other | Name::Contact)
+                    || (!ALL && s.kind == Name::RecordRoute) =>
+            {
                 pos = s.lf + 1;
                 continue;
             }
@@ -412,14 +475,14 @@ fn headers<const PLAIN: bool>(
                 once(&mut call_id, Span::new(value.0, value.1), "Call-ID")?;
             }
             Name::From => {
-                let na =
-                    party::<PLAIN>(buf, value.0, value.1).ok_or(ScanError::BadHeader("From"))?;
-                once(&mut from, na, "From")?;
+                let h = party_header::<PLAIN>(buf, value, read_from, "From")?;
+                once(&mut from, h, "From")?;
             }
-            Name::To => {
-                let na = party::<PLAIN>(buf, value.0, value.1).ok_or(ScanError::BadHeader("To"))?;
-                once(&mut to, na, "To")?;
-            }
+            Name::To => once(
+                &mut to,
+                party_header::<PLAIN>(buf, value, read_to, "To")?,
+                "To",
+            )?,
             Name::CSeq => once(&mut cseq, cseq_value(buf, value)?, "CSeq")?,
             Name::MaxForwards => {
                 let n = parse_u32(&buf[value.0..value.1])
@@ -451,7 +514,7 @@ fn headers<const PLAIN: bool>(
                 }
             }
             Name::Route => route_entries::<PLAIN>(buf, hp, &mut routes, "Route")?,
-            Name::RecordRoute => {
+            Name::RecordRoute if ALL => {
                 route_entries::<PLAIN>(buf, hp, &mut record_routes, "Record-Route")?
             }
             Name::Authorization if auth.is_none() => auth = Some(value),
@@ -482,8 +545,8 @@ fn headers<const PLAIN: bool>(
         headers_end,
         body,
         call_id: call_id.ok_or(ScanError::MissingHeader("Call-ID"))?,
-        from: from.ok_or(ScanError::MissingHeader("From"))?,
-        to: to.ok_or(ScanError::MissingHeader("To"))?,
+        from_header: from.ok_or(ScanError::MissingHeader("From"))?,
+        to_header: to.ok_or(ScanError::MissingHeader("To"))?,
         cseq,
         cseq_method,
         via,
@@ -494,7 +557,7 @@ fn headers<const PLAIN: bool>(
         max_forwards,
         content_length,
         routes,
-        record_routes,
+        record_routes: ALL.then_some(record_routes),
         auth_user,
         proxy_require,
     })

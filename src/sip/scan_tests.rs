@@ -32,9 +32,10 @@ fn invite_fields() {
     assert_eq!(uri.user.unwrap().of(b), b"service");
     assert_eq!(uri.port, Some(5060));
     assert_eq!(m.call_id(), b"1-12345@127.0.0.1");
-    assert_eq!(m.from.tag.unwrap().of(b), b"1SIPpTag001");
-    assert_eq!(m.from.parse_uri(b).unwrap().user.unwrap().of(b), b"sipp");
-    assert!(m.to.tag.is_none());
+    let from = m.from().unwrap();
+    assert_eq!(from.tag.unwrap().of(b), b"1SIPpTag001");
+    assert_eq!(from.parse_uri(b).unwrap().user.unwrap().of(b), b"sipp");
+    assert!(m.to().unwrap().tag.is_none());
     assert_eq!(m.cseq, 1);
     assert_eq!(m.cseq_method(), Method::Invite);
     assert_eq!(m.via.branch.unwrap().of(b), b"z9hG4bK-1-0");
@@ -85,7 +86,7 @@ From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\
     assert_eq!(m.routes.count, 3);
     assert_eq!(m.routes.in_first_header, 2);
     assert_eq!(m.routes.as_slice()[1].of(s), b"<sip:p2.example.com;lr>");
-    assert_eq!(m.record_routes.count, 1);
+    assert_eq!(m.record_routes.unwrap().count, 1);
     assert_eq!(m.auth_user.unwrap().of(s), b"alice");
     assert_eq!(m.max_forwards, None);
     // No Content-Length: the body runs to the end of the datagram (here: empty).
@@ -165,4 +166,49 @@ fn methods_by_their_exact_names() {
     for other in [&b""[..], b"INFO", b"ACX", b"INVITF", b"NOTIFY", b"REGISTEr"] {
         assert_eq!(Method::from_bytes(other), Other);
     }
+}
+
+#[test]
+fn forwarding_scan_reads_a_response_header_only_when_asked() {
+    let s = b"SIP/2.0 180 Ringing\r\n\
+Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK2\r\n\
+Record-Route: <sip:10.0.0.1;lr>\r\n\
+From: \"A\" <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
+    let Ok(Scanned::Message(m)) = scan_forwarding(s) else {
+        panic!()
+    };
+    assert_eq!((m.from_header.read, m.to_header.read), (None, None));
+    assert_eq!(m.record_routes, None);
+    let full = msg(s);
+    assert_eq!((m.from(), m.to()), (full.from(), full.to()));
+    assert_eq!(m.to().unwrap().tag.unwrap().of(s), b"2");
+    assert_eq!(full.record_routes.unwrap().count, 1);
+}
+
+#[test]
+fn forwarding_scan_passes_on_what_forwarding_does_not_read() {
+    // RFC 3261 §16.3: a proxy ignores the components it does not use and forwards them
+    // unchanged. The full scan refuses these; the data plane's relays them.
+    let response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+From: \"unbalanced <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
+    let request = b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+From: \"unbalanced <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n";
+    for s in [&response[..], &request[..]] {
+        assert_eq!(scan(s), Err(ScanError::BadHeader("From")));
+        let Ok(Scanned::Message(m)) = scan_forwarding(s) else {
+            panic!()
+        };
+        assert_eq!(m.from(), None);
+    }
+    // A request's To is read (its tag tells an initial request apart): still refused.
+    let bad_to = b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+From: <sip:a@x>;tag=1\r\nTo: \"unbalanced <sip:b@y>\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n";
+    assert_eq!(scan_forwarding(bad_to), Err(ScanError::BadHeader("To")));
+    // Duplicates and missing headers are refused as before.
+    let twice = b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+From: <sip:a@x>;tag=1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n";
+    assert_eq!(
+        scan_forwarding(twice),
+        Err(ScanError::DuplicateHeader("From"))
+    );
 }

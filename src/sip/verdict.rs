@@ -6,7 +6,7 @@
 
 use super::proxy::{Forward, Identity, LocalReply, RequestPlan, plan_request};
 use super::reply::Extra;
-use super::scan::{Message, ScanError, Scanned, scan};
+use super::scan::{Message, ScanError, Scanned, scan_forwarding};
 
 /// Why a datagram is dropped without a reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +40,9 @@ pub enum Verdict<'a, M = Message<'a>> {
     Drop(DropReason),
 }
 
-/// Judges one datagram.
+/// Judges one datagram, scanned as the data plane scans it ([`scan_forwarding`]).
 pub fn judge<'a>(buf: &'a [u8], me: &Identity) -> Verdict<'a> {
-    let scanned = scan(buf);
+    let scanned = scan_forwarding(buf);
     match judge_scanned(buf, &scanned, me) {
         Verdict::Keepalive => Verdict::Keepalive,
         Verdict::Request(m, f) => Verdict::Request(*m, f),

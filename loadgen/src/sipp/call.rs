@@ -254,7 +254,8 @@ impl Call {
 pub fn store_route_set(call: &mut Call, m: &Message<'_>, uac: bool) {
     let mut rr: Vec<&[u8]> = m
         .record_routes
-        .as_slice()
+        .as_ref()
+        .map_or(&[][..], |r| r.as_slice())
         .iter()
         .map(|s| s.of(m.buf))
         .collect();
