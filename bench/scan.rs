@@ -14,8 +14,8 @@ mod messages;
 fn touch(m: &sipdispatch::sip::Message<'_>) -> usize {
     // Reads every extracted field so nothing is optimised away.
     m.call_id().len()
-        + m.from().and_then(|p| p.tag).map_or(0, |t| t.len())
-        + m.to().and_then(|p| p.tag).map_or(0, |t| t.len())
+        + m.from_tag().map_or(0, |t| t.len())
+        + m.to_tag().map_or(0, |t| t.len())
         + m.via.branch.map_or(0, |b| b.len())
         + usize::from(m.via_count)
         + m.routes.as_slice().len()

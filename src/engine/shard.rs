@@ -312,9 +312,7 @@ impl Shard {
             Verdict::Request(..) if source == Source::PingProxy => {
                 ctx.refuse(data, Dropped::Untrusted, src, out)
             }
-            Verdict::Request(m, _)
-                if source != Source::Upstream && m.to().and_then(|t| t.tag).is_none() =>
-            {
+            Verdict::Request(m, _) if source != Source::Upstream && m.to_tag().is_none() => {
                 ctx.refuse(data, Dropped::UntrustedInitial, src, out)
             }
             Verdict::Request(m, f) => ctx.request(tracker, &mut fo, cands, rng, src, m, &f, out),
@@ -462,7 +460,7 @@ impl Ctx<'_> {
         let table = self.table;
         let key = call_key(m.call_id());
         let method = m.method().unwrap_or(Method::Other);
-        let initial = m.to().and_then(|t| t.tag).is_none();
+        let initial = m.to_tag().is_none();
 
         // Affinity: everything of a tracked call goes where its INVITE went.
         if let Some(e) = tracker.lookup(key, self.now_ms) {

@@ -183,10 +183,7 @@ pub fn branch_hash(msg: &Message<'_>) -> u64 {
                 StartLine::Request { uri, .. } => uri.whole.of(buf),
                 StartLine::Response { .. } => &[],
             };
-            let from_tag = msg
-                .from()
-                .and_then(|p| p.tag)
-                .map_or(&[][..], |t| t.of(buf));
+            let from_tag = msg.from_tag().map_or(&[][..], |t| t.of(buf));
             let mut cseq = [0u8; 10];
             let mut o = Out::new(&mut cseq);
             let _ = o.put_u32(msg.cseq);

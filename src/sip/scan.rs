@@ -231,6 +231,15 @@ impl<'a> Message<'a> {
         self.to_header.get(self.buf)
     }
 
+    pub fn from_tag(&self) -> Option<Span> {
+        self.from().and_then(|p| p.tag)
+    }
+
+    /// `None` for an initial request.
+    pub fn to_tag(&self) -> Option<Span> {
+        self.to().and_then(|p| p.tag)
+    }
+
     /// The message as it must be forwarded: everything up to the end of the body.
     pub fn wire(&self) -> &'a [u8] {
         &self.buf[..usize::from(self.body.end)]
@@ -424,7 +433,6 @@ fn headers<const PLAIN: bool, const ALL: bool>(
     let mut proxy_auth = None;
     let mut proxy_require = None;
     let read_to = ALL || matches!(start, StartLine::Request { .. });
-    let read_from = ALL;
 
     let mut pos = headers_start;
     let (headers_end, body_start) = loop {
@@ -475,7 +483,7 @@ fn headers<const PLAIN: bool, const ALL: bool>(
                 once(&mut call_id, Span::new(value.0, value.1), "Call-ID")?;
             }
             Name::From => {
-                let h = party_header::<PLAIN>(buf, value, read_from, "From")?;
+                let h = party_header::<PLAIN>(buf, value, ALL, "From")?;
                 once(&mut from, h, "From")?;
             }
             Name::To => once(

@@ -449,7 +449,7 @@ impl Engine {
         match m.start {
             StartLine::Response { code, .. } => {
                 call.ack_pending |= code == 200;
-                if let Some(t) = m.to().and_then(|t| t.tag) {
+                if let Some(t) = m.to_tag() {
                     call.peer_tag.clear();
                     call.peer_tag.extend_from_slice(t.of(data));
                 }
