@@ -9,7 +9,8 @@
 # alone, per forwarded message: these repeat to a few instructions between runs.
 # KEEP=path keeps the larger run's callgrind output as path, and each run's as path.CALLS
 # (compare the two with callgrind_annotate to see what grows with the traffic). VG_OPTS adds
-# callgrind options, e.g. VG_OPTS=--dump-instr=yes for counts per instruction.
+# callgrind options, e.g. VG_OPTS=--dump-instr=yes for counts per instruction. PORT=p uses ports
+# p to p+2 (default 7200), so two checkouts can measure side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/sd_config.sh
@@ -21,18 +22,19 @@ done
 cargo build --release -q
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$tmp/cg.out" "$KEEP"; rm -rf "$tmp"' EXIT
-sd_config 127.0.0.1:7200 127.0.0.1:7201 1 "$io" > "$tmp/cfg.toml"
+p=${PORT:-7200}
+sd_config 127.0.0.1:$p 127.0.0.1:$((p + 1)) 1 "$io" > "$tmp/cfg.toml"
 
 measure() { # $1 = calls, $2 = calls/s → prints "instructions forwarded"
   local calls=$1 rate=$2
-  sipp -sn uas -i 127.0.0.1 -p 7201 -nostdin -bg -trace_stat -stf "$tmp/uas.csv" >/dev/null 2>&1 || true
+  sipp -sn uas -i 127.0.0.1 -p $((p + 1)) -nostdin -bg -trace_stat -stf "$tmp/uas.csv" >/dev/null 2>&1 || true
   valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$tmp/cg.out" "${CARGO_TARGET_DIR:-target}/release/sipdispatch" --config "$tmp/cfg.toml" 2> "$tmp/vg.log" &
   local vg=$!
   for _ in $(seq 50); do grep -q "sipdispatch running" "$tmp/vg.log" && break; sleep 0.2; done
-  sipp -sn uac 127.0.0.1:7200 -i 127.0.0.1 -p 7202 -m "$calls" -r "$rate" -nostdin -timeout 120s >/dev/null 2>&1
+  sipp -sn uac 127.0.0.1:$p -i 127.0.0.1 -p $((p + 2)) -m "$calls" -r "$rate" -nostdin -timeout 120s >/dev/null 2>&1
   kill -INT $vg; wait $vg || true
   if [ -n "${KEEP:-}" ]; then cp "$tmp/cg.out" "$KEEP.$calls"; fi
-  pkill -f "sipp -sn uas -i 127.0.0.1 -p 7201" || true
+  pkill -f "sipp -sn uas -i 127.0.0.1 -p $((p + 1))" || true
   local ir fwd
   ir=$(sed -n 's/^summary: //p' "$tmp/cg.out")
   fwd=$(sed -n 's/.*shard 0 final: rx=[0-9]* fwd_req=\([0-9]*\) fwd_resp=\([0-9]*\).*/\1 \2/p' "$tmp/vg.log" | awk '{print $1 + $2}')
