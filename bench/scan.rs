@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sipdispatch::sip::proxy::{Identity, RequestPlan, plan_request, write_request, write_response};
-use sipdispatch::sip::{Scanned, scan};
+use sipdispatch::sip::{Scanned, scan, scan_forwarding};
 
 #[path = "messages.rs"]
 mod messages;
@@ -60,6 +60,18 @@ fn benches(c: &mut Criterion) {
                 b.iter(|| write_response(black_box(&m), &me, &mut out).unwrap())
             });
         }
+        g.finish();
+    }
+    // The data plane's scan on a SIPp call, as sipdispatch forwards it.
+    for (name, msg) in messages::sipp_call() {
+        let mut g = c.benchmark_group(format!("scan-forwarding/{name}"));
+        g.throughput(Throughput::Bytes(msg.len() as u64));
+        g.bench_function("sipdispatch", |b| {
+            b.iter(|| match scan_forwarding(black_box(&msg)) {
+                Ok(Scanned::Message(m)) => m.call_id().len() + usize::from(m.via_count),
+                _ => 0,
+            })
+        });
         g.finish();
     }
 }

@@ -205,6 +205,7 @@ fn sip_datagrams() {
     let mut seeds = files(&shared.join("rfc4475"));
     seeds.extend(files(&shared.join("rfc5118")));
     seeds.extend(messages::all().into_iter().map(|(_, m)| m));
+    seeds.extend(messages::sipp_call().into_iter().map(|(_, m)| m));
     fuzz("sip", seeds, invariants::check);
 }
 

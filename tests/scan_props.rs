@@ -18,6 +18,7 @@ fn corpus() -> Vec<Vec<u8>> {
         .filter_map(|p| std::fs::read(p).ok())
         .collect();
     v.extend(messages::all().into_iter().map(|(_, m)| m));
+    v.extend(messages::sipp_call().into_iter().map(|(_, m)| m));
     v.sort();
     v
 }

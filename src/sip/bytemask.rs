@@ -13,8 +13,14 @@ pub(crate) const WINDOW: usize = 64;
 pub(crate) fn mask64(buf: &[u8], at: usize, byte: u8) -> u64 {
     match buf.get(at..at.saturating_add(WINDOW)) {
         Some(w) => window_mask(w.try_into().unwrap_or(&[0; WINDOW]), byte),
+        // The datagram's last window, read as the 64 bytes that end the datagram and shifted
+        // down to start at `at` (no copy into a padded window).
+        None if at < buf.len() && buf.len() >= WINDOW => {
+            let w = &buf[buf.len() - WINDOW..];
+            window_mask(w.try_into().unwrap_or(&[0; WINDOW]), byte) >> (at + WINDOW - buf.len())
+        }
         None => {
-            // The datagram's last window, padded; the padding's bits are cleared.
+            // A datagram shorter than a window, padded; the padding's bits are cleared.
             let mut w = [0u8; WINDOW];
             let tail = buf.get(at..).unwrap_or_default();
             w[..tail.len()].copy_from_slice(tail);

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::bytemask::{LineFeeds, name_run16, skip_token};
-use super::lex::{Pattern, is_lws, is_token, trim};
+use super::lex::{Pattern, is_token, trim};
 
 /// The headers sipdispatch looks at; everything else is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,15 +163,19 @@ pub(crate) fn skim(buf: &[u8], pos: usize, lfs: &mut LineFeeds) -> Option<Skim> 
 /// reader's cases).
 #[inline(always)]
 pub(crate) fn plain_value(buf: &[u8], skim: &Skim) -> Option<(usize, usize)> {
-    let mut vs = skim.colon + 1 + usize::from(buf.get(skim.colon + 1) == Some(&b' '));
-    // More blanks: SIPp pads Content-Length to five places (`Content-Length:     0`).
-    if buf.get(vs) == Some(&b' ') {
-        while matches!(buf.get(vs), Some(b' ' | b'\t')) {
-            vs += 1;
-        }
-    }
+    // `lf` is the first line feed after the colon, so no byte between them is a LF; blanks
+    // are skipped here (SIPp pads Content-Length to five places: `Content-Length:     0`).
     let ve = skim.lf - 1;
-    if buf[ve] != b'\r' || ve <= vs || is_lws(buf[vs]) || is_lws(buf[ve - 1]) {
+    let mut vs = skim.colon + 1 + usize::from(buf[skim.colon + 1] == b' ');
+    while vs < ve && matches!(buf[vs], b' ' | b'\t') {
+        vs += 1;
+    }
+    // A CR not followed by a LF is linear whitespace to the general reader's trim.
+    if vs >= ve
+        || buf[ve] != b'\r'
+        || buf[vs] == b'\r'
+        || matches!(buf[ve - 1], b' ' | b'\t' | b'\r')
+    {
         return None;
     }
     Some((vs, ve))
@@ -189,15 +193,16 @@ fn other_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
             return Some((Name::Other, pos + len));
         }
     }
+    // The empty line that ends the headers lands here too: its CR is no token byte.
     let e = skip_token(buf, pos, buf.len());
-    let kind = if complete {
-        Name::Other
-    } else {
-        Name::classify(buf.get(pos..e)?)
-    };
     if e == pos || buf.get(e) != Some(&b':') {
         return None;
     }
+    let kind = if complete {
+        Name::Other
+    } else {
+        Name::classify(&buf[pos..e])
+    };
     Some((kind, e))
 }
 

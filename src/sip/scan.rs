@@ -305,6 +305,7 @@ fn scan_with<const PLAIN: bool, const ALL: bool>(buf: &[u8]) -> Result<Scanned<'
     )?))
 }
 
+#[inline(always)]
 fn start_line<const PLAIN: bool>(buf: &[u8], end: usize) -> Result<StartLine, ScanError> {
     let line = &buf[..end];
     // `SIP/2.0 NNN reason`, nearly every status line: the version in one word compare.
@@ -320,6 +321,11 @@ fn start_line<const PLAIN: bool>(buf: &[u8], end: usize) -> Result<StartLine, Sc
             code,
             reason: Span::new(12, end),
         });
+    }
+    // A method sipdispatch knows ends at the first space of the line's first nine bytes; one
+    // it knows is a token, so the general search and token check are not needed for it.
+    if PLAIN && let Some(sp1) = known_method_end(line) {
+        return request_line::<PLAIN>(buf, line, sp1, true);
     }
     let sp1 = find_any(line, 0, end, *b" ");
     if sp1 == end {
@@ -346,6 +352,35 @@ fn start_line<const PLAIN: bool>(buf: &[u8], end: usize) -> Result<StartLine, Sc
             reason: Span::new(code_end + 1, end),
         });
     }
+    request_line::<PLAIN>(buf, line, sp1, false)
+}
+
+/// Where a method [`Method::from_bytes`] knows ends (its space), found in the first word.
+#[inline(always)]
+fn known_method_end(line: &[u8]) -> Option<usize> {
+    const SPACES: u64 = u64::from_le_bytes([b' '; 8]);
+    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = word_at(line, 0)? ^ SPACES;
+    // 0x80 on the bytes of the word that are spaces (no borrow between bytes).
+    let spaces = !(((x & LO7) + LO7) | x | LO7);
+    let sp1 = if spaces == 0 {
+        8
+    } else {
+        spaces.trailing_zeros() as usize / 8
+    };
+    (line.get(sp1) == Some(&b' ') && Method::from_bytes(&line[..sp1]) != Method::Other)
+        .then_some(sp1)
+}
+
+/// The rest of a request line whose method ends at `sp1` (`token`: known to be a token).
+#[inline(always)]
+fn request_line<const PLAIN: bool>(
+    buf: &[u8],
+    line: &[u8],
+    sp1: usize,
+    token: bool,
+) -> Result<StartLine, ScanError> {
+    let end = line.len();
     // Request-Line = Method SP Request-URI SP SIP-Version, single spaces, no LWS in the URI
     // (RFC 4475 lwsstart, lwsruri, trws).
     // The last space: where the version starts, nearly always eight bytes from the end.
@@ -367,7 +402,7 @@ fn start_line<const PLAIN: bool>(buf: &[u8], end: usize) -> Result<StartLine, Sc
             sp2
         }
     };
-    if sp2 == sp1 || sp1 == 0 || skip_token(line, 0, sp1) != sp1 {
+    if sp2 == sp1 || sp1 == 0 || (!token && skip_token(line, 0, sp1) != sp1) {
         return Err(ScanError::BadStartLine);
     }
     let uri = uri::<PLAIN>(buf, sp1 + 1, sp2).ok_or(ScanError::BadRequestUri)?;
