@@ -228,10 +228,6 @@ fn known_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
     const PROXY_AUTHORIZATION: Pattern<3> = Pattern::new(b"proxy-authorization:");
     const PROXY_REQUIRE: Pattern<2> = Pattern::new(b"proxy-require:");
     let b = *buf.get(pos)?;
-    if buf.get(pos + 1) == Some(&b':') {
-        // Compact forms, and other one-letter names.
-        return is_token(b).then(|| (Name::classify(&buf[pos..pos + 1]), pos + 1));
-    }
     let (name, len) = match b | 0x20 {
         b'v' if VIA.at(buf, pos) => (Name::Via, VIA.len),
         b'f' if FROM.at(buf, pos) => (Name::From, FROM.len),
@@ -248,6 +244,11 @@ fn known_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
             (Name::ProxyAuthorization, PROXY_AUTHORIZATION.len)
         }
         b'p' if PROXY_REQUIRE.at(buf, pos) => (Name::ProxyRequire, PROXY_REQUIRE.len),
+        // Compact forms, and other one-letter names: looked for only where no long name
+        // matched, which is rare.
+        _ if buf.get(pos + 1) == Some(&b':') => {
+            return is_token(b).then(|| (Name::classify(&buf[pos..pos + 1]), pos + 1));
+        }
         _ => return None,
     };
     // The patterns end with the colon.
