@@ -297,12 +297,13 @@ fn scan_with<const PLAIN: bool, const ALL: bool>(buf: &[u8]) -> Result<Scanned<'
         line_end
     };
     let start = start_line::<PLAIN>(buf, text_end)?;
-    Ok(Scanned::Message(headers::<PLAIN, ALL>(
-        buf,
-        start,
-        line_end + 1,
-        lfs,
-    )?))
+    match headers::<PLAIN, ALL>(buf, start, line_end + 1, lfs) {
+        Ok(m) => Ok(Scanned::Message(m)),
+        // The plain readers leave folded lines (and anything malformed) to the general ones,
+        // which read the message again and give the answer.
+        Err(_) if PLAIN => scan_with::<false, ALL>(buf),
+        Err(e) => Err(e),
+    }
 }
 
 #[inline(always)]
@@ -472,7 +473,7 @@ fn headers<const PLAIN: bool, const ALL: bool>(
     let mut pos = headers_start;
     let (headers_end, body_start) = loop {
         let skim = if PLAIN {
-            header::skim(buf, pos, &mut lfs)
+            header::skim_line(buf, pos, &mut lfs)
         } else {
             None
         };
