@@ -224,6 +224,17 @@ const KNOWN_NAME_READS: usize = 24;
 /// datagram (fewer than [`KNOWN_NAME_READS`] bytes) possibly for a known one.
 #[inline(always)]
 fn known_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
+    let (name, len) = match buf.get(pos..pos + KNOWN_NAME_READS) {
+        // Read from a head of fixed size, the patterns' compares need no bounds checks.
+        Some(head) => name_at(<&[u8; KNOWN_NAME_READS]>::try_from(head).ok()?)?,
+        None => name_at(buf.get(pos..)?)?,
+    };
+    Some((name, pos + len))
+}
+
+/// [`known_name`] on the bytes from the line's start: the name and its length.
+#[inline(always)]
+fn name_at(s: &[u8]) -> Option<(Name, usize)> {
     const VIA: Pattern<1> = Pattern::new(b"via:");
     const FROM: Pattern<1> = Pattern::new(b"from:");
     const TO: Pattern<1> = Pattern::new(b"to:");
@@ -237,32 +248,30 @@ fn known_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
     const AUTHORIZATION: Pattern<2> = Pattern::new(b"authorization:");
     const PROXY_AUTHORIZATION: Pattern<3> = Pattern::new(b"proxy-authorization:");
     const PROXY_REQUIRE: Pattern<2> = Pattern::new(b"proxy-require:");
-    let b = *buf.get(pos)?;
+    let b = *s.first()?;
     let (name, len) = match b | 0x20 {
-        b'v' if VIA.at(buf, pos) => (Name::Via, VIA.len),
-        b'f' if FROM.at(buf, pos) => (Name::From, FROM.len),
-        b't' if TO.at(buf, pos) => (Name::To, TO.len),
-        b'c' if CALL_ID.at(buf, pos) => (Name::CallId, CALL_ID.len),
-        b'c' if CSEQ.at(buf, pos) => (Name::CSeq, CSEQ.len),
-        b'c' if CONTACT.at(buf, pos) => (Name::Contact, CONTACT.len),
-        b'c' if CONTENT_LENGTH.at(buf, pos) => (Name::ContentLength, CONTENT_LENGTH.len),
-        b'm' if MAX_FORWARDS.at(buf, pos) => (Name::MaxForwards, MAX_FORWARDS.len),
-        b'r' if ROUTE.at(buf, pos) => (Name::Route, ROUTE.len),
-        b'r' if RECORD_ROUTE.at(buf, pos) => (Name::RecordRoute, RECORD_ROUTE.len),
-        b'a' if AUTHORIZATION.at(buf, pos) => (Name::Authorization, AUTHORIZATION.len),
-        b'p' if PROXY_AUTHORIZATION.at(buf, pos) => {
-            (Name::ProxyAuthorization, PROXY_AUTHORIZATION.len)
-        }
-        b'p' if PROXY_REQUIRE.at(buf, pos) => (Name::ProxyRequire, PROXY_REQUIRE.len),
+        b'v' if VIA.at(s, 0) => (Name::Via, VIA.len),
+        b'f' if FROM.at(s, 0) => (Name::From, FROM.len),
+        b't' if TO.at(s, 0) => (Name::To, TO.len),
+        b'c' if CALL_ID.at(s, 0) => (Name::CallId, CALL_ID.len),
+        b'c' if CSEQ.at(s, 0) => (Name::CSeq, CSEQ.len),
+        b'c' if CONTACT.at(s, 0) => (Name::Contact, CONTACT.len),
+        b'c' if CONTENT_LENGTH.at(s, 0) => (Name::ContentLength, CONTENT_LENGTH.len),
+        b'm' if MAX_FORWARDS.at(s, 0) => (Name::MaxForwards, MAX_FORWARDS.len),
+        b'r' if ROUTE.at(s, 0) => (Name::Route, ROUTE.len),
+        b'r' if RECORD_ROUTE.at(s, 0) => (Name::RecordRoute, RECORD_ROUTE.len),
+        b'a' if AUTHORIZATION.at(s, 0) => (Name::Authorization, AUTHORIZATION.len),
+        b'p' if PROXY_AUTHORIZATION.at(s, 0) => (Name::ProxyAuthorization, PROXY_AUTHORIZATION.len),
+        b'p' if PROXY_REQUIRE.at(s, 0) => (Name::ProxyRequire, PROXY_REQUIRE.len),
         // Compact forms, and other one-letter names: looked for only where no long name
         // matched, which is rare.
-        _ if buf.get(pos + 1) == Some(&b':') => {
-            return is_token(b).then(|| (Name::classify(&buf[pos..pos + 1]), pos + 1));
+        _ if s.get(1) == Some(&b':') => {
+            return is_token(b).then(|| (Name::classify(&s[..1]), 1));
         }
         _ => return None,
     };
     // The patterns end with the colon.
-    Some((name, pos + len - 1))
+    Some((name, len - 1))
 }
 
 /// Reads any header line: folding, blanks before the colon, `\n`-only ends, empty values.
