@@ -72,7 +72,8 @@ fn token_at(s: &[u8], i: usize, end: usize) -> usize {
 #[inline]
 pub fn plain_via(buf: &[u8], start: usize, end: usize) -> Option<(Via, usize)> {
     const SIP_2_0: Pattern<1> = Pattern::new(b"sip/2.0/");
-    if !SIP_2_0.at(buf, start) {
+    // Said so the compiler drops the bounds checks of the reads below `end`.
+    if end > buf.len() || !SIP_2_0.at(buf, start) {
         return None;
     }
     const UDP: Pattern<1> = Pattern::new(b"udp ");
