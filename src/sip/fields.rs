@@ -44,6 +44,7 @@ pub(super) fn route_entry<const PLAIN: bool>(buf: &[u8], start: usize, end: usiz
 /// Via), or a later line holding one value, or a second value joined on the top Via's line
 /// (as SIPp's uas sends them). `None` when the line is done; otherwise the part the general
 /// reader must still read, as [`via_elements`] takes it.
+#[inline(always)]
 pub(super) fn plain_via_line(
     buf: &[u8],
     hp: HeaderPos,
