@@ -69,7 +69,7 @@ fn token_at(s: &[u8], i: usize, end: usize) -> usize {
 /// the Via and where it ends (`end`, or the `,` before the next value). `None` for anything
 /// else, which the general path (split at commas, then [`parse_via`]) reads; on what this
 /// accepts the two agree (a property test checks).
-#[inline]
+#[inline(always)]
 pub fn plain_via(buf: &[u8], start: usize, end: usize) -> Option<(Via, usize)> {
     const SIP_2_0: Pattern<1> = Pattern::new(b"sip/2.0/");
     // Said so the compiler drops the bounds checks of the reads below `end`.
