@@ -59,7 +59,7 @@ pub(crate) fn is_token(b: u8) -> bool {
 }
 
 /// The range `[start, end)` of `s` with linear whitespace removed on both sides.
-#[inline]
+#[inline(always)]
 pub(crate) fn trim(s: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
     end = end.min(s.len());
     while start < end && is_lws(s[start]) {
