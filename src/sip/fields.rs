@@ -8,7 +8,7 @@ use super::Span;
 use super::bytemask::{find_any, skip_token};
 use super::header;
 use super::lex::{find_unquoted, is_lws, is_token, trim};
-use super::scan::{Entries, HeaderPos, ScanError};
+use super::scan::{Entries, HeaderPos, Method, ScanError};
 use super::uri::{Party, Uri, general_party, general_uri, parse_uri, plain_party};
 use super::via::{Via, general_via, parse_via, plain_via};
 
@@ -146,10 +146,12 @@ pub(super) fn cseq_value(buf: &[u8], value: (usize, usize)) -> Result<(u32, Span
         k += 1;
     }
     let n = u32::try_from(n).map_err(|_| BAD)?;
+    // A method sipdispatch knows is a token: only another needs the token search.
     if digits == 0
         || k == digits
         || k == v.len()
-        || skip_token(buf, value.0 + k, value.1) != value.1
+        || (Method::from_bytes(&v[k..]) == Method::Other
+            && skip_token(buf, value.0 + k, value.1) != value.1)
     {
         return Err(BAD);
     }
