@@ -219,9 +219,10 @@ fn other_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
 /// Bytes from a line's start that [`known_name`]'s longest pattern reads.
 const KNOWN_NAME_READS: usize = 24;
 
-/// Every name [`Name::classify`] knows, in its usual spelling (any case) with the colon right
-/// after it: the name and where it ends. `None` for any other name, and near the end of the
-/// datagram (fewer than [`KNOWN_NAME_READS`] bytes) possibly for a known one.
+/// Every name [`Name::classify`] knows, and a few frequent ones it does not (`Other`), in
+/// their usual spelling (any case) with the colon right after it: the name and where it ends.
+/// `None` for any other name, and near the end of the datagram (fewer than
+/// [`KNOWN_NAME_READS`] bytes) possibly for a known one.
 #[inline(always)]
 fn known_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
     let (name, len) = match buf.get(pos..pos + KNOWN_NAME_READS) {
@@ -248,6 +249,15 @@ fn name_at(s: &[u8]) -> Option<(Name, usize)> {
     const AUTHORIZATION: Pattern<2> = Pattern::new(b"authorization:");
     const PROXY_AUTHORIZATION: Pattern<3> = Pattern::new(b"proxy-authorization:");
     const PROXY_REQUIRE: Pattern<2> = Pattern::new(b"proxy-require:");
+    // Frequent names the scan does not read (SBCs and SIPp send them), known here so that they
+    // need no search for their colon.
+    const CONTENT_TYPE: Pattern<2> = Pattern::new(b"content-type:");
+    const SUBJECT: Pattern<1> = Pattern::new(b"subject:");
+    const SUPPORTED: Pattern<2> = Pattern::new(b"supported:");
+    const ALLOW: Pattern<1> = Pattern::new(b"allow:");
+    const USER_AGENT: Pattern<2> = Pattern::new(b"user-agent:");
+    const P_ASSERTED_IDENTITY: Pattern<3> = Pattern::new(b"p-asserted-identity:");
+    const SESSION_EXPIRES: Pattern<2> = Pattern::new(b"session-expires:");
     let b = *s.first()?;
     let (name, len) = match b | 0x20 {
         b'v' if VIA.at(s, 0) => (Name::Via, VIA.len),
@@ -263,6 +273,13 @@ fn name_at(s: &[u8]) -> Option<(Name, usize)> {
         b'a' if AUTHORIZATION.at(s, 0) => (Name::Authorization, AUTHORIZATION.len),
         b'p' if PROXY_AUTHORIZATION.at(s, 0) => (Name::ProxyAuthorization, PROXY_AUTHORIZATION.len),
         b'p' if PROXY_REQUIRE.at(s, 0) => (Name::ProxyRequire, PROXY_REQUIRE.len),
+        b'c' if CONTENT_TYPE.at(s, 0) => (Name::Other, CONTENT_TYPE.len),
+        b's' if SUBJECT.at(s, 0) => (Name::Other, SUBJECT.len),
+        b's' if SUPPORTED.at(s, 0) => (Name::Other, SUPPORTED.len),
+        b'a' if ALLOW.at(s, 0) => (Name::Other, ALLOW.len),
+        b'u' if USER_AGENT.at(s, 0) => (Name::Other, USER_AGENT.len),
+        b'p' if P_ASSERTED_IDENTITY.at(s, 0) => (Name::Other, P_ASSERTED_IDENTITY.len),
+        b's' if SESSION_EXPIRES.at(s, 0) => (Name::Other, SESSION_EXPIRES.len),
         // Compact forms, and other one-letter names: looked for only where no long name
         // matched, which is rare.
         _ if s.get(1) == Some(&b':') => {
