@@ -67,7 +67,7 @@ pub enum Method {
 impl Method {
     /// Method names are case-sensitive (RFC 3261 §7.1).
     // By length, then as one integer compare (a match on byte strings calls `bcmp`).
-    #[inline]
+    #[inline(always)]
     pub fn from_bytes(m: &[u8]) -> Self {
         fn is<const N: usize>(m: &[u8], name: &[u8; N]) -> bool {
             <[u8; N]>::try_from(m).is_ok_and(|a| a == *name)
