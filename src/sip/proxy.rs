@@ -6,14 +6,15 @@
 //! here; that is `dispatch`'s job.
 #![forbid(unsafe_code)]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use super::Span;
 use super::emit::{IpText, Out, Overflow, hash64};
 use super::lex::unbracket;
 use super::scan::{Message, Method, StartLine};
 use super::uri::{Scheme, Uri, parse_name_addr};
-use super::via::parse_via;
+
+pub use super::next_hop::response_target;
 
 /// RFC 3261's magic cookie: a branch starting with it is unique per transaction.
 pub const COOKIE: &[u8] = b"z9hG4bK";
@@ -318,72 +319,6 @@ pub enum ResponseDrop {
     BadNextHop,
     #[error(transparent)]
     Overflow(#[from] Overflow),
-}
-
-/// Where a response goes: the second Via's `received` (or sent-by host) and its `rport` value
-/// (or sent-by port, or 5060) — RFC 3261 §18.2.2, RFC 3581 §5.
-pub fn response_target(msg: &Message<'_>) -> Result<SocketAddr, ResponseDrop> {
-    let buf = msg.buf;
-    let second = msg.via_second.ok_or(ResponseDrop::ForUs)?;
-    let v = parse_via(buf, second.start(), second.end()).ok_or(ResponseDrop::BadNextVia)?;
-    let host = match v.received {
-        Some(r) => r.of(buf),
-        None => v.host_bare(buf),
-    };
-    let ip = parse_ip(host).ok_or(ResponseDrop::Unresolvable)?;
-    let bad = match ip {
-        IpAddr::V4(a) => a.is_broadcast() || a.is_unspecified() || a.is_multicast(),
-        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
-    };
-    if bad {
-        return Err(ResponseDrop::BadNextHop);
-    }
-    let port = match v.rport {
-        Some(Some(p)) => p,
-        _ => v.port.unwrap_or(5060),
-    };
-    Ok(SocketAddr::new(ip, port))
-}
-
-/// An IP address as a Via writes it (`[…]` around IPv6 allowed). Dotted-quad IPv4, what
-/// nearly every Via holds, is read by hand: the standard parser (with its UTF-8 check) cost
-/// ~300 instructions a response. The hand reader accepts only what the standard one accepts
-/// (four decimal octets ≤ 255, no leading zeros) and leaves everything else to it.
-fn parse_ip(host: &[u8]) -> Option<IpAddr> {
-    if let Some(v4) = parse_dotted_quad(host) {
-        return Some(IpAddr::V4(v4));
-    }
-    std::str::from_utf8(host)
-        .ok()
-        .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok())
-}
-
-fn parse_dotted_quad(s: &[u8]) -> Option<std::net::Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut i = 0;
-    for (n, octet) in octets.iter_mut().enumerate() {
-        if n > 0 {
-            if s.get(i) != Some(&b'.') {
-                return None;
-            }
-            i += 1;
-        }
-        let start = i;
-        let mut v: u32 = 0;
-        while let Some(&b) = s.get(i).filter(|b| b.is_ascii_digit()) {
-            v = v * 10 + u32::from(b - b'0');
-            i += 1;
-            if i - start > 3 {
-                return None;
-            }
-        }
-        let len = i - start;
-        if len == 0 || v > 255 || (len > 1 && s[start] == b'0') {
-            return None;
-        }
-        *octet = v as u8;
-    }
-    (i == s.len()).then_some(std::net::Ipv4Addr::from(octets))
 }
 
 /// Checks that the top Via is ours, removes it, and writes the response into `out`. Returns

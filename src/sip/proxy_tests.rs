@@ -313,50 +313,6 @@ fn small_buffer_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn hand_ip_reader_agrees_with_the_standard_parser() {
-    let std_parse = |s: &str| -> Option<IpAddr> {
-        s.trim_start_matches('[').trim_end_matches(']').parse().ok()
-    };
-    let mut cases: Vec<String> = [
-        "0.0.0.0",
-        "127.0.0.1",
-        "255.255.255.255",
-        "256.1.1.1",
-        "1.2.3",
-        "1.2.3.4.",
-        ".1.2.3.4",
-        "1..2.3",
-        "01.2.3.4",
-        "1.2.3.04",
-        "1.2.3.0",
-        "1.2.3.4444",
-        "0001.2.3.4",
-        "1.2.3.4:5060",
-        "1.2.3.+4",
-        "[::1]",
-        "[2001:db8::1]",
-        "::ffff:1.2.3.4",
-        "example.com",
-        "",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    // Every one- to three-digit octet, leading zeros included, in each position.
-    for v in 0..1000 {
-        for w in [format!("{v}"), format!("{v:02}"), format!("{v:03}")] {
-            cases.push(format!("{w}.1.2.3"));
-            cases.push(format!("10.{w}.2.3"));
-            cases.push(format!("10.1.{w}.3"));
-            cases.push(format!("10.1.2.{w}"));
-        }
-    }
-    for c in &cases {
-        assert_eq!(parse_ip(c.as_bytes()), std_parse(c), "{c:?}");
-    }
-}
-
-#[test]
 fn own_host_matches_in_any_case_and_only_on_our_port() {
     let me = Identity::new("lb.example.net", 5060, &["192.0.2.1:5070".parse().unwrap()]);
     assert!(me.is_own(b"lb.example.net", None));
