@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::destination::{Attrs, DestId, DestSpec, DestState, Target};
-use super::hash::mix64;
+use super::hash::{le_word, mix64};
 
 /// One destination of a set.
 #[derive(Debug)]
@@ -82,9 +82,7 @@ struct KeyHasher(u64);
 impl Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {
         for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w));
+            self.write_u64(le_word(c));
         }
     }
 

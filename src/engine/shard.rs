@@ -22,7 +22,7 @@ use crate::engine::failover::Failover;
 use crate::engine::flood::{Admit, FloodConfig, Limiter};
 use crate::engine::trust::{Refusal, Source, Trust};
 use crate::health::{Change, Prober};
-use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request, write_response};
+use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request_from, write_response};
 use crate::sip::reply::{Extra, write_reply};
 use crate::sip::stun::{binding_response, is_stun};
 use crate::sip::verdict::{DropReason, Verdict, judge_scanned};
@@ -89,6 +89,7 @@ pub struct Shard {
     /// The last `now` seen and its milliseconds since the epoch: the I/O layer passes one
     /// `now` for a whole batch, and converting it cost ~45 instructions a datagram.
     clock: (Instant, u64),
+    source_text: SourceText,
 }
 
 impl Shard {
@@ -119,6 +120,7 @@ impl Shard {
             flood_log_budget: 1,
             last_sweep_ms: 0,
             clock: (epoch, 0),
+            source_text: SourceText::new(),
         }
     }
 
@@ -227,6 +229,7 @@ impl Shard {
             counters: &self.counters,
             table: &table,
             now_ms,
+            source_text: &self.source_text,
         };
         let mut fo = FailoverState {
             records: &mut self.failover,
@@ -275,6 +278,7 @@ impl Shard {
             prober,
             changes,
             failover,
+            source_text,
             ..
         } = self;
         let mut fo = FailoverState {
@@ -287,6 +291,7 @@ impl Shard {
             counters,
             table,
             now_ms,
+            source_text,
         };
         Counters::inc(&counters.received);
         let source = shared.trust.source(sock, src, table);
@@ -327,6 +332,7 @@ struct Ctx<'s> {
     /// The table as this datagram (or tick) found it, loaded once.
     table: &'s Table,
     now_ms: u64,
+    source_text: &'s SourceText,
 }
 
 impl Ctx<'_> {
@@ -601,7 +607,11 @@ impl Ctx<'_> {
         let Some(buf) = out.buffer() else {
             return self.counters.dropped(Dropped::TxFull);
         };
-        match write_request(m, f, rr, &self.shared.identity, src, buf) {
+        let me = &self.shared.identity;
+        let written = self.source_text.with(src.ip(), |text| {
+            write_request_from(m, f, rr, me, src, text, buf)
+        });
+        match written {
             Ok(n) => {
                 out.commit(n, to);
                 Counters::inc(&self.counters.requests_forwarded);
@@ -613,7 +623,7 @@ impl Ctx<'_> {
 
 #[path = "shard_parts.rs"]
 mod parts;
-use parts::{CountingOutbox, Headers, TableOf, route_addr, uri_key};
+use parts::{CountingOutbox, Headers, SourceText, TableOf, route_addr, uri_key};
 
 #[path = "retry.rs"]
 mod retry;

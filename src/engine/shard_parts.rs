@@ -1,6 +1,7 @@
 //! Small pieces of a shard's message path: the cached table handle, the lookups routing keys
 //! are read through, and the outbox wrapper that counts keepalives.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use super::Shared;
 use crate::dispatch::{HeaderLookup, Table, UriKey};
 use crate::engine::outbox::Outbox;
 use crate::sip::Message;
+use crate::sip::emit::IpText;
 use crate::sip::uri::{Scheme, Uri};
 
 /// The shared table as a shard reads it: through a cache, so a load is one pointer compare
@@ -49,6 +51,28 @@ pub(super) fn route_addr(buf: &[u8], u: &Uri) -> Option<SocketAddr> {
     let ip: IpAddr = std::str::from_utf8(u.host_bare(buf)).ok()?.parse().ok()?;
     let default = if u.scheme == Scheme::Sips { 5061 } else { 5060 };
     Some(SocketAddr::new(ip, u.port.unwrap_or(default)))
+}
+
+/// The text of the address the last forwarded request came from, for its `received`: requests
+/// come from a few upstreams, mostly one after another from the same, and making the text cost
+/// ~70 instructions a request. Behind a `RefCell` because the message path borrows its shard
+/// shared.
+pub(super) struct SourceText(RefCell<(IpAddr, IpText)>);
+
+impl SourceText {
+    pub(super) fn new() -> Self {
+        let ip = IpAddr::from([0, 0, 0, 0]);
+        Self(RefCell::new((ip, IpText::new(ip))))
+    }
+
+    /// `f` on the text of `ip`, made only when `ip` is not the last one asked for.
+    pub(super) fn with<R>(&self, ip: IpAddr, f: impl FnOnce(&IpText) -> R) -> R {
+        let mut last = self.0.borrow_mut();
+        if last.0 != ip {
+            *last = (ip, IpText::new(ip));
+        }
+        f(&last.1)
+    }
 }
 
 /// Counts what the prober sends.

@@ -58,13 +58,19 @@ impl Identity {
     }
 
     /// True if `host` (without brackets) and `port` (default 5060) name this proxy.
+    // Inlined: every message asks (a request's top Via for loops, a response's for being
+    // ours), and the call cost more than the compare.
+    #[inline(always)]
     pub fn is_own(&self, host: &[u8], port: Option<u16>) -> bool {
         let port = port.unwrap_or(5060);
         // Every response's top Via is ours, and hosts are nearly always written as we write
         // them: the exact compare answers those, far cheaper than folding case byte by byte.
-        self.own.iter().any(|(h, p)| {
-            *p == port && (h.as_bytes() == host || h.as_bytes().eq_ignore_ascii_case(host))
-        })
+        for (h, p) in &self.own {
+            if *p == port && (same_bytes(h.as_bytes(), host) || same_folded(h, host)) {
+                return true;
+            }
+        }
+        false
     }
 
     fn is_own_uri(&self, buf: &[u8], uri: &Uri) -> bool {
@@ -220,20 +226,41 @@ pub fn write_request(
     src: SocketAddr,
     out: &mut [u8],
 ) -> Result<usize, Overflow> {
+    write_request_from(msg, fwd, record_route, me, src, &IpText::new(src.ip()), out)
+}
+
+/// [`write_request`] with the text of `src`'s address made already (`IpText::new(src.ip())`):
+/// a shard keeps the last one, as requests mostly come from the same few upstreams.
+pub fn write_request_from(
+    msg: &Message<'_>,
+    fwd: &Forward,
+    record_route: bool,
+    me: &Identity,
+    src: SocketAddr,
+    src_ip: &IpText,
+    out: &mut [u8],
+) -> Result<usize, Overflow> {
     let buf = msg.buf;
     let via = &msg.via;
     let mut edits: [(usize, usize, Ins); 5] = [(usize::MAX, 0, Ins::None); 5];
     let mut n = 0;
+    // Kept in order as they are added: they nearly always come in order already (our Via
+    // first, the top Via's parameters, then Max-Forwards), so each costs one compare, not a
+    // sort call.
     let mut edit = |at: usize, del: usize, ins: Ins| {
-        edits[n] = (at, del, ins);
+        let mut i = n;
+        while i > 0 && edits[i - 1].0 > at {
+            edits[i] = edits[i - 1];
+            i -= 1;
+        }
+        edits[i] = (at, del, ins);
         n += 1;
     };
     edit(msg.headers_start, 0, Ins::Headers);
     // RFC 3581 §4: fill a bare rport and then always add received; RFC 3261 §18.2.1: add
     // received when the sent-by host is not the source address. A `received` already there
     // that names another address is corrected (with or without brackets, RFC 5118 §4.5).
-    let src_ip = IpText::new(src.ip());
-    let src_differs = via.host_bare(buf) != src_ip.as_bytes();
+    let src_differs = !same_bytes(via.host_bare(buf), src_ip.as_bytes());
     let bare_rport = matches!(via.rport, Some(None));
     if let (true, Some(p)) = (bare_rport, via.rport_param) {
         edit(p.end(), 0, Ins::RportValue);
@@ -241,7 +268,7 @@ pub fn write_request(
     if bare_rport || src_differs {
         match via.received {
             None => edit(via.value.end(), 0, Ins::Received),
-            Some(r) if unbracket(r.of(buf)) != src_ip.as_bytes() => {
+            Some(r) if !same_bytes(unbracket(r.of(buf)), src_ip.as_bytes()) => {
                 edit(r.start(), r.len(), Ins::ReceivedValue)
             }
             Some(_) => {}
@@ -262,8 +289,7 @@ pub fn write_request(
         };
         edit(at, del, Ins::None);
     }
-    let edits = &mut edits[..n];
-    edits.sort_unstable_by_key(|e| e.0);
+    let edits = &edits[..n];
 
     let mut o = Out::new(out);
     let mut pos = 0;
@@ -302,6 +328,36 @@ pub fn write_request(
     }
     o.put(&buf[pos..end])?;
     Ok(o.len())
+}
+
+/// Whether two short byte strings (hosts, addresses) are equal, in two overlapping word
+/// compares where they are 4 to 16 bytes long; a slice compare calls `memcmp` (~25
+/// instructions), and the proxy compares a host or address two or three times per message.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// `host` is our host `h` in another case (rare: out of line).
+#[inline(never)]
+fn same_folded(h: &str, host: &[u8]) -> bool {
+    h.as_bytes().eq_ignore_ascii_case(host)
+}
+
+/// `N` bytes of `s` from `i` as one load (the callers check `i + N <= s.len()`).
+#[inline(always)]
+fn word<const N: usize>(s: &[u8], i: usize) -> [u8; N] {
+    s.get(i..i + N)
+        .and_then(|w| w.try_into().ok())
+        .unwrap_or([0; N])
 }
 
 /// Why a response is not forwarded.
