@@ -323,7 +323,17 @@ impl Table {
 
     /// The destination at `addr` (the first, if several records share it).
     pub fn dest_at(&self, addr: SocketAddr) -> Option<&Destination> {
-        let &(s, d) = self.by_addr.get(&addr)?;
+        self.dest_in(self.place_of(addr)?)
+    }
+
+    /// Where [`Table::dest_at`] finds the destination at `addr`: (set, destination) positions,
+    /// valid for this table only. For callers that remember the answer per source.
+    pub fn place_of(&self, addr: SocketAddr) -> Option<(usize, usize)> {
+        self.by_addr.get(&addr).copied()
+    }
+
+    /// The destination at a place [`Table::place_of`] gave.
+    pub fn dest_in(&self, (s, d): (usize, usize)) -> Option<&Destination> {
         self.sets.get(s)?.dests.get(d)
     }
 

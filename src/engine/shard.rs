@@ -90,6 +90,7 @@ pub struct Shard {
     /// `now` for a whole batch, and converting it cost ~45 instructions a datagram.
     clock: (Instant, u64),
     source_text: SourceText,
+    replier: Replier,
 }
 
 impl Shard {
@@ -121,6 +122,7 @@ impl Shard {
             last_sweep_ms: 0,
             clock: (epoch, 0),
             source_text: SourceText::new(),
+            replier: Replier::new(),
         }
     }
 
@@ -279,13 +281,15 @@ impl Shard {
             changes,
             failover,
             source_text,
+            replier,
             ..
         } = self;
         let mut fo = FailoverState {
             records: failover,
             changes: changes.as_ref(),
         };
-        let table: &Table = table.load();
+        let table_arc = table.load();
+        let table: &Table = table_arc;
         let ctx = Ctx {
             shared,
             counters,
@@ -309,7 +313,9 @@ impl Shard {
             Verdict::Drop(DropReason::AckNotAnswered) => counters.dropped(Dropped::AckNotAnswered),
             Verdict::Reply(r) => ctx.reply(data, r.code, r.reason, r.extra, src, out),
             Verdict::Response(m) => {
-                if let (StartLine::Response { code, .. }, Some(d)) = (m.start, table.dest_at(src)) {
+                if let StartLine::Response { code, .. } = m.start
+                    && let Some(d) = replier.dest(table_arc, src)
+                {
                     d.state.replied(code);
                 }
                 ctx.response(tracker, &mut fo, prober, m, out)
@@ -623,7 +629,7 @@ impl Ctx<'_> {
 
 #[path = "shard_parts.rs"]
 mod parts;
-use parts::{CountingOutbox, Headers, SourceText, TableOf, route_addr, uri_key};
+use parts::{CountingOutbox, Headers, Replier, SourceText, TableOf, route_addr, uri_key};
 
 #[path = "retry.rs"]
 mod retry;

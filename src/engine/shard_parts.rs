@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::Shared;
-use crate::dispatch::{HeaderLookup, Table, UriKey};
+use crate::dispatch::{Destination, HeaderLookup, Table, UriKey};
 use crate::engine::outbox::Outbox;
 use crate::sip::Message;
 use crate::sip::emit::IpText;
@@ -75,6 +75,42 @@ impl SourceText {
     }
 }
 
+/// The destination a response's source is, as last looked up: responses come from a few
+/// destinations, mostly one after another from the same, and the table's hash lookup cost ~90
+/// instructions a response. Holds the table it looked in, so a reload (another table) is
+/// noticed and an old table's places are never read in a new one; an old table stays alive
+/// until the next response, no longer.
+pub(super) struct Replier {
+    table: Option<Arc<Table>>,
+    src: SocketAddr,
+    place: Option<(usize, usize)>,
+}
+
+impl Replier {
+    pub(super) fn new() -> Self {
+        Self {
+            table: None,
+            src: SocketAddr::from(([0, 0, 0, 0], 0)),
+            place: None,
+        }
+    }
+
+    /// `table.dest_at(src)`, remembered for the next call.
+    pub(super) fn dest<'t>(
+        &mut self,
+        table: &'t Arc<Table>,
+        src: SocketAddr,
+    ) -> Option<&'t Destination> {
+        let known = self.src == src && self.table.as_ref().is_some_and(|t| Arc::ptr_eq(t, table));
+        if !known {
+            self.place = table.place_of(src);
+            self.src = src;
+            self.table = Some(Arc::clone(table));
+        }
+        table.dest_in(self.place?)
+    }
+}
+
 /// Counts what the prober sends.
 pub(super) struct CountingOutbox<'o, O> {
     pub(super) out: &'o mut O,
@@ -89,5 +125,42 @@ impl<O: Outbox> Outbox for CountingOutbox<'_, O> {
     fn commit(&mut self, len: usize, to: SocketAddr) {
         self.sent += 1;
         self.out.commit(len, to);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::list;
+
+    /// The remembered answer is the table's, through repeats, other sources and a new table.
+    #[test]
+    fn replier_answers_as_the_table_does() {
+        let table_of =
+            |text: &str| Arc::new(Table::build(list::parse(text, "l").unwrap(), None).unwrap());
+        let one = table_of("1 sip:198.51.100.7:5070\n1 sip:198.51.100.8:5070\n");
+        let two = table_of("1 sip:198.51.100.8:5070\n2 sip:198.51.100.7:5070\n");
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let mut r = Replier::new();
+        for (table, src) in [
+            (&one, "198.51.100.7:5070"),
+            (&one, "198.51.100.7:5070"),
+            (&one, "198.51.100.8:5070"),
+            (&one, "192.0.2.1:5060"),
+            (&one, "192.0.2.1:5060"),
+            (&one, "198.51.100.7:5070"),
+            (&two, "198.51.100.7:5070"),
+            (&two, "198.51.100.7:5070"),
+            (&two, "198.51.100.8:5070"),
+            (&one, "198.51.100.8:5070"),
+            (&one, "0.0.0.0:0"),
+        ] {
+            let want = table.dest_at(at(src)).map(|d| (d.id, &d.uri));
+            assert_eq!(
+                r.dest(table, at(src)).map(|d| (d.id, &d.uri)),
+                want,
+                "{src}"
+            );
+        }
     }
 }

@@ -138,6 +138,8 @@ impl Tx {
 }
 
 impl Outbox for Tx {
+    // Inlined into the message path: each forwarded datagram asks once for each.
+    #[inline]
     fn buffer(&mut self) -> Option<&mut [u8]> {
         if self.n == self.lens.len() {
             self.flush();
@@ -146,6 +148,7 @@ impl Outbox for Tx {
         Some(&mut self.bufs[s..s + self.size])
     }
 
+    #[inline]
     fn commit(&mut self, len: usize, to: SocketAddr) {
         let i = self.n;
         self.lens[i] = len.min(self.size);
