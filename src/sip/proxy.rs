@@ -123,6 +123,8 @@ pub struct Forward {
 }
 
 /// Applies RFC 3261 §16.3 (validation) and §16.4 (route preprocessing) to a request.
+// Inlined into the verdict, which builds its plan in place rather than copying it back.
+#[inline]
 pub fn plan_request(msg: &Message<'_>, me: &Identity) -> RequestPlan {
     let StartLine::Request { method, uri, .. } = msg.start else {
         return RequestPlan::NotARequest;
