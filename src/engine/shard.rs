@@ -22,7 +22,9 @@ use crate::engine::failover::Failover;
 use crate::engine::flood::{Admit, FloodConfig, Limiter};
 use crate::engine::trust::{Refusal, Source, Trust};
 use crate::health::{Change, Prober};
-use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request_from, write_response};
+use crate::sip::proxy::{
+    Forward, Identity, LastHop, ResponseDrop, write_request_from, write_response_with,
+};
 use crate::sip::reply::{Extra, write_reply};
 use crate::sip::stun::{binding_response, is_stun};
 use crate::sip::verdict::{DropReason, Verdict, judge_scanned};
@@ -91,6 +93,8 @@ pub struct Shard {
     clock: (Instant, u64),
     source_text: SourceText,
     replier: Replier,
+    /// The last next-hop address a response was sent to, as read from its Via.
+    last_hop: LastHop,
 }
 
 impl Shard {
@@ -123,6 +127,7 @@ impl Shard {
             clock: (epoch, 0),
             source_text: SourceText::new(),
             replier: Replier::new(),
+            last_hop: LastHop::default(),
         }
     }
 
@@ -282,6 +287,7 @@ impl Shard {
             failover,
             source_text,
             replier,
+            last_hop,
             ..
         } = self;
         let mut fo = FailoverState {
@@ -318,7 +324,7 @@ impl Shard {
                 {
                     d.state.replied(code);
                 }
-                ctx.response(tracker, &mut fo, prober, m, out)
+                ctx.response(tracker, &mut fo, prober, last_hop, m, out)
             }
             Verdict::Request(..) if source == Source::PingProxy => {
                 ctx.refuse(data, Dropped::Untrusted, src, out)
@@ -390,6 +396,7 @@ impl Ctx<'_> {
         tracker: &mut Tracker,
         fo: &mut FailoverState<'_>,
         prober: &mut Option<(Prober, Arc<Table>)>,
+        last_hop: &mut LastHop,
         m: &Message<'_>,
         out: &mut impl Outbox,
     ) {
@@ -405,7 +412,7 @@ impl Ctx<'_> {
         let Some(buf) = out.buffer() else {
             return self.counters.dropped(Dropped::TxFull);
         };
-        match write_response(m, &self.shared.identity, buf) {
+        match write_response_with(m, &self.shared.identity, last_hop, buf) {
             Ok((n, to)) => {
                 out.commit(n, to);
                 Counters::inc(&self.counters.responses_forwarded);

@@ -14,7 +14,8 @@ use super::lex::unbracket;
 use super::scan::{Message, Method, StartLine};
 use super::uri::{Scheme, Uri, parse_name_addr};
 
-pub use super::next_hop::response_target;
+use super::next_hop::response_target_with;
+pub use super::next_hop::{LastHop, response_target};
 
 /// RFC 3261's magic cookie: a branch starting with it is unique per transaction.
 pub const COOKIE: &[u8] = b"z9hG4bK";
@@ -336,7 +337,7 @@ pub fn write_request_from(
 /// compares where they are 4 to 16 bytes long; a slice compare calls `memcmp` (~25
 /// instructions), and the proxy compares a host or address two or three times per message.
 #[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
@@ -386,11 +387,22 @@ pub fn write_response(
     me: &Identity,
     out: &mut [u8],
 ) -> Result<(usize, SocketAddr), ResponseDrop> {
+    write_response_with(msg, me, &mut LastHop::default(), out)
+}
+
+/// [`write_response`] remembering the last next-hop address read in `last` (a shard keeps
+/// one: responses go back to a few upstreams).
+pub fn write_response_with(
+    msg: &Message<'_>,
+    me: &Identity,
+    last: &mut LastHop,
+    out: &mut [u8],
+) -> Result<(usize, SocketAddr), ResponseDrop> {
     let buf = msg.buf;
     if !me.is_own(msg.via.host_bare(buf), msg.via.port) {
         return Err(ResponseDrop::NotOurVia);
     }
-    let target = response_target(msg)?;
+    let target = response_target_with(msg, last)?;
     let (cut_start, cut_end) = match msg.via_header_next {
         Some(next) => (msg.via.value.start(), next),
         None => (msg.via_header.line.start(), msg.via_header.line.end()),
