@@ -20,13 +20,13 @@ use crate::dispatch::tracker::{Begin, CallState, Tracker, call_key, shard_of};
 use crate::dispatch::{Algorithm, Candidates, Destination, Keys, Rng, Table, select};
 use crate::engine::failover::Failover;
 use crate::engine::flood::{Admit, FloodConfig, Limiter};
-use crate::engine::trust::{Refusal, Source, Trust};
+use crate::engine::trust::{Source, Trust};
 use crate::health::{Change, Prober};
 use crate::sip::proxy::{
     Forward, Identity, LastHop, ResponseDrop, write_request_from, write_response_with,
 };
-use crate::sip::reply::{Extra, write_reply};
-use crate::sip::stun::{binding_response, is_stun};
+use crate::sip::reply::Extra;
+use crate::sip::stun::is_stun;
 use crate::sip::verdict::{DropReason, Verdict, judge_scanned};
 use crate::sip::{Message, Method, StartLine, scan_forwarding};
 
@@ -348,49 +348,6 @@ struct Ctx<'s> {
 }
 
 impl Ctx<'_> {
-    /// A datagram the trust rules refuse: counted, and answered 403 if so configured (requests
-    /// only, never ACKs).
-    fn refuse(&self, data: &[u8], why: Dropped, src: SocketAddr, out: &mut impl Outbox) {
-        self.counters.dropped(why);
-        if self.shared.trust.refuse == Refusal::Forbidden {
-            self.reply(data, 403, "Forbidden", Extra::None, src, out);
-        }
-    }
-
-    /// A STUN Binding request on the SIP port (a keepalive): answered with the sender's
-    /// reflexive address; other STUN messages are dropped.
-    fn stun(&self, data: &[u8], src: SocketAddr, out: &mut impl Outbox) {
-        Counters::inc(&self.counters.keepalives);
-        let Some(buf) = out.buffer() else {
-            return self.counters.dropped(Dropped::TxFull);
-        };
-        if let Some(n) = binding_response(data, src, buf) {
-            out.commit(n, src);
-        }
-    }
-
-    fn reply(
-        &self,
-        data: &[u8],
-        code: u16,
-        reason: &str,
-        extra: Extra<'_>,
-        src: SocketAddr,
-        out: &mut impl Outbox,
-    ) {
-        let Some(buf) = out.buffer() else {
-            return self.counters.dropped(Dropped::TxFull);
-        };
-        match write_reply(data, code, reason, extra, src, buf) {
-            Some(Ok((n, to))) => {
-                out.commit(n, to);
-                self.counters.reply(code);
-            }
-            Some(Err(_)) => self.counters.dropped(Dropped::Overflow),
-            None => self.counters.dropped(Dropped::Malformed),
-        }
-    }
-
     fn response(
         &self,
         tracker: &mut Tracker,

@@ -1,5 +1,7 @@
 //! Small pieces of a shard's message path: the cached table handle, the lookups routing keys
-//! are read through, and the outbox wrapper that counts keepalives.
+//! are read through, what the shard remembers between messages (the last source's text, the
+//! last replier), local answers (refusals, STUN, replies), and the outbox wrapper that counts
+//! keepalives.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -7,11 +9,15 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::Shared;
+use super::{Ctx, Shared};
 use crate::dispatch::{Destination, HeaderLookup, Table, UriKey};
+use crate::engine::counters::{Counters, Dropped};
 use crate::engine::outbox::Outbox;
+use crate::engine::trust::Refusal;
 use crate::sip::Message;
 use crate::sip::emit::IpText;
+use crate::sip::reply::{Extra, write_reply};
+use crate::sip::stun::binding_response;
 use crate::sip::uri::{Scheme, Uri};
 
 /// The shared table as a shard reads it: through a cache, so a load is one pointer compare
@@ -108,6 +114,52 @@ impl Replier {
             self.table = Some(Arc::clone(table));
         }
         table.dest_in(self.place?)
+    }
+}
+
+/// Local answers: refusals, STUN keepalives, replies the rules or routing ask for.
+impl Ctx<'_> {
+    /// A datagram the trust rules refuse: counted, and answered 403 if so configured (requests
+    /// only, never ACKs).
+    pub(super) fn refuse(&self, data: &[u8], why: Dropped, src: SocketAddr, out: &mut impl Outbox) {
+        self.counters.dropped(why);
+        if self.shared.trust.refuse == Refusal::Forbidden {
+            self.reply(data, 403, "Forbidden", Extra::None, src, out);
+        }
+    }
+
+    /// A STUN Binding request on the SIP port (a keepalive): answered with the sender's
+    /// reflexive address; other STUN messages are dropped.
+    pub(super) fn stun(&self, data: &[u8], src: SocketAddr, out: &mut impl Outbox) {
+        Counters::inc(&self.counters.keepalives);
+        let Some(buf) = out.buffer() else {
+            return self.counters.dropped(Dropped::TxFull);
+        };
+        if let Some(n) = binding_response(data, src, buf) {
+            out.commit(n, src);
+        }
+    }
+
+    pub(super) fn reply(
+        &self,
+        data: &[u8],
+        code: u16,
+        reason: &str,
+        extra: Extra<'_>,
+        src: SocketAddr,
+        out: &mut impl Outbox,
+    ) {
+        let Some(buf) = out.buffer() else {
+            return self.counters.dropped(Dropped::TxFull);
+        };
+        match write_reply(data, code, reason, extra, src, buf) {
+            Some(Ok((n, to))) => {
+                out.commit(n, to);
+                self.counters.reply(code);
+            }
+            Some(Err(_)) => self.counters.dropped(Dropped::Overflow),
+            None => self.counters.dropped(Dropped::Malformed),
+        }
     }
 }
 
