@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::destination::{Attrs, DestId, DestSpec, DestState, Target};
-use super::hash::mix64;
+use super::hash::{le_word, mix64};
 
 /// One destination of a set.
 #[derive(Debug)]
@@ -82,9 +82,7 @@ struct KeyHasher(u64);
 impl Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {
         for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w));
+            self.write_u64(le_word(c));
         }
     }
 
@@ -325,7 +323,17 @@ impl Table {
 
     /// The destination at `addr` (the first, if several records share it).
     pub fn dest_at(&self, addr: SocketAddr) -> Option<&Destination> {
-        let &(s, d) = self.by_addr.get(&addr)?;
+        self.dest_in(self.place_of(addr)?)
+    }
+
+    /// Where [`Table::dest_at`] finds the destination at `addr`: (set, destination) positions,
+    /// valid for this table only. For callers that remember the answer per source.
+    pub fn place_of(&self, addr: SocketAddr) -> Option<(usize, usize)> {
+        self.by_addr.get(&addr).copied()
+    }
+
+    /// The destination at a place [`Table::place_of`] gave.
+    pub fn dest_in(&self, (s, d): (usize, usize)) -> Option<&Destination> {
         self.sets.get(s)?.dests.get(d)
     }
 

@@ -25,6 +25,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 
 use super::DestId;
+use super::hash::le_word;
 
 /// Where a tracked call stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,10 +108,7 @@ pub fn call_key(call_id: &[u8]) -> u64 {
         h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         h ^= h >> 31;
     }
-    let rest = chunks.remainder();
-    let mut w = [0u8; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h = (h ^ le_word(chunks.remainder())).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^= h >> 29;
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 32;

@@ -20,11 +20,13 @@ use crate::dispatch::tracker::{Begin, CallState, Tracker, call_key, shard_of};
 use crate::dispatch::{Algorithm, Candidates, Destination, Keys, Rng, Table, select};
 use crate::engine::failover::Failover;
 use crate::engine::flood::{Admit, FloodConfig, Limiter};
-use crate::engine::trust::{Refusal, Source, Trust};
+use crate::engine::trust::{Source, Trust};
 use crate::health::{Change, Prober};
-use crate::sip::proxy::{Forward, Identity, ResponseDrop, write_request, write_response};
-use crate::sip::reply::{Extra, write_reply};
-use crate::sip::stun::{binding_response, is_stun};
+use crate::sip::proxy::{
+    Forward, Identity, LastHop, ResponseDrop, write_request_from, write_response_with,
+};
+use crate::sip::reply::Extra;
+use crate::sip::stun::is_stun;
 use crate::sip::verdict::{DropReason, Verdict, judge_scanned};
 use crate::sip::{Message, Method, StartLine, scan_forwarding};
 
@@ -89,6 +91,10 @@ pub struct Shard {
     /// The last `now` seen and its milliseconds since the epoch: the I/O layer passes one
     /// `now` for a whole batch, and converting it cost ~45 instructions a datagram.
     clock: (Instant, u64),
+    source_text: SourceText,
+    replier: Replier,
+    /// The last next-hop address a response was sent to, as read from its Via.
+    last_hop: LastHop,
 }
 
 impl Shard {
@@ -119,6 +125,9 @@ impl Shard {
             flood_log_budget: 1,
             last_sweep_ms: 0,
             clock: (epoch, 0),
+            source_text: SourceText::new(),
+            replier: Replier::new(),
+            last_hop: LastHop::default(),
         }
     }
 
@@ -227,6 +236,7 @@ impl Shard {
             counters: &self.counters,
             table: &table,
             now_ms,
+            source_text: &self.source_text,
         };
         let mut fo = FailoverState {
             records: &mut self.failover,
@@ -275,18 +285,23 @@ impl Shard {
             prober,
             changes,
             failover,
+            source_text,
+            replier,
+            last_hop,
             ..
         } = self;
         let mut fo = FailoverState {
             records: failover,
             changes: changes.as_ref(),
         };
-        let table: &Table = table.load();
+        let table_arc = table.load();
+        let table: &Table = table_arc;
         let ctx = Ctx {
             shared,
             counters,
             table,
             now_ms,
+            source_text,
         };
         Counters::inc(&counters.received);
         let source = shared.trust.source(sock, src, table);
@@ -304,10 +319,12 @@ impl Shard {
             Verdict::Drop(DropReason::AckNotAnswered) => counters.dropped(Dropped::AckNotAnswered),
             Verdict::Reply(r) => ctx.reply(data, r.code, r.reason, r.extra, src, out),
             Verdict::Response(m) => {
-                if let (StartLine::Response { code, .. }, Some(d)) = (m.start, table.dest_at(src)) {
+                if let StartLine::Response { code, .. } = m.start
+                    && let Some(d) = replier.dest(table_arc, src)
+                {
                     d.state.replied(code);
                 }
-                ctx.response(tracker, &mut fo, prober, m, out)
+                ctx.response(tracker, &mut fo, prober, last_hop, m, out)
             }
             Verdict::Request(..) if source == Source::PingProxy => {
                 ctx.refuse(data, Dropped::Untrusted, src, out)
@@ -327,57 +344,16 @@ struct Ctx<'s> {
     /// The table as this datagram (or tick) found it, loaded once.
     table: &'s Table,
     now_ms: u64,
+    source_text: &'s SourceText,
 }
 
 impl Ctx<'_> {
-    /// A datagram the trust rules refuse: counted, and answered 403 if so configured (requests
-    /// only, never ACKs).
-    fn refuse(&self, data: &[u8], why: Dropped, src: SocketAddr, out: &mut impl Outbox) {
-        self.counters.dropped(why);
-        if self.shared.trust.refuse == Refusal::Forbidden {
-            self.reply(data, 403, "Forbidden", Extra::None, src, out);
-        }
-    }
-
-    /// A STUN Binding request on the SIP port (a keepalive): answered with the sender's
-    /// reflexive address; other STUN messages are dropped.
-    fn stun(&self, data: &[u8], src: SocketAddr, out: &mut impl Outbox) {
-        Counters::inc(&self.counters.keepalives);
-        let Some(buf) = out.buffer() else {
-            return self.counters.dropped(Dropped::TxFull);
-        };
-        if let Some(n) = binding_response(data, src, buf) {
-            out.commit(n, src);
-        }
-    }
-
-    fn reply(
-        &self,
-        data: &[u8],
-        code: u16,
-        reason: &str,
-        extra: Extra<'_>,
-        src: SocketAddr,
-        out: &mut impl Outbox,
-    ) {
-        let Some(buf) = out.buffer() else {
-            return self.counters.dropped(Dropped::TxFull);
-        };
-        match write_reply(data, code, reason, extra, src, buf) {
-            Some(Ok((n, to))) => {
-                out.commit(n, to);
-                self.counters.reply(code);
-            }
-            Some(Err(_)) => self.counters.dropped(Dropped::Overflow),
-            None => self.counters.dropped(Dropped::Malformed),
-        }
-    }
-
     fn response(
         &self,
         tracker: &mut Tracker,
         fo: &mut FailoverState<'_>,
         prober: &mut Option<(Prober, Arc<Table>)>,
+        last_hop: &mut LastHop,
         m: &Message<'_>,
         out: &mut impl Outbox,
     ) {
@@ -393,7 +369,7 @@ impl Ctx<'_> {
         let Some(buf) = out.buffer() else {
             return self.counters.dropped(Dropped::TxFull);
         };
-        match write_response(m, &self.shared.identity, buf) {
+        match write_response_with(m, &self.shared.identity, last_hop, buf) {
             Ok((n, to)) => {
                 out.commit(n, to);
                 Counters::inc(&self.counters.responses_forwarded);
@@ -601,7 +577,11 @@ impl Ctx<'_> {
         let Some(buf) = out.buffer() else {
             return self.counters.dropped(Dropped::TxFull);
         };
-        match write_request(m, f, rr, &self.shared.identity, src, buf) {
+        let me = &self.shared.identity;
+        let written = self.source_text.with(src.ip(), |text| {
+            write_request_from(m, f, rr, me, src, text, buf)
+        });
+        match written {
             Ok(n) => {
                 out.commit(n, to);
                 Counters::inc(&self.counters.requests_forwarded);
@@ -613,7 +593,7 @@ impl Ctx<'_> {
 
 #[path = "shard_parts.rs"]
 mod parts;
-use parts::{CountingOutbox, Headers, TableOf, route_addr, uri_key};
+use parts::{CountingOutbox, Headers, Replier, SourceText, TableOf, route_addr, uri_key};
 
 #[path = "retry.rs"]
 mod retry;

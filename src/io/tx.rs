@@ -28,8 +28,9 @@ pub struct Tx {
     counters: std::sync::Arc<IoCounters>,
 }
 
-// SAFETY: the raw pointers in the send headers are rebuilt before each use from this struct's
-// own buffers; a Tx is used by one thread at a time.
+// SAFETY: the raw pointers in the send headers point into this struct's own heap buffers,
+// which move with it (the headers' own pointers are set in `new`, the buffer pointers before
+// each use); a Tx is used by one thread at a time.
 unsafe impl Send for Tx {}
 
 impl Tx {
@@ -41,7 +42,7 @@ impl Tx {
         v6: Vec<bool>,
         counters: std::sync::Arc<IoCounters>,
     ) -> Self {
-        Self {
+        let mut tx = Self {
             bufs: vec![0; batch * size],
             size,
             lens: vec![0; batch],
@@ -63,7 +64,18 @@ impl Tx {
             // SAFETY: as above.
             addrs: vec![unsafe { MaybeUninit::zeroed().assume_init() }; batch],
             counters,
+        };
+        // The header of slot k always points at address k and iovec k, in the vectors' heap
+        // buffers, which never move or grow: set once here, not for every datagram sent.
+        for k in 0..batch {
+            let h = &mut tx.hdrs[k].msg_hdr;
+            h.msg_name = (&mut tx.addrs[k] as *mut libc::sockaddr_storage).cast();
+            h.msg_iov = &mut tx.iovs[k];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
         }
+        tx
     }
 
     pub fn len(&self) -> usize {
@@ -119,12 +131,7 @@ impl Tx {
                     iov_len: self.lens[i],
                 };
                 let h = &mut self.hdrs[k].msg_hdr;
-                h.msg_name = (&mut self.addrs[k] as *mut libc::sockaddr_storage).cast();
                 h.msg_namelen = len;
-                h.msg_iov = &mut self.iovs[k];
-                h.msg_iovlen = 1;
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
                 h.msg_flags = 0;
                 k += 1;
             }
@@ -138,6 +145,8 @@ impl Tx {
 }
 
 impl Outbox for Tx {
+    // Inlined into the message path: each forwarded datagram asks once for each.
+    #[inline]
     fn buffer(&mut self) -> Option<&mut [u8]> {
         if self.n == self.lens.len() {
             self.flush();
@@ -146,6 +155,7 @@ impl Outbox for Tx {
         Some(&mut self.bufs[s..s + self.size])
     }
 
+    #[inline]
     fn commit(&mut self, len: usize, to: SocketAddr) {
         let i = self.n;
         self.lens[i] = len.min(self.size);

@@ -59,17 +59,16 @@ impl<'b> Out<'b> {
 
     /// A decimal byte (a Max-Forwards value, written into every forwarded request). Where four
     /// bytes are free, one word store writes it; the bytes past its digits are scratch that the
-    /// next write covers or that lies beyond the datagram.
+    /// next write covers or that lies beyond the datagram. The digits come from a table: working
+    /// them out cost ~30 instructions a request.
     #[inline]
     pub fn put_u8(&mut self, n: u8) -> Result<(), Overflow> {
-        let skip = usize::from(n < 100) + usize::from(n < 10);
-        let word = u32::from_le_bytes([b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10, 0])
-            >> (8 * skip);
-        let len = 3 - skip;
+        let (digits, len) = OCTETS[usize::from(n)];
+        let len = usize::from(len);
         let Some(dst) = self.buf.get_mut(self.pos..self.pos + 4) else {
-            return self.put(&word.to_le_bytes()[..len]);
+            return self.put(&digits[..len]);
         };
-        dst.copy_from_slice(&word.to_le_bytes());
+        dst.copy_from_slice(&[digits[0], digits[1], digits[2], 0]);
         self.pos += len;
         Ok(())
     }

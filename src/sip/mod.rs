@@ -9,6 +9,7 @@ mod fields;
 pub mod header;
 pub mod invariants;
 pub(crate) mod lex;
+mod next_hop;
 pub mod proxy;
 pub mod reply;
 pub mod scan;

@@ -6,14 +6,16 @@
 //! here; that is `dispatch`'s job.
 #![forbid(unsafe_code)]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use super::Span;
 use super::emit::{IpText, Out, Overflow, hash64};
 use super::lex::unbracket;
 use super::scan::{Message, Method, StartLine};
 use super::uri::{Scheme, Uri, parse_name_addr};
-use super::via::parse_via;
+
+use super::next_hop::response_target_with;
+pub use super::next_hop::{LastHop, response_target};
 
 /// RFC 3261's magic cookie: a branch starting with it is unique per transaction.
 pub const COOKIE: &[u8] = b"z9hG4bK";
@@ -57,13 +59,19 @@ impl Identity {
     }
 
     /// True if `host` (without brackets) and `port` (default 5060) name this proxy.
+    // Inlined: every message asks (a request's top Via for loops, a response's for being
+    // ours), and the call cost more than the compare.
+    #[inline(always)]
     pub fn is_own(&self, host: &[u8], port: Option<u16>) -> bool {
         let port = port.unwrap_or(5060);
         // Every response's top Via is ours, and hosts are nearly always written as we write
         // them: the exact compare answers those, far cheaper than folding case byte by byte.
-        self.own.iter().any(|(h, p)| {
-            *p == port && (h.as_bytes() == host || h.as_bytes().eq_ignore_ascii_case(host))
-        })
+        for (h, p) in &self.own {
+            if *p == port && (same_bytes(h.as_bytes(), host) || same_folded(h, host)) {
+                return true;
+            }
+        }
+        false
     }
 
     fn is_own_uri(&self, buf: &[u8], uri: &Uri) -> bool {
@@ -116,6 +124,8 @@ pub struct Forward {
 }
 
 /// Applies RFC 3261 §16.3 (validation) and §16.4 (route preprocessing) to a request.
+// Inlined into the verdict, which builds its plan in place rather than copying it back.
+#[inline]
 pub fn plan_request(msg: &Message<'_>, me: &Identity) -> RequestPlan {
     let StartLine::Request { method, uri, .. } = msg.start else {
         return RequestPlan::NotARequest;
@@ -219,20 +229,41 @@ pub fn write_request(
     src: SocketAddr,
     out: &mut [u8],
 ) -> Result<usize, Overflow> {
+    write_request_from(msg, fwd, record_route, me, src, &IpText::new(src.ip()), out)
+}
+
+/// [`write_request`] with the text of `src`'s address made already (`IpText::new(src.ip())`):
+/// a shard keeps the last one, as requests mostly come from the same few upstreams.
+pub fn write_request_from(
+    msg: &Message<'_>,
+    fwd: &Forward,
+    record_route: bool,
+    me: &Identity,
+    src: SocketAddr,
+    src_ip: &IpText,
+    out: &mut [u8],
+) -> Result<usize, Overflow> {
     let buf = msg.buf;
     let via = &msg.via;
     let mut edits: [(usize, usize, Ins); 5] = [(usize::MAX, 0, Ins::None); 5];
     let mut n = 0;
+    // Kept in order as they are added: they nearly always come in order already (our Via
+    // first, the top Via's parameters, then Max-Forwards), so each costs one compare, not a
+    // sort call.
     let mut edit = |at: usize, del: usize, ins: Ins| {
-        edits[n] = (at, del, ins);
+        let mut i = n;
+        while i > 0 && edits[i - 1].0 > at {
+            edits[i] = edits[i - 1];
+            i -= 1;
+        }
+        edits[i] = (at, del, ins);
         n += 1;
     };
     edit(msg.headers_start, 0, Ins::Headers);
     // RFC 3581 §4: fill a bare rport and then always add received; RFC 3261 §18.2.1: add
     // received when the sent-by host is not the source address. A `received` already there
     // that names another address is corrected (with or without brackets, RFC 5118 §4.5).
-    let src_ip = IpText::new(src.ip());
-    let src_differs = via.host_bare(buf) != src_ip.as_bytes();
+    let src_differs = !same_bytes(via.host_bare(buf), src_ip.as_bytes());
     let bare_rport = matches!(via.rport, Some(None));
     if let (true, Some(p)) = (bare_rport, via.rport_param) {
         edit(p.end(), 0, Ins::RportValue);
@@ -240,7 +271,7 @@ pub fn write_request(
     if bare_rport || src_differs {
         match via.received {
             None => edit(via.value.end(), 0, Ins::Received),
-            Some(r) if unbracket(r.of(buf)) != src_ip.as_bytes() => {
+            Some(r) if !same_bytes(unbracket(r.of(buf)), src_ip.as_bytes()) => {
                 edit(r.start(), r.len(), Ins::ReceivedValue)
             }
             Some(_) => {}
@@ -261,8 +292,7 @@ pub fn write_request(
         };
         edit(at, del, Ins::None);
     }
-    let edits = &mut edits[..n];
-    edits.sort_unstable_by_key(|e| e.0);
+    let edits = &edits[..n];
 
     let mut o = Out::new(out);
     let mut pos = 0;
@@ -303,6 +333,36 @@ pub fn write_request(
     Ok(o.len())
 }
 
+/// Whether two short byte strings (hosts, addresses) are equal, in two overlapping word
+/// compares where they are 4 to 16 bytes long; a slice compare calls `memcmp` (~25
+/// instructions), and the proxy compares a host or address two or three times per message.
+#[inline(always)]
+pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// `host` is our host `h` in another case (rare: out of line).
+#[inline(never)]
+fn same_folded(h: &str, host: &[u8]) -> bool {
+    h.as_bytes().eq_ignore_ascii_case(host)
+}
+
+/// `N` bytes of `s` from `i` as one load (the callers check `i + N <= s.len()`).
+#[inline(always)]
+fn word<const N: usize>(s: &[u8], i: usize) -> [u8; N] {
+    s.get(i..i + N)
+        .and_then(|w| w.try_into().ok())
+        .unwrap_or([0; N])
+}
+
 /// Why a response is not forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ResponseDrop {
@@ -320,72 +380,6 @@ pub enum ResponseDrop {
     Overflow(#[from] Overflow),
 }
 
-/// Where a response goes: the second Via's `received` (or sent-by host) and its `rport` value
-/// (or sent-by port, or 5060) — RFC 3261 §18.2.2, RFC 3581 §5.
-pub fn response_target(msg: &Message<'_>) -> Result<SocketAddr, ResponseDrop> {
-    let buf = msg.buf;
-    let second = msg.via_second.ok_or(ResponseDrop::ForUs)?;
-    let v = parse_via(buf, second.start(), second.end()).ok_or(ResponseDrop::BadNextVia)?;
-    let host = match v.received {
-        Some(r) => r.of(buf),
-        None => v.host_bare(buf),
-    };
-    let ip = parse_ip(host).ok_or(ResponseDrop::Unresolvable)?;
-    let bad = match ip {
-        IpAddr::V4(a) => a.is_broadcast() || a.is_unspecified() || a.is_multicast(),
-        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
-    };
-    if bad {
-        return Err(ResponseDrop::BadNextHop);
-    }
-    let port = match v.rport {
-        Some(Some(p)) => p,
-        _ => v.port.unwrap_or(5060),
-    };
-    Ok(SocketAddr::new(ip, port))
-}
-
-/// An IP address as a Via writes it (`[…]` around IPv6 allowed). Dotted-quad IPv4, what
-/// nearly every Via holds, is read by hand: the standard parser (with its UTF-8 check) cost
-/// ~300 instructions a response. The hand reader accepts only what the standard one accepts
-/// (four decimal octets ≤ 255, no leading zeros) and leaves everything else to it.
-fn parse_ip(host: &[u8]) -> Option<IpAddr> {
-    if let Some(v4) = parse_dotted_quad(host) {
-        return Some(IpAddr::V4(v4));
-    }
-    std::str::from_utf8(host)
-        .ok()
-        .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok())
-}
-
-fn parse_dotted_quad(s: &[u8]) -> Option<std::net::Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut i = 0;
-    for (n, octet) in octets.iter_mut().enumerate() {
-        if n > 0 {
-            if s.get(i) != Some(&b'.') {
-                return None;
-            }
-            i += 1;
-        }
-        let start = i;
-        let mut v: u32 = 0;
-        while let Some(&b) = s.get(i).filter(|b| b.is_ascii_digit()) {
-            v = v * 10 + u32::from(b - b'0');
-            i += 1;
-            if i - start > 3 {
-                return None;
-            }
-        }
-        let len = i - start;
-        if len == 0 || v > 255 || (len > 1 && s[start] == b'0') {
-            return None;
-        }
-        *octet = v as u8;
-    }
-    (i == s.len()).then_some(std::net::Ipv4Addr::from(octets))
-}
-
 /// Checks that the top Via is ours, removes it, and writes the response into `out`. Returns
 /// the length and where to send it.
 pub fn write_response(
@@ -393,11 +387,22 @@ pub fn write_response(
     me: &Identity,
     out: &mut [u8],
 ) -> Result<(usize, SocketAddr), ResponseDrop> {
+    write_response_with(msg, me, &mut LastHop::default(), out)
+}
+
+/// [`write_response`] remembering the last next-hop address read in `last` (a shard keeps
+/// one: responses go back to a few upstreams).
+pub fn write_response_with(
+    msg: &Message<'_>,
+    me: &Identity,
+    last: &mut LastHop,
+    out: &mut [u8],
+) -> Result<(usize, SocketAddr), ResponseDrop> {
     let buf = msg.buf;
     if !me.is_own(msg.via.host_bare(buf), msg.via.port) {
         return Err(ResponseDrop::NotOurVia);
     }
-    let target = response_target(msg)?;
+    let target = response_target_with(msg, last)?;
     let (cut_start, cut_end) = match msg.via_header_next {
         Some(next) => (msg.via.value.start(), next),
         None => (msg.via_header.line.start(), msg.via_header.line.end()),
