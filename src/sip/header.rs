@@ -169,12 +169,12 @@ pub(crate) fn skim_line(buf: &[u8], pos: usize, lfs: &mut LineFeeds) -> Option<S
 /// reader's cases).
 #[inline(always)]
 pub(crate) fn plain_value(buf: &[u8], skim: &Skim) -> Option<(usize, usize)> {
-    // `lf` is the first line feed after the colon, so no byte between them is a LF; blanks
-    // are skipped here (SIPp pads Content-Length to five places: `Content-Length:     0`).
-    // Said so the compiler drops the bounds checks below (the line feed is in the datagram).
+    // Never true; said so the compiler drops the bounds checks of the reads below.
     if skim.lf >= buf.len() || skim.colon >= skim.lf {
         return None;
     }
+    // `lf` is the first line feed after the colon, so no byte between them is a LF. Blanks
+    // are skipped (SIPp pads Content-Length to five places: `Content-Length:     0`).
     let ve = skim.lf - 1;
     let mut vs = skim.colon + 1 + usize::from(buf[skim.colon + 1] == b' ');
     while vs < ve && matches!(buf[vs], b' ' | b'\t') {
