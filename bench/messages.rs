@@ -54,38 +54,59 @@ Content-Length: 0\r\n\r\n".to_vec()),
 /// message of each kind): the INVITE, ACK and BYE from the uac, the 180, 200 and BYE's 200 from
 /// the uas with its two Vias on one line. The data-plane scan's workload.
 pub fn sipp_call() -> Vec<(&'static str, Vec<u8>)> {
-    let uac = |method: &str, cseq: u32, to_tag: &str, body: &str| {
-        format!(
-            "{method} sip:service@127.0.0.1:7300 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7302;branch=z9hG4bK-3319-1-{cseq}\r\n\
-From: sipp <sip:sipp@127.0.0.1:7302>;tag=3319SIPpTag001\r\nTo: service <sip:service@127.0.0.1:7300>{to_tag}\r\n\
-Call-ID: 1-3319@127.0.0.1\r\nCSeq: {cseq} {method}\r\nContact: sip:sipp@127.0.0.1:7302\r\nMax-Forwards: 70\r\n\
-Subject: Performance Test\r\n{body}"
-        )
-        .into_bytes()
-    };
-    let uas = |status: &str, cseq: &str, body: &str| {
-        format!(
-            "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 127.0.0.1:7300;branch=z9hG4bK665f6203fefefeec, \
-SIP/2.0/UDP 127.0.0.1:7302;branch=z9hG4bK-3319-1-0\r\nFrom: sipp <sip:sipp@127.0.0.1:7302>;tag=3319SIPpTag001\r\n\
-To: service <sip:service@127.0.0.1:7300>;tag=3313SIPpTag011\r\nCall-ID: 1-3319@127.0.0.1\r\nCSeq: {cseq}\r\n\
-Contact: <sip:127.0.0.1:7301;transport=UDP>\r\n{body}"
-        )
-        .into_bytes()
-    };
+    let vias = "SIP/2.0/UDP 127.0.0.1:7300;branch=z9hG4bK665f6203fefefeec, \
+SIP/2.0/UDP 127.0.0.1:7302;branch=z9hG4bK-3319-1-0";
+    vec![
+        ("sipp-INVITE", sipp_request("INVITE", 1, 1, 0, false)),
+        (
+            "sipp-180",
+            sipp_response(vias, "180 Ringing", "INVITE", 1, 1),
+        ),
+        ("sipp-200", sipp_response(vias, "200 OK", "INVITE", 1, 1)),
+        ("sipp-ACK", sipp_request("ACK", 1, 1, 5, true)),
+        ("sipp-BYE", sipp_request("BYE", 1, 2, 7, true)),
+        ("sipp-200-BYE", sipp_response(vias, "200 OK", "BYE", 2, 1)),
+    ]
+}
+
+/// A request of SIPp call number `call` as `sipp -sn uac` on 127.0.0.1:7302 sends it to
+/// 127.0.0.1:7300: `branch` ends its branch (0 for the INVITE, 5 for the ACK, 7 for the BYE),
+/// a To-tag once the dialog exists, SDP on the INVITE.
+pub fn sipp_request(method: &str, call: usize, cseq: u32, branch: u32, to_tag: bool) -> Vec<u8> {
+    let tag = if to_tag { ";tag=3313SIPpTag011" } else { "" };
+    format!(
+        "{method} sip:service@127.0.0.1:7300 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7302;branch=z9hG4bK-3319-{call}-{branch}\r\n\
+From: sipp <sip:sipp@127.0.0.1:7302>;tag=3319SIPpTag00{call}\r\nTo: service <sip:service@127.0.0.1:7300>{tag}\r\n\
+Call-ID: {call}-3319@127.0.0.1\r\nCSeq: {cseq} {method}\r\nContact: sip:sipp@127.0.0.1:7302\r\nMax-Forwards: 70\r\n\
+Subject: Performance Test\r\n{}",
+        sipp_body(method == "INVITE")
+    )
+    .into_bytes()
+}
+
+/// `sipp -sn uas`'s answer (from 127.0.0.1:7301) in SIPp call number `call`: the request's Vias
+/// `vias` on one line, as SIPp writes them; SDP on a 200 to the INVITE.
+pub fn sipp_response(vias: &str, status: &str, method: &str, cseq: u32, call: usize) -> Vec<u8> {
+    format!(
+        "SIP/2.0 {status}\r\nVia: {vias}\r\nFrom: sipp <sip:sipp@127.0.0.1:7302>;tag=3319SIPpTag00{call}\r\n\
+To: service <sip:service@127.0.0.1:7300>;tag=3313SIPpTag011\r\nCall-ID: {call}-3319@127.0.0.1\r\nCSeq: {cseq} {method}\r\n\
+Contact: <sip:127.0.0.1:7301;transport=UDP>\r\n{}",
+        sipp_body(status == "200 OK" && method == "INVITE")
+    )
+    .into_bytes()
+}
+
+/// The end of a SIPp message's headers and its body: SDP (Content-Length padded to five places,
+/// as SIPp writes it there) or none.
+fn sipp_body(sdp: bool) -> String {
     const SDP: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
 t=0 0\r\nm=audio 6004 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-    let sdp = format!(
-        "Content-Type: application/sdp\r\nContent-Length:   {}\r\n\r\n{SDP}",
-        SDP.len()
-    );
-    let none = "Content-Length: 0\r\n\r\n";
-    let tag = ";tag=3313SIPpTag011";
-    vec![
-        ("sipp-INVITE", uac("INVITE", 1, "", &sdp)),
-        ("sipp-180", uas("180 Ringing", "1 INVITE", none)),
-        ("sipp-200", uas("200 OK", "1 INVITE", &sdp)),
-        ("sipp-ACK", uac("ACK", 1, tag, none)),
-        ("sipp-BYE", uac("BYE", 2, tag, none)),
-        ("sipp-200-BYE", uas("200 OK", "2 BYE", none)),
-    ]
+    if sdp {
+        format!(
+            "Content-Type: application/sdp\r\nContent-Length: {:5}\r\n\r\n{SDP}",
+            SDP.len()
+        )
+    } else {
+        "Content-Length: 0\r\n\r\n".into()
+    }
 }

@@ -78,6 +78,30 @@ pub(crate) fn word_at(s: &[u8], i: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b))
 }
 
+/// Whether two short byte strings (hosts, addresses) are equal, in two overlapping word
+/// compares where they are 4 to 16 bytes long; a slice compare calls `memcmp` (~25
+/// instructions), and the proxy compares a host or address two or three times per message.
+#[inline(always)]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// `N` bytes of `s` from `i` as one load (the callers check `i + N <= s.len()`).
+#[inline(always)]
+fn word<const N: usize>(s: &[u8], i: usize) -> [u8; N] {
+    s.get(i..i + N)
+        .and_then(|w| w.try_into().ok())
+        .unwrap_or([0; N])
+}
+
 /// Up to eight bytes of a case-insensitive pattern, compared against a word in one step.
 #[derive(Clone, Copy)]
 pub(crate) struct Chunk {
@@ -189,7 +213,8 @@ pub(crate) fn plain_port(s: &[u8], from: usize, end: usize) -> Option<(u16, usiz
 /// with each and returns where it stopped: `end`, or a byte that does not continue a plain
 /// parameter (a Via's `,`, or something the general splitter must judge). `None` for an empty
 /// name, which the general splitter refuses too.
-#[inline]
+// Always inlined: the next-hop read of every response calls it with its own closure.
+#[inline(always)]
 pub(crate) fn plain_params(
     s: &[u8],
     mut i: usize,
@@ -323,6 +348,21 @@ pub(crate) fn for_each_param(s: &[u8], start: usize, end: usize, mut f: impl FnM
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_compare_agrees_with_slice_equality() {
+        let base = b"192.168.100.200:5060-and-more";
+        for n in 0..=base.len() {
+            let a = &base[..n];
+            assert!(same_bytes(a, a));
+            assert!(!same_bytes(a, &base[..n.saturating_sub(1)]) || n == 0);
+            for at in 0..n {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(a, &b), "{n} bytes, byte {at}");
+            }
+        }
+    }
 
     #[test]
     fn patterns_fold_letters_only() {

@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::Span;
 use super::bytemask::skip_token;
-use super::lex::plain_port;
-use super::proxy::{ResponseDrop, same_bytes};
+use super::lex::{plain_params, plain_port, same_bytes};
+use super::proxy::ResponseDrop;
 use super::scan::Message;
 use super::via::parse_via;
 
@@ -91,33 +91,23 @@ pub(super) fn plain_next_hop(buf: &[u8], via: Span, last: &mut LastHop) -> Optio
     // Where the address is written: `received`, else the sent-by host.
     let mut target = (hs, he);
     let mut rport = None;
-    while i < end {
-        if buf[i] != b';' {
-            return None;
-        }
-        let ns = i + 1;
-        let ne = skip_token(buf, ns, end);
-        if ne == ns {
-            return None;
-        }
-        i = ne;
-        let value = if i < end && buf[i] == b'=' {
-            i = skip_token(buf, ne + 1, end);
-            Some((ne + 1, i))
-        } else {
-            None
-        };
-        let name = &buf[ns..ne];
+    let mut bad_rport = false;
+    let stop = plain_params(buf, i, end, |p| {
+        let name = &buf[p.name.0..p.name.1];
         // The last of a repeated parameter wins, as in the general reader.
         if name.len() == 8 && name.eq_ignore_ascii_case(b"received") {
             // A bare `received` unsets the address: the sent-by host is the target then.
-            target = value.unwrap_or((hs, he));
+            target = p.value.unwrap_or((hs, he));
         } else if name.len() == 5 && name.eq_ignore_ascii_case(b"rport") {
-            rport = match value {
-                Some((vs, ve)) => Some(plain_port(buf, vs, ve).filter(|&(_, e)| e == ve)?.0),
-                None => None,
-            };
+            rport = p.value.and_then(|(vs, ve)| {
+                let port = plain_port(buf, vs, ve).filter(|&(_, e)| e == ve);
+                bad_rport |= port.is_none();
+                port.map(|(p, _)| p)
+            });
         }
+    })?;
+    if stop != end || bad_rport {
+        return None;
     }
     let ip = last.address(&buf[target.0..target.1])?;
     Some((ip, rport.unwrap_or(port)))

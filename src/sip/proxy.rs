@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use super::Span;
 use super::emit::{IpText, Out, Overflow, hash64};
-use super::lex::unbracket;
+use super::lex::{same_bytes, unbracket};
 use super::scan::{Message, Method, StartLine};
 use super::uri::{Scheme, Uri, parse_name_addr};
 
@@ -333,34 +333,10 @@ pub fn write_request_from(
     Ok(o.len())
 }
 
-/// Whether two short byte strings (hosts, addresses) are equal, in two overlapping word
-/// compares where they are 4 to 16 bytes long; a slice compare calls `memcmp` (~25
-/// instructions), and the proxy compares a host or address two or three times per message.
-#[inline(always)]
-pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    match n {
-        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
-        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
-        _ => a == b,
-    }
-}
-
 /// `host` is our host `h` in another case (rare: out of line).
 #[inline(never)]
 fn same_folded(h: &str, host: &[u8]) -> bool {
     h.as_bytes().eq_ignore_ascii_case(host)
-}
-
-/// `N` bytes of `s` from `i` as one load (the callers check `i + N <= s.len()`).
-#[inline(always)]
-fn word<const N: usize>(s: &[u8], i: usize) -> [u8; N] {
-    s.get(i..i + N)
-        .and_then(|w| w.try_into().ok())
-        .unwrap_or([0; N])
 }
 
 /// Why a response is not forwarded.
