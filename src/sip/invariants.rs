@@ -153,6 +153,7 @@ fn forwarding_scan_agrees(
                 unread_aside == *a
                     && b.from() == a.from()
                     && b.to() == a.to()
+                    && b.to_tag() == a.to_tag()
                     && b.record_routes.is_none(),
                 &format!("forwarding scan differs: {b:?} vs {a:?}"),
             )

@@ -13,7 +13,7 @@ use super::fields::{
 };
 use super::header::{self, Line, LineError, Name, Next};
 use super::lex::{Pattern, parse_u32, word_at};
-use super::uri::{Party, Uri};
+use super::uri::{Party, Uri, plain_tag};
 use super::via::Via;
 
 /// Largest datagram the scanner accepts: offsets are stored as `u16`.
@@ -167,18 +167,37 @@ pub struct Message<'a> {
     pub proxy_require: Option<Span>,
 }
 
-/// A From or To header: where its value is, and the value read if the scan read it.
+/// A From or To header: where its value is, and what the scan read of it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PartyHeader {
     pub value: Span,
-    read: Option<Party>,
+    read: PartyRead,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum PartyRead {
+    #[default]
+    Nothing,
+    /// The tag alone (`None`: the value has none).
+    Tag(Option<Span>),
+    All(Party),
 }
 
 impl PartyHeader {
     /// The header's parts, as the scan read them or read now (`None` if malformed).
     pub fn get(&self, buf: &[u8]) -> Option<Party> {
-        self.read
-            .or_else(|| party::<true>(buf, self.value.start(), self.value.end()))
+        match self.read {
+            PartyRead::All(p) => Some(p),
+            _ => party::<true>(buf, self.value.start(), self.value.end()),
+        }
+    }
+
+    /// The tag, as the scan found it or read now.
+    pub fn tag(&self, buf: &[u8]) -> Option<Span> {
+        match self.read {
+            PartyRead::Tag(tag) => tag,
+            _ => self.get(buf).and_then(|p| p.tag),
+        }
     }
 }
 
@@ -232,12 +251,12 @@ impl<'a> Message<'a> {
     }
 
     pub fn from_tag(&self) -> Option<Span> {
-        self.from().and_then(|p| p.tag)
+        self.from_header.tag(self.buf)
     }
 
     /// `None` for an initial request.
     pub fn to_tag(&self) -> Option<Span> {
-        self.to().and_then(|p| p.tag)
+        self.to_header.tag(self.buf)
     }
 
     /// The message as it must be forwarded: everything up to the end of the body.
@@ -262,7 +281,8 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
 /// [`scan`] as stateless forwarding needs it: the From header, a response's To and the
 /// Record-Route entries are located but not read (a proxy ignores the components it does not
 /// use and forwards them unchanged, RFC 3261 §16.3); [`Message::from`] and [`Message::to`]
-/// read them when asked. A request's To is read: its tag tells an initial request apart.
+/// read them when asked. A request's To-tag is read (it tells an initial request apart), and
+/// only the tag where the value has its usual shape.
 #[inline(never)]
 pub fn scan_forwarding(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
     scan_with::<true, false>(buf)
@@ -428,18 +448,33 @@ fn once<T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), ScanErr
     Ok(())
 }
 
-/// A From or To value, read (and refused if malformed) when `read`.
+/// How much of a From or To value the scan reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Nothing,
+    /// The tag where the value has the plain shape, else all of it.
+    Tag,
+    All,
+}
+
+/// A From or To value, read as `read` says (and refused if what is read is malformed).
 #[inline(always)]
 fn party_header<const PLAIN: bool>(
     buf: &[u8],
     value: (usize, usize),
-    read: bool,
+    read: Read,
     name: &'static str,
 ) -> Result<PartyHeader, ScanError> {
-    let read = if read {
-        Some(party::<PLAIN>(buf, value.0, value.1).ok_or(ScanError::BadHeader(name))?)
-    } else {
-        None
+    let tag = match read {
+        Read::Tag if PLAIN => plain_tag(buf, value.0, value.1),
+        _ => None,
+    };
+    let read = match (read, tag) {
+        (Read::Nothing, _) => PartyRead::Nothing,
+        (_, Some(tag)) => PartyRead::Tag(tag),
+        _ => {
+            PartyRead::All(party::<PLAIN>(buf, value.0, value.1).ok_or(ScanError::BadHeader(name))?)
+        }
     };
     Ok(PartyHeader {
         value: Span::new(value.0, value.1),
@@ -468,7 +503,13 @@ fn headers<const PLAIN: bool, const ALL: bool>(
     let mut auth = None;
     let mut proxy_auth = None;
     let mut proxy_require = None;
-    let read_to = ALL || matches!(start, StartLine::Request { .. });
+    let read_from = if ALL { Read::All } else { Read::Nothing };
+    // A request's To-tag tells an initial request apart.
+    let read_to = match start {
+        _ if ALL => Read::All,
+        StartLine::Request { .. } => Read::Tag,
+        StartLine::Response { .. } => Read::Nothing,
+    };
 
     let mut pos = headers_start;
     let (headers_end, body_start) = loop {
@@ -519,7 +560,7 @@ fn headers<const PLAIN: bool, const ALL: bool>(
                 once(&mut call_id, Span::new(value.0, value.1), "Call-ID")?;
             }
             Name::From => {
-                let h = party_header::<PLAIN>(buf, value, ALL, "From")?;
+                let h = party_header::<PLAIN>(buf, value, read_from, "From")?;
                 once(&mut from, h, "From")?;
             }
             Name::To => once(

@@ -177,7 +177,8 @@ From: \"A\" <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVI
     let Ok(Scanned::Message(m)) = scan_forwarding(s) else {
         panic!()
     };
-    assert_eq!((m.from_header.read, m.to_header.read), (None, None));
+    let unread = PartyRead::Nothing;
+    assert_eq!((m.from_header.read, m.to_header.read), (unread, unread));
     assert_eq!(m.record_routes, None);
     let full = msg(s);
     assert_eq!((m.from(), m.to()), (full.from(), full.to()));
@@ -200,7 +201,23 @@ From: \"unbalanced <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq:
         };
         assert_eq!(m.from(), None);
     }
-    // A request's To is read (its tag tells an initial request apart): still refused.
+    // A request's To-tag is read (it tells an initial request apart), not its display name or
+    // URI where the value has its usual shape.
+    for to in [&b"b@y <sip:b@y>;tag=2"[..], b"<b@y>;tag=2"] {
+        let s = [
+            &b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+From: <sip:a@x>;tag=1\r\nTo: "[..],
+            to,
+            b"\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(scan(&s), Err(ScanError::BadHeader("To")));
+        let Ok(Scanned::Message(m)) = scan_forwarding(&s) else {
+            panic!("{}", String::from_utf8_lossy(to))
+        };
+        assert_eq!(m.to_tag().map(|t| t.of(&s)), Some(&b"2"[..]));
+    }
+    // Where it has another shape, the whole value is read: still refused when malformed.
     let bad_to = b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
 From: <sip:a@x>;tag=1\r\nTo: \"unbalanced <sip:b@y>\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n";
     assert_eq!(scan_forwarding(bad_to), Err(ScanError::BadHeader("To")));

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
-use super::bytemask::{find_stop, skip_token};
+use super::bytemask::{find_any, find_stop, skip_token};
 use super::lex::{
     CLASS, DISPLAY, Pattern, URI_SPECIAL, for_each_param, is_lws, parse_u32, plain_params,
     plain_port, quoted_end, trim,
@@ -274,7 +274,6 @@ pub fn parse_name_addr(buf: &[u8], start: usize, end: usize) -> Option<NameAddr>
 #[inline(never)]
 pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
     const SIP: Pattern<1> = Pattern::new(b"sip:");
-    const TAG: Pattern<1> = Pattern::new(b";tag=");
     let mut i = start;
     if buf.get(i) == Some(&b'"') {
         i = quoted_end(buf, i, end)?;
@@ -303,12 +302,44 @@ pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
         return Some(p);
     }
     p.params = Span::new(ps + 1, end);
+    p.tag = plain_tag_param(buf, ps, end)?;
+    Some(p)
+}
+
+/// The tag of a From or To value in the shape [`plain_party`] reads, without reading the
+/// display name or the URI: `Some(None)` when it has no tag, `None` for any other shape (the
+/// full readers' then). Where `plain_party` reads the value, the tags agree; on a value it
+/// refuses, this may still answer (a display name or URI it does not accept: a proxy ignores
+/// the parts it does not use, RFC 3261 §16.3).
+// Out of line: inlined, it cost each response's scan ~20 instructions it never runs.
+#[inline(never)]
+pub(crate) fn plain_tag(buf: &[u8], start: usize, end: usize) -> Option<Option<Span>> {
+    // A quoted display name may hold angle brackets: left to the full readers.
+    let la = find_any(buf, start, end, *b"<>\"");
+    if la >= end || buf[la] != b'<' {
+        return None;
+    }
+    // The URI holds no blank, control byte or angle bracket.
+    let ra = find_stop(buf, la + 1, end, *b"<>");
+    if ra >= end || buf[ra] != b'>' {
+        return None;
+    }
+    if ra + 1 == end {
+        return Some(None);
+    }
+    plain_tag_param(buf, ra + 1, end)
+}
+
+/// The `tag` among the header parameters at `buf[ps..end]` (from their first `;`), if all are
+/// plain; `Some(None)` when none is a tag.
+#[inline(always)]
+fn plain_tag_param(buf: &[u8], ps: usize, end: usize) -> Option<Option<Span>> {
+    const TAG: Pattern<1> = Pattern::new(b";tag=");
     // Nearly always `;tag=…` and nothing else.
     if TAG.at(buf, ps) {
         let vs = ps + TAG.len;
         if find_stop(buf, vs, end, *b";\"<>") == end && vs < end {
-            p.tag = Some(Span::new(vs, end));
-            return Some(p);
+            return Some(Some(Span::new(vs, end)));
         }
     }
     let mut tag = None;
@@ -317,11 +348,7 @@ pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
             tag = q.value.map(|v| Span::new(v.0, v.1));
         }
     })?;
-    if stop != end {
-        return None;
-    }
-    p.tag = tag;
-    Some(p)
+    (stop == end).then_some(tag)
 }
 
 /// Parses one name-addr/addr-spec value in `buf[start..end]`, leaving the URI unparsed (it
