@@ -13,6 +13,7 @@ mod next_hop;
 pub mod proxy;
 pub mod reply;
 pub mod scan;
+mod start_line;
 pub mod stun;
 pub mod uri;
 pub mod verdict;
