@@ -41,7 +41,7 @@ fn run_against_sipp(
         "10",
     ]);
     let uas = spawn("sipp", &dir, &a);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_bound(&up);
     let target = format!("127.0.0.1:{up}");
     let sf = format!("{SCEN}{uac_sf}.xml");
     let mut args = vec![

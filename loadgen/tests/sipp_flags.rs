@@ -32,7 +32,7 @@ impl SippUas {
                 "30",
             ],
         );
-        std::thread::sleep(Duration::from_millis(300));
+        wait_bound(&p);
         Self(child, p)
     }
 }
@@ -362,7 +362,7 @@ fn a_uas_with_workers_answers_sipp() {
             "u.csv",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_bound(&up);
     let target = format!("127.0.0.1:{up}");
     let out = run(
         "sipp",
@@ -417,7 +417,7 @@ fn a_second_sigusr1_stops_a_run_whose_call_never_ends() {
             "30",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_bound(&up);
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let me = s.local_addr().unwrap();
@@ -542,7 +542,7 @@ fn without_i_a_uas_listens_on_every_address_and_bind_local_narrows_it() {
         let mut args = vec!["-sn", "uas", "-p", &p, "-nostdin", "-timeout", "3"];
         args.extend(extra);
         let mut uas = spawn(SIPLOAD, &dir, &args);
-        std::thread::sleep(Duration::from_millis(300));
+        wait_bound(&p);
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(700)))
             .unwrap();

@@ -251,7 +251,7 @@ fn unexpected_bye_is_answered_counted_and_logged() {
             "uas.csv",
         ],
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_bound(&up);
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
         .unwrap();
@@ -320,7 +320,7 @@ fn sipps_own_builtin_scenarios_run_unchanged() {
         ]);
         a.extend(["-trace_stat", "-stf", &stf]);
         let uas = spawn(uas_exe, &dir, &a);
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        wait_bound(&up);
         let target = format!("127.0.0.1:{up}");
         let stf = format!("{k}-uac.csv");
         let uac = run(
@@ -386,7 +386,7 @@ fn sipps_own_builtin_scenarios_run_unchanged() {
             "s-uas.csv",
         ],
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_bound(&up);
     let target = format!("127.0.0.1:{up}");
     let uac = run(
         "sipp",

@@ -15,6 +15,30 @@ pub fn port() -> u16 {
         .port()
 }
 
+/// Waits (ten seconds at most) until a process has bound UDP `port`, as the kernel lists it:
+/// a peer that is still starting on a loaded machine would drop the first request, and the
+/// retransmission would change what the test sees. Looked up, not probed by binding, so the
+/// peer can never find its port taken.
+pub fn wait_bound(port: &str) {
+    let port: u16 = port.parse().expect("a port number");
+    let needle = format!(":{port:04X} ");
+    for _ in 0..500 {
+        let bound = ["/proc/net/udp", "/proc/net/udp6"].iter().any(|table| {
+            std::fs::read_to_string(table).is_ok_and(|t| {
+                // Each row: `sl local_address rem_address ...`, the local port in hex.
+                t.lines()
+                    .filter_map(|l| l.split_whitespace().nth(1))
+                    .any(|local| format!("{local} ").ends_with(&needle))
+            })
+        });
+        if bound {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("nothing bound UDP port {port} within ten seconds");
+}
+
 pub fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sipload-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -94,7 +118,7 @@ pub fn call_pair(
         dir,
         &uas_cmd.split_whitespace().collect::<Vec<_>>(),
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_bound(&up);
     let mut args: Vec<&str> = uac_cmd.split_whitespace().collect();
     args.extend_from_slice(extra);
     let uac = spawn(uac_exe, dir, &args);
