@@ -3,7 +3,7 @@
 //! Everything works on `&[u8]` and returns offsets; nothing here knows header semantics.
 #![forbid(unsafe_code)]
 
-use super::bytemask::skip_token;
+use super::bytemask::{name_run16, skip_token};
 
 /// Byte classes, looked up in one table instead of chains of comparisons on the hot path.
 pub(crate) const TOKEN: u8 = 1;
@@ -167,10 +167,22 @@ impl<const N: usize> Pattern<N> {
     }
 }
 
-/// Offset of the first byte at or after `i` (before `end`) outside byte class `class`.
+/// Offset of the first byte at or after `i` (before `end`) outside byte class `class`, which
+/// holds the letters, the digits, `-` and `.` (a value's class: branches, tags, addresses).
 #[inline(always)]
 pub(crate) fn skip_class(s: &[u8], mut i: usize, end: usize, class: u8) -> usize {
     let end = end.min(s.len());
+    // Those bytes sixteen a step (a branch or tag is mostly them), the rest by the table.
+    while i < end
+        && let Some(chunk) = s.get(i..i + 16)
+    {
+        let n = name_run16(chunk.try_into().unwrap_or(&[0; 16]));
+        i += n;
+        if n < 16 {
+            break;
+        }
+    }
+    i = i.min(end);
     let c = |b: u8| CLASS[usize::from(b)];
     // Four bytes a step while they all belong: runs are short but rarely shorter than four.
     while i + 4 <= end {
@@ -347,6 +359,27 @@ pub(crate) fn for_each_param(s: &[u8], start: usize, end: usize, mut f: impl FnM
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn class_runs_match_the_table() {
+        for b in 0..=255u8 {
+            for at in [0, 1, 5, 15, 16, 17, 30, 33] {
+                let mut s = [b'x'; 40];
+                s[at] = b;
+                s[3] = b'-';
+                for end in [0, at, at + 1, 16, 20, 40] {
+                    let want = (0..end)
+                        .find(|&k| CLASS[usize::from(s[k])] & PLAIN_VALUE == 0)
+                        .unwrap_or(end);
+                    assert_eq!(
+                        skip_class(&s, 0, end, PLAIN_VALUE),
+                        want,
+                        "{b:#x} at {at} to {end}"
+                    );
+                }
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
