@@ -40,7 +40,12 @@ impl Cidr {
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
+        self.contains_canonical(canonical(ip))
+    }
+
+    /// [`Cidr::contains`] for an address already made [`canonical`].
+    #[inline]
+    fn contains_canonical(&self, ip: IpAddr) -> bool {
         match (self.net, ip) {
             // In 32 bits, not widened to 128: this runs for every datagram.
             (IpAddr::V4(n), IpAddr::V4(a)) => {
@@ -161,7 +166,7 @@ impl Trust {
         if self
             .per_socket
             .get(sock)
-            .is_some_and(|nets| nets.iter().any(|n| n.contains(ip)))
+            .is_some_and(|nets| nets.iter().any(|n| n.contains_canonical(ip)))
         {
             return Source::Upstream;
         }
