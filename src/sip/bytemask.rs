@@ -159,6 +159,29 @@ pub(crate) fn skip_token(s: &[u8], from: usize, end: usize) -> usize {
     i.min(end)
 }
 
+/// How many bytes at the start of `chunk` are letters, digits, `-`, `.` or spaces (16 when all
+/// are): a display name in its usual spelling, which the other token bytes seldom join.
+#[inline(always)]
+pub(crate) fn words_run16(chunk: &[u8; 16]) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use safe_arch::{cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i};
+        let space = cmp_eq_mask_i8_m128i(
+            load_unaligned_m128i(chunk),
+            safe_arch::set_splat_i8_m128i(b' ' as i8),
+        );
+        let words = name_mask16(chunk) | move_mask_i8_m128i(space) as u16;
+        (!words).trailing_zeros() as usize
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        chunk
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b' ')))
+            .unwrap_or(16)
+    }
+}
+
 /// How many bytes at the start of `chunk` are letters, digits, `-` or `.` (16 when all are):
 /// the length of a header name there, in the shape nearly every name has.
 #[inline(always)]
@@ -322,6 +345,22 @@ mod tests {
                 let mut s = [b'a'; 16];
                 s[at] = b;
                 assert_eq!(name_run16(&s), if name { 16 } else { at }, "{b:#x} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn word_runs_match_the_byte_class() {
+        for b in 0..=255u8 {
+            let word = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b' ');
+            for at in [0, 1, 7, 8, 15] {
+                let mut s = *b"Alice Hara-Smith";
+                s[at] = b;
+                assert_eq!(
+                    words_run16(&s),
+                    if word { 16 } else { at },
+                    "{b:#x} at {at}"
+                );
             }
         }
     }

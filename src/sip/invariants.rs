@@ -16,7 +16,7 @@ use super::lex::{find_unquoted, trim};
 use super::proxy::{Identity, RequestPlan, plan_request, write_request, write_response};
 use super::reply::{Extra, write_reply};
 use super::scan::scan_general;
-use super::uri::{general_party, general_uri, plain_party, plain_uri};
+use super::uri::{general_party, general_uri, plain_party, plain_tag, plain_uri};
 use super::verdict::judge;
 use super::via::{general_via, plain_via};
 use super::{Message, Scanned, Span, StartLine, scan, scan_forwarding};
@@ -109,6 +109,13 @@ fn plain_readers_agree(data: &[u8]) -> Result<(), String> {
             ensure(
                 want == Some(p),
                 &format!("party at {vs}: {p:?} vs {want:?}"),
+            )?;
+        }
+        if let Some(tag) = plain_tag(data, vs, ve) {
+            let want = plain_party(data, vs, ve).map(|p| p.tag);
+            ensure(
+                want == Some(tag),
+                &format!("tag at {vs}: {tag:?} vs {want:?}"),
             )?;
         }
         // Every `sip:` on the line, to each place a URI could end.

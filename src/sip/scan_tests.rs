@@ -178,26 +178,44 @@ From: \"unbalanced <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq:
         };
         assert_eq!(m.from(), None);
     }
-    // A request's To-tag is read (it tells an initial request apart), not its display name or
-    // URI where the value has its usual shape.
-    for to in [&b"b@y <sip:b@y>;tag=2"[..], b"<b@y>;tag=2"] {
-        let s = [
+    // A request's To is read (its tag tells an initial request apart), the tag alone where the
+    // display name is short, the whole value otherwise: the same tag either way, and a
+    // malformed value still refused (RFC 4475 baddn: an unquoted comma).
+    let bye_to = |to: &[u8]| {
+        [
             &b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
 From: <sip:a@x>;tag=1\r\nTo: "[..],
             to,
             b"\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n",
         ]
-        .concat();
-        assert_eq!(scan(&s), Err(ScanError::BadHeader("To")));
+        .concat()
+    };
+    for (to, tag_alone) in [
+        (&b"<sip:b@y>;tag=2"[..], true),
+        (b"Bob <sip:b@y>;tag=2", true),
+        (b"A display name of some length <sip:b@y>;tag=2", false),
+        (b"\"Bob\" <sip:b@y>;tag=2", false),
+    ] {
+        let s = bye_to(to);
         let Ok(Scanned::Message(m)) = scan_forwarding(&s) else {
             panic!("{}", String::from_utf8_lossy(to))
         };
         assert_eq!(m.to_tag().map(|t| t.of(&s)), Some(&b"2"[..]));
+        let read_alone = matches!(m.to_header.read, PartyRead::Tag(_));
+        assert_eq!(read_alone, tag_alone, "{}", String::from_utf8_lossy(to));
     }
-    // Where it has another shape, the whole value is read: still refused when malformed.
-    let bad_to = b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
-From: <sip:a@x>;tag=1\r\nTo: \"unbalanced <sip:b@y>\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n";
-    assert_eq!(scan_forwarding(bad_to), Err(ScanError::BadHeader("To")));
+    for to in [
+        &b"Watson, Thomas <sip:t@y>"[..],
+        b"<b@y>;tag=2",
+        b"\"unbalanced <sip:b@y>",
+    ] {
+        assert_eq!(
+            scan_forwarding(&bye_to(to)),
+            Err(ScanError::BadHeader("To")),
+            "{}",
+            String::from_utf8_lossy(to)
+        );
+    }
     // Duplicates and missing headers are refused as before.
     let twice = b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
 From: <sip:a@x>;tag=1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n";

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::Span;
-use super::bytemask::{find_any, find_stop, skip_token};
+use super::bytemask::{find_stop, skip_token, words_run16};
 use super::lex::{
     CLASS, DISPLAY, Pattern, URI_SPECIAL, for_each_param, is_lws, parse_u32, plain_params,
     plain_port, quoted_end, trim,
@@ -306,21 +306,23 @@ pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
     Some(p)
 }
 
-/// The tag of a From or To value in the shape [`plain_party`] reads, without reading the
-/// display name or the URI: `Some(None)` when it has no tag, `None` for any other shape (the
-/// full readers' then). Where `plain_party` reads the value, the tags agree; on a value it
-/// refuses, this may still answer (a display name or URI it does not accept: a proxy ignores
-/// the parts it does not use, RFC 3261 §16.3).
+/// The tag of a From or To value in the shape [`plain_party`] reads, without noting where its
+/// URI and parameters are: `Some(None)` when it has no tag, `None` where `plain_party` would
+/// not answer, or would and the display name is fifteen bytes or longer or has token bytes
+/// other than letters, digits, `-`, `.` (the full readers' then). Where this answers, `plain_party` gives the same tag (`sip::invariants` checks), so
+/// the scan accepts and refuses exactly what it did when it read the whole value.
 // Out of line: inlined, it cost each response's scan ~20 instructions it never runs.
 #[inline(never)]
 pub(crate) fn plain_tag(buf: &[u8], start: usize, end: usize) -> Option<Option<Span>> {
-    // A quoted display name may hold angle brackets: left to the full readers.
-    let la = find_any(buf, start, end, *b"<>\"");
-    if la >= end || buf[la] != b'<' {
+    const SIP: Pattern<1> = Pattern::new(b"sip:");
+    // Words and spaces up to `<`, sixteen bytes at once; a quoted name is the full readers'.
+    let head: &[u8; 16] = buf.get(start..start + 16)?.try_into().ok()?;
+    let la = start + words_run16(head);
+    if la >= end.min(start + 15) || buf[la] != b'<' || !SIP.at(buf, la + 1) {
         return None;
     }
     // The URI holds no blank, control byte or angle bracket.
-    let ra = find_stop(buf, la + 1, end, *b"<>");
+    let ra = find_stop(buf, la + 5, end, *b"<>");
     if ra >= end || buf[ra] != b'>' {
         return None;
     }
