@@ -159,3 +159,40 @@ fn hand_ip_reader_agrees_with_the_standard_parser() {
         assert_eq!(parse_ip(c.as_bytes()), std_parse(c), "{c:?}");
     }
 }
+
+#[test]
+fn the_last_sent_by_is_remembered_and_only_for_the_same_head() {
+    let mut last = LastHop::default();
+    let hop = |via: &str, last: &mut LastHop| {
+        plain_next_hop(via.as_bytes(), Span::new(0, via.len()), last)
+            .map(|(ip, p)| SocketAddr::from((ip, p)).to_string())
+    };
+    let first = "SIP/2.0/UDP 127.0.0.1:7302;branch=z9hG4bK-1";
+    assert_eq!(hop(first, &mut last).as_deref(), Some("127.0.0.1:7302"));
+    assert!(last.same_sent_by(first.as_bytes()).is_some());
+    for (via, want) in [
+        (
+            "SIP/2.0/UDP 127.0.0.1:7302;branch=z9hG4bK-2",
+            Some("127.0.0.1:7302"),
+        ),
+        ("SIP/2.0/UDP 127.0.0.1:7302", Some("127.0.0.1:7302")),
+        (
+            "SIP/2.0/UDP 127.0.0.1:7302;received=10.0.0.1;rport=9",
+            Some("10.0.0.1:9"),
+        ),
+        ("SIP/2.0/UDP 127.0.0.1:73021;branch=z9hG4bK-3", None),
+        ("SIP/2.0/UDP 127.0.0.1:7302 ;branch=z9hG4bK-3", None),
+        (
+            "SIP/2.0/UDP 127.0.0.1:730;branch=z9hG4bK-3",
+            Some("127.0.0.1:730"),
+        ),
+        (
+            "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-3",
+            Some("127.0.0.1:5060"),
+        ),
+    ] {
+        let fresh = hop(via, &mut LastHop::default());
+        assert_eq!(hop(via, &mut last), fresh, "{via}");
+        assert_eq!(fresh.as_deref(), want, "{via}");
+    }
+}
