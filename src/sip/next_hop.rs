@@ -196,19 +196,12 @@ impl LastHop {
     fn same_sent_by(&self, via: &[u8]) -> Option<(usize, Ipv4Addr, u16)> {
         let (ip, port) = self.sent_by?;
         let n = usize::from(self.head_len);
-        let word = |s: &[u8], i: usize| -> Option<u128> {
-            Some(u128::from_le_bytes(s.get(i..i + 16)?.try_into().ok()?))
-        };
-        // Three 16-byte compares cover 16 to 48 bytes (they overlap below 48).
-        let last = n.saturating_sub(16);
-        let same = [0, 16.min(last), last]
-            .iter()
-            .all(|&i| word(via, i).is_some() && word(via, i) == word(&self.head, i));
+        let same = via.get(..n).is_some_and(|h| same_bytes(h, &self.head[..n]));
         (same && matches!(via.get(n), None | Some(b';'))).then_some((n, ip, port))
     }
 
     fn remember_sent_by(&mut self, head: &[u8], ip: Ipv4Addr, port: u16) {
-        if (16..=SENT_BY_MAX).contains(&head.len()) {
+        if head.len() <= SENT_BY_MAX {
             self.head[..head.len()].copy_from_slice(head);
             self.head_len = head.len() as u8;
             self.sent_by = Some((ip, port));

@@ -273,7 +273,6 @@ pub fn parse_name_addr(buf: &[u8], start: usize, end: usize) -> Option<NameAddr>
 // Kept out of line: inlined into the scan loop it cost the INVITE ~50 instructions (callgrind).
 #[inline(never)]
 pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
-    const SIP: Pattern<1> = Pattern::new(b"sip:");
     let mut i = start;
     if buf.get(i) == Some(&b'"') {
         i = quoted_end(buf, i, end)?;
@@ -284,14 +283,7 @@ pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
         .get(i..end)?
         .iter()
         .position(|&b| CLASS[usize::from(b)] & DISPLAY == 0)?;
-    if buf[i] != b'<' || !SIP.at(buf, i + 1) {
-        return None;
-    }
-    let us = i + 1;
-    let ue = find_stop(buf, us + 4, end, *b"<>");
-    if ue >= end || buf[ue] != b'>' {
-        return None;
-    }
+    let (us, ue) = plain_angle_uri(buf, i, end)?;
     let mut p = Party {
         uri: Span::new(us, ue),
         params: Span::new(end, end),
@@ -314,22 +306,30 @@ pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
 // Out of line: inlined, it cost each response's scan ~20 instructions it never runs.
 #[inline(never)]
 pub(crate) fn plain_tag(buf: &[u8], start: usize, end: usize) -> Option<Option<Span>> {
-    const SIP: Pattern<1> = Pattern::new(b"sip:");
     // Words and spaces up to `<`, sixteen bytes at once; a quoted name is the full readers'.
     let head: &[u8; 16] = buf.get(start..start + 16)?.try_into().ok()?;
     let la = start + words_run16(head);
-    if la >= end.min(start + 15) || buf[la] != b'<' || !SIP.at(buf, la + 1) {
+    if la >= end.min(start + 15) {
         return None;
     }
-    // The URI holds no blank, control byte or angle bracket.
-    let ra = find_stop(buf, la + 5, end, *b"<>");
-    if ra >= end || buf[ra] != b'>' {
-        return None;
-    }
-    if ra + 1 == end {
+    let (_, ue) = plain_angle_uri(buf, la, end)?;
+    if ue + 1 == end {
         return Some(None);
     }
-    plain_tag_param(buf, ra + 1, end)
+    plain_tag_param(buf, ue + 1, end)
+}
+
+/// The `<sip:…>` of a plain name-addr, `<` at `la`: the URI's range (without the brackets). The
+/// URI holds no blank, control byte or angle bracket.
+#[inline(always)]
+fn plain_angle_uri(buf: &[u8], la: usize, end: usize) -> Option<(usize, usize)> {
+    const SIP: Pattern<1> = Pattern::new(b"sip:");
+    if buf.get(la) != Some(&b'<') || !SIP.at(buf, la + 1) {
+        return None;
+    }
+    let us = la + 1;
+    let ue = find_stop(buf, us + 4, end, *b"<>");
+    (ue < end && buf[ue] == b'>').then_some((us, ue))
 }
 
 /// The `tag` among the header parameters at `buf[ps..end]` (from their first `;`), if all are
