@@ -5,7 +5,7 @@
 //! (`scan_forwarding`); the others with the full `scan`. `sipp` scans the whole SIPp call
 //! each round (instructions per round ÷ 6 = per forwarded message).
 
-use sipdispatch::sip::{Scanned, scan, scan_forwarding};
+use sipdispatch::sip::{Scanned, ViaHeads, scan, scan_forwarding};
 
 #[path = "../bench/messages.rs"]
 mod messages;
@@ -28,10 +28,15 @@ fn main() {
         );
         std::process::exit(2);
     };
-    let scanner = if name.starts_with("sipp-") {
-        scan_forwarding
-    } else {
-        scan
+    // The data plane's scan keeps its Via heads from one message to the next, as a shard does.
+    let mut heads = ViaHeads::default();
+    let forwarding = name.starts_with("sipp-");
+    let mut scanner = |m| {
+        if forwarding {
+            scan_forwarding(m, &mut heads)
+        } else {
+            scan(m)
+        }
     };
     let mut acc = 0usize;
     for _ in 0..n {

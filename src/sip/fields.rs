@@ -10,7 +10,7 @@ use super::header;
 use super::lex::{find_unquoted, is_lws, is_token, trim};
 use super::scan::{Entries, HeaderPos, Method, ScanError};
 use super::uri::{Party, Uri, general_party, general_uri, parse_uri, plain_party};
-use super::via::{Via, general_via, parse_via, plain_via};
+use super::via::{Via, ViaHead, general_via, parse_via, plain_via};
 
 // The From/To, Request-URI and CSeq readers are inlined into the scan loop: each has one or
 // two call sites there, and a call cost more than their plain paths' setup (callgrind).
@@ -51,6 +51,7 @@ pub(super) fn plain_via_line(
     via: &mut Option<(Via, HeaderPos, Option<usize>)>,
     via_second: &mut Option<Span>,
     via_count: &mut u16,
+    head: Option<&mut ViaHead>,
 ) -> Option<(usize, usize, u16)> {
     let (start, end) = (hp.value.start(), hp.value.end());
     let one_value = |s: usize, e: usize| s < e && find_any(buf, s, e, *b",\"<") == e;
@@ -62,7 +63,7 @@ pub(super) fn plain_via_line(
         *via_count = via_count.saturating_add(1);
         return None;
     }
-    let Some((v, stop)) = plain_via(buf, start, end) else {
+    let Some((v, stop)) = plain_via(buf, start, end, head) else {
         return Some((start, end, 0));
     };
     *via = Some((v, hp, None));

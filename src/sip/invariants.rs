@@ -18,7 +18,7 @@ use super::reply::{Extra, write_reply};
 use super::scan::scan_general;
 use super::uri::{general_party, general_uri, plain_party, plain_tag, plain_uri};
 use super::verdict::judge;
-use super::via::{general_via, plain_via};
+use super::via::{ViaHead, ViaHeads, general_via, plain_via};
 use super::{Message, Scanned, Span, StartLine, scan, scan_forwarding};
 
 fn ensure(ok: bool, what: &str) -> Result<(), String> {
@@ -76,6 +76,9 @@ pub fn spans(m: &Message<'_>) -> Vec<Span> {
 
 /// The fast readers against the general ones, on every line of `data` and every value on it.
 fn plain_readers_agree(data: &[u8]) -> Result<(), String> {
+    // One Via head across the lines, as a shard keeps one across messages: each Via is read
+    // fresh, then through the head the line before left, then through its own.
+    let mut head = ViaHead::default();
     let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', data).map(|p| p + 1));
     for pos in starts {
         let general = any_line(data, pos);
@@ -94,7 +97,14 @@ fn plain_readers_agree(data: &[u8]) -> Result<(), String> {
             continue;
         };
         let (vs, ve) = line.value;
-        if let Some((via, stop)) = plain_via(data, vs, ve) {
+        let fresh = plain_via(data, vs, ve, None);
+        let recalled = [(); 2].map(|_| plain_via(data, vs, ve, Some(&mut head)));
+        if recalled.iter().any(|r| *r != fresh) {
+            return Err(format!(
+                "Via at {vs}: {recalled:?} through a head vs {fresh:?}"
+            ));
+        }
+        if let Some((via, stop)) = fresh {
             let comma = find_unquoted(data, vs, ve, b',');
             let (s, e) = trim(data, vs, comma.unwrap_or(ve));
             let want = general_via(data, s, e);
@@ -147,7 +157,14 @@ fn forwarding_scan_agrees(
     data: &[u8],
     full: &Result<Scanned<'_>, super::ScanError>,
 ) -> Result<(), String> {
-    let fwd = scan_forwarding(data);
+    // Scanned twice with one memory: the second scan recalls what the first read.
+    let mut heads = ViaHeads::default();
+    let fwd = scan_forwarding(data, &mut heads);
+    let again = scan_forwarding(data, &mut heads);
+    ensure(
+        again == fwd,
+        &format!("forwarding scan differs with its Via heads: {again:?} vs {fwd:?}"),
+    )?;
     match (full, &fwd) {
         (Ok(Scanned::Message(a)), Ok(Scanned::Message(b))) => {
             let unread_aside = Message {

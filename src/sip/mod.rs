@@ -20,6 +20,7 @@ pub mod verdict;
 pub mod via;
 
 pub use scan::{Message, Method, ScanError, Scanned, StartLine, scan, scan_forwarding};
+pub use via::ViaHeads;
 
 /// A range of a datagram. Offsets are `u16` because the scanner refuses datagrams over 64 KiB,
 /// which keeps scanned messages small enough to live on the stack.

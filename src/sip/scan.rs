@@ -16,7 +16,7 @@ use super::lex::parse_u32;
 use super::start_line::start_line;
 pub use super::start_line::{Method, StartLine};
 use super::uri::{Party, plain_tag};
-use super::via::Via;
+use super::via::{Via, ViaHead, ViaHeads};
 
 /// Largest datagram the scanner accepts: offsets are stored as `u16`.
 pub const MAX_DATAGRAM: usize = u16::MAX as usize;
@@ -231,30 +231,35 @@ impl<'a> Message<'a> {
 // other code than the shards run.
 #[inline(never)]
 pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
-    scan_with::<true, true>(buf)
+    scan_with::<true, true>(buf, None)
 }
 
 /// [`scan`] as stateless forwarding needs it: the From header, a response's To and the
 /// Record-Route entries are located but not read (a proxy ignores the components it does not
 /// use and forwards them unchanged, RFC 3261 §16.3); [`Message::from`] and [`Message::to`]
 /// read them when asked. A request's To-tag is read (it tells an initial request apart), and
-/// only the tag where the value has its usual shape.
+/// only the tag where the value has its usual shape. `heads` carries what the last scans
+/// read of their top Vias from one message to the next (a shard keeps one); the answer is
+/// the same with any.
 #[inline(never)]
-pub fn scan_forwarding(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
-    scan_with::<true, false>(buf)
+pub fn scan_forwarding<'a>(buf: &'a [u8], heads: &mut ViaHeads) -> Result<Scanned<'a>, ScanError> {
+    scan_with::<true, false>(buf, Some(heads))
 }
 
 /// [`scan`] with the general readers only, never the plain-shape fast paths: the reference the
 /// fast paths are checked against (`sip::invariants`). Not for the message path.
 #[doc(hidden)]
 pub fn scan_general(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
-    scan_with::<false, true>(buf)
+    scan_with::<false, true>(buf, None)
 }
 
 /// The scan; `PLAIN` selects the plain-shape fast paths (with the general readers behind them),
 /// `ALL` reads every field (else only those forwarding uses).
 #[inline(always)]
-fn scan_with<const PLAIN: bool, const ALL: bool>(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
+fn scan_with<'a, const PLAIN: bool, const ALL: bool>(
+    buf: &'a [u8],
+    heads: Option<&mut ViaHeads>,
+) -> Result<Scanned<'a>, ScanError> {
     if buf.is_empty() {
         return Err(ScanError::Empty);
     }
@@ -273,11 +278,15 @@ fn scan_with<const PLAIN: bool, const ALL: bool>(buf: &[u8]) -> Result<Scanned<'
         line_end
     };
     let start = start_line::<PLAIN>(buf, text_end)?;
-    match headers::<PLAIN, ALL>(buf, start, line_end + 1, lfs) {
+    let head = heads.map(|h| match start {
+        StartLine::Request { .. } => &mut h.request,
+        StartLine::Response { .. } => &mut h.response,
+    });
+    match headers::<PLAIN, ALL>(buf, start, line_end + 1, lfs, head) {
         Ok(m) => Ok(Scanned::Message(m)),
         // The plain readers leave folded lines (and anything malformed) to the general ones,
         // which read the message again and give the answer.
-        Err(_) if PLAIN => scan_with::<false, ALL>(buf),
+        Err(_) if PLAIN => scan_with::<false, ALL>(buf, None),
         Err(e) => Err(e),
     }
 }
@@ -327,12 +336,13 @@ fn party_header<const PLAIN: bool>(
 }
 
 #[inline(always)]
-fn headers<const PLAIN: bool, const ALL: bool>(
-    buf: &[u8],
+fn headers<'a, const PLAIN: bool, const ALL: bool>(
+    buf: &'a [u8],
     start: StartLine,
     headers_start: usize,
     mut lfs: LineFeeds,
-) -> Result<Message<'_>, ScanError> {
+    mut head: Option<&mut ViaHead>,
+) -> Result<Message<'a>, ScanError> {
     let mut call_id = None;
     let mut from = None;
     let mut to = None;
@@ -427,7 +437,14 @@ fn headers<const PLAIN: bool, const ALL: bool>(
             Name::Via => {
                 let all = (value.0, value.1, 0);
                 let rest = if PLAIN {
-                    plain_via_line(buf, hp, &mut via, &mut via_second, &mut via_count)
+                    plain_via_line(
+                        buf,
+                        hp,
+                        &mut via,
+                        &mut via_second,
+                        &mut via_count,
+                        head.as_deref_mut(),
+                    )
                 } else {
                     Some(all)
                 };

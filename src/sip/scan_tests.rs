@@ -151,7 +151,7 @@ fn forwarding_scan_reads_a_response_header_only_when_asked() {
 Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK2\r\n\
 Record-Route: <sip:10.0.0.1;lr>\r\n\
 From: \"A\" <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
-    let Ok(Scanned::Message(m)) = scan_forwarding(s) else {
+    let Ok(Scanned::Message(m)) = scan_forwarding(s, &mut ViaHeads::default()) else {
         panic!()
     };
     let unread = PartyRead::Nothing;
@@ -173,7 +173,7 @@ From: \"unbalanced <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq:
 From: \"unbalanced <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n";
     for s in [&response[..], &request[..]] {
         assert_eq!(scan(s), Err(ScanError::BadHeader("From")));
-        let Ok(Scanned::Message(m)) = scan_forwarding(s) else {
+        let Ok(Scanned::Message(m)) = scan_forwarding(s, &mut ViaHeads::default()) else {
             panic!()
         };
         assert_eq!(m.from(), None);
@@ -197,7 +197,7 @@ From: <sip:a@x>;tag=1\r\nTo: "[..],
         (b"\"Bob\" <sip:b@y>;tag=2", false),
     ] {
         let s = bye_to(to);
-        let Ok(Scanned::Message(m)) = scan_forwarding(&s) else {
+        let Ok(Scanned::Message(m)) = scan_forwarding(&s, &mut ViaHeads::default()) else {
             panic!("{}", String::from_utf8_lossy(to))
         };
         assert_eq!(m.to_tag().map(|t| t.of(&s)), Some(&b"2"[..]));
@@ -210,7 +210,7 @@ From: <sip:a@x>;tag=1\r\nTo: "[..],
         b"\"unbalanced <sip:b@y>",
     ] {
         assert_eq!(
-            scan_forwarding(&bye_to(to)),
+            scan_forwarding(&bye_to(to), &mut ViaHeads::default()),
             Err(ScanError::BadHeader("To")),
             "{}",
             String::from_utf8_lossy(to)
@@ -220,7 +220,7 @@ From: <sip:a@x>;tag=1\r\nTo: "[..],
     let twice = b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
 From: <sip:a@x>;tag=1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n";
     assert_eq!(
-        scan_forwarding(twice),
+        scan_forwarding(twice, &mut ViaHeads::default()),
         Err(ScanError::DuplicateHeader("From"))
     );
 }
@@ -234,7 +234,7 @@ Via: SIP/2.0/UDP 10.0.0.1:5060\r\n ;branch=z9hG4bKf\r\n\
 Subject: one\r\n\ttwo\r\n\
 From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 2\r\n BYE\r\n\
 Content-Length: 0\r\n\r\n";
-    for m in [scan(s), scan_forwarding(s)] {
+    for m in [scan(s), scan_forwarding(s, &mut ViaHeads::default())] {
         let Ok(Scanned::Message(m)) = m else {
             panic!("{m:?}")
         };

@@ -68,12 +68,56 @@ fn token_at(s: &[u8], i: usize, end: usize) -> usize {
 /// shape, `SIP/2.0/UDP host[:port];name=value…` with no whitespace inside and no quotes:
 /// the Via and where it ends (`end`, or the `,` before the next value). `None` for anything
 /// else, which the general path (split at commas, then [`parse_via`]) reads; on what this
-/// accepts the two agree (a property test checks).
+/// accepts the two agree (a property test checks). With `head`, a Via that starts as the last
+/// one read through it is not read again up to the end of its sent-by.
 #[inline(always)]
-pub fn plain_via(buf: &[u8], start: usize, end: usize) -> Option<(Via, usize)> {
-    const SIP_2_0: Pattern<1> = Pattern::new(b"sip/2.0/");
+pub fn plain_via(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    head: Option<&mut ViaHead>,
+) -> Option<(Via, usize)> {
     // Said so the compiler drops the bounds checks of the reads below `end`.
-    if end > buf.len() || !SIP_2_0.at(buf, start) {
+    if end > buf.len() {
+        return None;
+    }
+    let recalled = head.as_deref().and_then(|h| h.recall(buf, start, end));
+    let (transport, host, port) = match recalled {
+        Some(parts) => parts,
+        None => plain_sent_by(buf, start, end)?,
+    };
+    let mut via = Via {
+        value: Span::new(start, end),
+        transport,
+        host,
+        port: port.map(|(p, _)| p),
+        branch: None,
+        received: None,
+        rport: None,
+        rport_param: None,
+    };
+    let sent_by_end = port.map_or(host.end(), |(_, pe)| pe);
+    let stop = plain_via_params(buf, sent_by_end, end, &mut via)?;
+    via.value = Span::new(start, stop);
+    if recalled.is_none()
+        && let Some(h) = head
+    {
+        h.remember(buf, start, sent_by_end, &via);
+    }
+    Some((via, stop))
+}
+
+/// A plain Via's `SIP/2.0/transport host[:port]`: the transport, the host, and the port with
+/// where it ends.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn plain_sent_by(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+) -> Option<(Span, Span, Option<(u16, usize)>)> {
+    const SIP_2_0: Pattern<1> = Pattern::new(b"sip/2.0/");
+    if !SIP_2_0.at(buf, start) {
         return None;
     }
     const UDP: Pattern<1> = Pattern::new(b"udp ");
@@ -92,25 +136,108 @@ pub fn plain_via(buf: &[u8], start: usize, end: usize) -> Option<(Via, usize)> {
     if he == hs {
         return None;
     }
-    let mut via = Via {
-        value: Span::new(start, end),
-        transport: Span::new(ts, te),
-        host: Span::new(hs, he),
-        port: None,
-        branch: None,
-        received: None,
-        rport: None,
-        rport_param: None,
+    let port = if he < end && buf[he] == b':' {
+        Some(plain_port(buf, he + 1, end)?)
+    } else {
+        None
     };
-    let mut i = he;
-    if i < end && buf[i] == b':' {
-        let (port, pe) = plain_port(buf, i + 1, end)?;
-        via.port = Some(port);
-        i = pe;
+    Some((Span::new(ts, te), Span::new(hs, he), port))
+}
+
+/// The Via heads a [`ViaHead`] keeps are 17 to 48 bytes long (`SIP/2.0/UDP 10.0.0.1:5060` is
+/// 25): compared as three 16-byte words, the first whole, the other two under a mask.
+const HEAD_WORDS: usize = 3;
+const HEAD_MAX: usize = 16 * HEAD_WORDS;
+
+/// The head of the last plain Via read through it, `SIP/2.0/UDP host:port` (its bytes up to
+/// the end of the sent-by), and where its parts are. One upstream's Vias repeat their head
+/// byte for byte, and every response this proxy forwards carries its own Via on top.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ViaHead {
+    words: [u128; HEAD_WORDS],
+    /// The bytes of the last two words that belong to the head.
+    masks: [u128; 2],
+    /// The head's length; 0 while nothing is remembered.
+    len: u8,
+    /// Offsets from the head's start: transport, host, and the port with its end.
+    transport: (u8, u8),
+    host: (u8, u8),
+    port: Option<(u16, u8)>,
+}
+
+/// The three 16-byte words of `buf` from `start`, if there are that many bytes.
+#[inline(always)]
+fn head_words(buf: &[u8], start: usize) -> Option<[u128; HEAD_WORDS]> {
+    let s: &[u8; HEAD_MAX] = buf.get(start..start + HEAD_MAX)?.try_into().ok()?;
+    let word = |k: usize| {
+        let w: [u8; 16] = s[16 * k..16 * k + 16].try_into().unwrap_or_default();
+        u128::from_le_bytes(w)
+    };
+    Some([word(0), word(1), word(2)])
+}
+
+impl ViaHead {
+    /// The remembered parts, placed at `start`, when `buf[start..end]` starts with the same
+    /// head followed by a parameter, another value or the end: then a fresh read of those
+    /// bytes stops where the remembered one did and finds the same parts.
+    #[inline(always)]
+    #[allow(clippy::type_complexity)]
+    fn recall(
+        &self,
+        buf: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Option<(Span, Span, Option<(u16, usize)>)> {
+        let n = usize::from(self.len);
+        let after = start + n;
+        if n == 0 || after > end || (after < end && !matches!(buf.get(after), Some(b';' | b','))) {
+            return None;
+        }
+        let [w0, w1, w2] = head_words(buf, start)?;
+        let [h0, h1, h2] = self.words;
+        let differ = (w0 ^ h0) | ((w1 ^ h1) & self.masks[0]) | ((w2 ^ h2) & self.masks[1]);
+        if differ != 0 {
+            return None;
+        }
+        let at = |(s, e): (u8, u8)| Span::new(start + usize::from(s), start + usize::from(e));
+        Some((
+            at(self.transport),
+            at(self.host),
+            self.port.map(|(p, e)| (p, start + usize::from(e))),
+        ))
     }
-    let stop = plain_via_params(buf, i, end, &mut via)?;
-    via.value = Span::new(start, stop);
-    Some((via, stop))
+
+    /// Keeps `buf[start..sent_by_end]`, the head of `via`, if its length suits the compare.
+    #[inline(always)]
+    fn remember(&mut self, buf: &[u8], start: usize, sent_by_end: usize, via: &Via) {
+        let n = sent_by_end - start;
+        let Some(words) = head_words(buf, start).filter(|_| n > 16 && n <= HEAD_MAX) else {
+            return;
+        };
+        // Bytes `lo..hi` of the head fall in a word covering `lo..lo + 16`.
+        let mask = |lo: usize| match n.saturating_sub(lo) {
+            0 => 0,
+            k if k >= 16 => u128::MAX,
+            k => (1u128 << (8 * k)) - 1,
+        };
+        let off = |s: Span| ((s.start() - start) as u8, (s.end() - start) as u8);
+        *self = Self {
+            words,
+            masks: [mask(16), mask(32)],
+            len: n as u8,
+            transport: off(via.transport),
+            host: off(via.host),
+            port: via.port.map(|p| (p, n as u8)),
+        };
+    }
+}
+
+/// What the forwarding scan remembers from one message to the next: the head of the last top
+/// Via of a request, and of a response (see [`ViaHead`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ViaHeads {
+    pub(super) request: ViaHead,
+    pub(super) response: ViaHead,
 }
 
 /// The `;name[=value]` parameters of a plain Via from `i` on: the three routing reads found by
@@ -175,7 +302,7 @@ fn plain_via_params(buf: &[u8], mut i: usize, end: usize, via: &mut Via) -> Opti
 #[inline]
 pub fn parse_via(buf: &[u8], start: usize, end: usize) -> Option<Via> {
     let (start, end) = trim(buf, start, end);
-    match plain_via(buf, start, end) {
+    match plain_via(buf, start, end, None) {
         Some((via, stop)) if stop == end => Some(via),
         _ => general_via(buf, start, end),
     }
@@ -300,5 +427,54 @@ mod tests {
         ] {
             assert!(parse_via(s.as_bytes(), 0, s.len()).is_none(), "{s}");
         }
+    }
+
+    #[test]
+    fn a_remembered_head_is_recalled_only_for_the_same_bytes() {
+        // Each Via as the value of a header line, with the rest of a message after it.
+        let vias = [
+            "SIP/2.0/UDP 127.0.0.1:7202;branch=z9hG4bK-1-1-0",
+            "SIP/2.0/UDP 127.0.0.1:7202;branch=z9hG4bK-1-2-0;rport",
+            "SIP/2.0/UDP 127.0.0.1:7202,SIP/2.0/UDP 10.0.0.1",
+            "SIP/2.0/UDP 127.0.0.1:7202",
+            "SIP/2.0/UDP 127.0.0.1:72021;branch=z9hG4bK-1",
+            "SIP/2.0/UDP 127.0.0.1:7203;branch=z9hG4bK-1",
+            "SIP/2.0/UDP 127.0.0.2:7202;branch=z9hG4bK-1",
+            "SIP/2.0/TCP 127.0.0.1:7202;branch=z9hG4bK-1",
+            "sip/2.0/udp 127.0.0.1:7202;branch=z9hG4bK-1",
+            "SIP/2.0/UDP 127.0.0.1:7202 ;branch=z9hG4bK-1",
+            "SIP/2.0/UDP 127.0.0.1:7202;branch=z9hG4bK-1",
+            "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-1",
+            "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-2",
+            "SIP/2.0/UDP proxy-7.edge.example.net:5060;branch=z9hG4bK-1",
+            "SIP/2.0/UDP proxy-7.edge.example.net:5060;branch=z9hG4bK-2",
+            "SIP/2.0/UDP a-very-long-host-name.edge.example.net:5060;branch=z9hG4bK-1",
+            "SIP/2.0/UDP a-very-long-host-name.edge.example.net:5060;branch=z9hG4bK-2",
+            "SIP/2.0/UDP h:5;branch=1",
+        ];
+        let mut head = ViaHead::default();
+        let mut recalled = Vec::new();
+        for v in vias {
+            let buf = format!(
+                "Via: {v}\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\n"
+            );
+            let buf = buf.as_bytes();
+            let (start, end) = (5, 5 + v.len());
+            if head.recall(buf, start, end).is_some() {
+                recalled.push(v);
+            }
+            let fresh = plain_via(buf, start, end, None);
+            assert_eq!(plain_via(buf, start, end, Some(&mut head)), fresh, "{v}");
+        }
+        assert_eq!(
+            recalled,
+            [
+                "SIP/2.0/UDP 127.0.0.1:7202;branch=z9hG4bK-1-2-0;rport",
+                "SIP/2.0/UDP 127.0.0.1:7202,SIP/2.0/UDP 10.0.0.1",
+                "SIP/2.0/UDP 127.0.0.1:7202",
+                "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-2",
+                "SIP/2.0/UDP proxy-7.edge.example.net:5060;branch=z9hG4bK-2",
+            ]
+        );
     }
 }
