@@ -29,8 +29,8 @@ fn ensure(ok: bool, what: &str) -> Result<(), String> {
 pub fn spans(m: &Message<'_>) -> Vec<Span> {
     let mut v = vec![
         m.call_id,
-        m.from_header.value,
-        m.to_header.value,
+        m.from_header.value(m.buf),
+        m.to_header.value(m.buf),
         m.cseq_method,
         m.body,
         m.via.value,
@@ -175,6 +175,8 @@ fn forwarding_scan_agrees(
             };
             ensure(
                 unread_aside == *a
+                    && b.from_header.value(data) == a.from_header.value(data)
+                    && b.to_header.value(data) == a.to_header.value(data)
                     && b.from() == a.from()
                     && b.to() == a.to()
                     && b.to_tag() == a.to_tag()

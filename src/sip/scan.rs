@@ -123,28 +123,47 @@ pub struct Message<'a> {
     pub proxy_require: Option<Span>,
 }
 
-/// A From or To header: where its value is, and what the scan read of it.
+/// A From or To header: where it is, and what the scan read of it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PartyHeader {
-    pub value: Span,
+    /// The value; the whole line where the scan read nothing of it.
+    at: Span,
     read: PartyRead,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum PartyRead {
+    /// Not even where the value starts and ends (the data plane's scan leaves the From of
+    /// every message and the To of a response at their line).
     #[default]
     Nothing,
+    /// The value's bounds alone.
+    Bounds,
     /// The tag alone (`None`: the value has none).
     Tag(Option<Span>),
     All(Party),
 }
 
 impl PartyHeader {
+    /// The value, trimmed.
+    pub fn value(&self, buf: &[u8]) -> Span {
+        match self.read {
+            PartyRead::Nothing => match header::any_line(buf, self.at.start()) {
+                Ok(Next::Header(l)) => Span::new(l.value.0, l.value.1),
+                _ => Span::default(),
+            },
+            _ => self.at,
+        }
+    }
+
     /// The header's parts, as the scan read them or read now (`None` if malformed).
     pub fn get(&self, buf: &[u8]) -> Option<Party> {
         match self.read {
             PartyRead::All(p) => Some(p),
-            _ => party::<true>(buf, self.value.start(), self.value.end()),
+            _ => {
+                let v = self.value(buf);
+                party::<true>(buf, v.start(), v.end())
+            }
         }
     }
 
@@ -323,14 +342,14 @@ fn party_header<const PLAIN: bool>(
         _ => None,
     };
     let read = match (read, tag) {
-        (Read::Nothing, _) => PartyRead::Nothing,
+        (Read::Nothing, _) => PartyRead::Bounds,
         (_, Some(tag)) => PartyRead::Tag(tag),
         _ => {
             PartyRead::All(party::<PLAIN>(buf, value.0, value.1).ok_or(ScanError::BadHeader(name))?)
         }
     };
     Ok(PartyHeader {
-        value: Span::new(value.0, value.1),
+        at: Span::new(value.0, value.1),
         read,
     })
 }
@@ -379,6 +398,24 @@ fn headers<'a, const PLAIN: bool, const ALL: bool>(
                 if matches!(s.kind, Name::Other | Name::Contact)
                     || (!ALL && s.kind == Name::RecordRoute) =>
             {
+                pos = s.lf + 1;
+                continue;
+            }
+            // A From or To the scan reads nothing of: its line is kept (and counted, as a
+            // second one is an error), its value found only if asked for.
+            Some(s)
+                if !ALL
+                    && (s.kind == Name::From
+                        || (s.kind == Name::To && read_to == Read::Nothing)) =>
+            {
+                let h = PartyHeader {
+                    at: Span::new(pos, s.lf + 1),
+                    read: PartyRead::Nothing,
+                };
+                match s.kind {
+                    Name::From => once(&mut from, h, "From")?,
+                    _ => once(&mut to, h, "To")?,
+                }
                 pos = s.lf + 1;
                 continue;
             }
