@@ -11,5 +11,5 @@ pub mod shard;
 pub mod trust;
 
 pub use counters::{Counters, Snapshot};
-pub use outbox::{Outbox, VecOutbox};
+pub use outbox::{Outbox, Unsent, VecOutbox};
 pub use shard::{Shard, Shared, owner};

@@ -9,6 +9,46 @@ pub trait Outbox {
     fn buffer(&mut self) -> Option<&mut [u8]>;
     /// Sends the first `len` bytes of the buffer last returned by [`Outbox::buffer`] to `to`.
     fn commit(&mut self, len: usize, to: SocketAddr);
+
+    /// Sends `input` without its bytes `cut.0..cut.1` (a response without this proxy's Via)
+    /// to `to`. This copies them into a buffer; the I/O layer's batch sends the received bytes
+    /// where they lie instead, when `input` is the datagram it received.
+    fn send_cut(
+        &mut self,
+        input: &[u8],
+        cut: (usize, usize),
+        to: SocketAddr,
+    ) -> Result<(), Unsent> {
+        copy_cut(self, input, cut, to)
+    }
+}
+
+/// [`Outbox::send_cut`] by copying into [`Outbox::buffer`].
+pub fn copy_cut(
+    out: &mut (impl Outbox + ?Sized),
+    input: &[u8],
+    cut: (usize, usize),
+    to: SocketAddr,
+) -> Result<(), Unsent> {
+    let (Some(head), Some(tail)) = (input.get(..cut.0), input.get(cut.1..)) else {
+        return Err(Unsent::Overflow);
+    };
+    let buf = out.buffer().ok_or(Unsent::Full)?;
+    let n = head.len() + tail.len();
+    let dst = buf.get_mut(..n).ok_or(Unsent::Overflow)?;
+    dst[..head.len()].copy_from_slice(head);
+    dst[head.len()..].copy_from_slice(tail);
+    out.commit(n, to);
+    Ok(())
+}
+
+/// Why [`Outbox::send_cut`] sent nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsent {
+    /// No buffer free.
+    Full,
+    /// The datagram does not fit a buffer, or the cut is not within it.
+    Overflow,
 }
 
 /// An outbox that keeps what was sent, for tests and tools.

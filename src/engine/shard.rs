@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use arc_swap::cache::Cache;
 
 use super::counters::{Counters, Dropped};
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Unsent};
 use super::route::match_route;
 use crate::config::{NoDestination, Route};
 use crate::dispatch::tracker::{Begin, CallState, Tracker, call_key, shard_of};
@@ -23,7 +23,7 @@ use crate::engine::flood::{Admit, FloodConfig, Limiter};
 use crate::engine::trust::{Source, Trust};
 use crate::health::{Change, Prober};
 use crate::sip::proxy::{
-    Forward, Identity, LastHop, ResponseDrop, write_request_from, write_response_with,
+    Forward, Identity, LastHop, ResponseDrop, response_cut, write_request_from,
 };
 use crate::sip::reply::Extra;
 use crate::sip::stun::is_stun;
@@ -370,14 +370,13 @@ impl Ctx<'_> {
         {
             return Counters::inc(&self.counters.responses_consumed);
         }
-        let Some(buf) = out.buffer() else {
-            return self.counters.dropped(Dropped::TxFull);
-        };
-        match write_response_with(m, &self.shared.identity, last_hop, buf) {
-            Ok((n, to)) => {
-                out.commit(n, to);
-                Counters::inc(&self.counters.responses_forwarded);
-            }
+        // The received bytes but our Via: the send batch sends them where they lie.
+        match response_cut(m, &self.shared.identity, last_hop) {
+            Ok((cut, to)) => match out.send_cut(m.wire(), cut, to) {
+                Ok(()) => Counters::inc(&self.counters.responses_forwarded),
+                Err(Unsent::Full) => return self.counters.dropped(Dropped::TxFull),
+                Err(Unsent::Overflow) => return self.counters.dropped(Dropped::Overflow),
+            },
             Err(ResponseDrop::ForUs) => {
                 if let Some((p, table)) = prober.as_mut() {
                     p.on_reply(self.now_ms, m, table);
@@ -385,7 +384,6 @@ impl Ctx<'_> {
                 return Counters::inc(&self.counters.responses_consumed);
             }
             Err(ResponseDrop::NotOurVia) => return self.counters.dropped(Dropped::ResponseNotOurs),
-            Err(ResponseDrop::Overflow(_)) => return self.counters.dropped(Dropped::Overflow),
             Err(_) => return self.counters.dropped(Dropped::ResponseUnroutable),
         }
         // Call-load bookkeeping on final replies to the initial INVITE.

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use super::{Ctx, Shared};
 use crate::dispatch::{Destination, HeaderLookup, Table, UriKey};
 use crate::engine::counters::{Counters, Dropped};
-use crate::engine::outbox::Outbox;
+use crate::engine::outbox::{Outbox, Unsent};
 use crate::engine::trust::Refusal;
 use crate::sip::Message;
 use crate::sip::emit::IpText;
@@ -177,6 +177,17 @@ impl<O: Outbox> Outbox for CountingOutbox<'_, O> {
     fn commit(&mut self, len: usize, to: SocketAddr) {
         self.sent += 1;
         self.out.commit(len, to);
+    }
+
+    fn send_cut(
+        &mut self,
+        input: &[u8],
+        cut: (usize, usize),
+        to: SocketAddr,
+    ) -> Result<(), Unsent> {
+        self.out.send_cut(input, cut, to)?;
+        self.sent += 1;
+        Ok(())
     }
 }
 

@@ -23,6 +23,10 @@ pub(crate) fn run<H: Handler>(mut s: ShardIo<H>) {
         s.counters.clone(),
     );
     let mut rx = RecvBatch::new(s.cfg.batch, s.cfg.max_datagram);
+    // SAFETY: `rx` outlives every flush of `tx` below (the last one is before the function
+    // returns), and its buffer changes only in `rx.recv`, before each of which `tx.settle()`
+    // sends what still points into it. The buffer never moves (a Vec that never grows).
+    unsafe { tx.lend(rx.region()) };
     let wake_fd = s.handoff.wakers[s.idx].fd();
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
@@ -52,6 +56,7 @@ pub(crate) fn run<H: Handler>(mut s: ShardIo<H>) {
                 continue;
             }
             for _ in 0..BATCHES_PER_TURN {
+                tx.settle();
                 let n = match rx.recv(fd) {
                     Ok(n) => n,
                     Err(e) => {

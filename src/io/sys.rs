@@ -232,6 +232,11 @@ impl RecvBatch {
         b
     }
 
+    /// The buffer the datagrams are received into; each `recv` overwrites it.
+    pub fn region(&self) -> &[u8] {
+        &self.bufs
+    }
+
     /// Receives up to a batch without blocking; returns how many arrived.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         // The kernel writes only the lengths and flags of the entries it fills.

@@ -374,19 +374,31 @@ pub fn write_response_with(
     last: &mut LastHop,
     out: &mut [u8],
 ) -> Result<(usize, SocketAddr), ResponseDrop> {
-    let buf = msg.buf;
-    if !me.is_own(msg.via.host_bare(buf), msg.via.port) {
+    let ((cut_start, cut_end), target) = response_cut(msg, me, last)?;
+    let buf = msg.wire();
+    let mut o = Out::new(out);
+    o.put(&buf[..cut_start])?;
+    o.put(&buf[cut_end..])?;
+    Ok((o.len(), target))
+}
+
+/// What relaying a response takes: the bytes of [`Message::wire`] to leave out (our Via, with
+/// its line if it has one to itself), and where to send the rest. Checks that the top Via is
+/// ours.
+pub fn response_cut(
+    msg: &Message<'_>,
+    me: &Identity,
+    last: &mut LastHop,
+) -> Result<((usize, usize), SocketAddr), ResponseDrop> {
+    if !me.is_own(msg.via.host_bare(msg.buf), msg.via.port) {
         return Err(ResponseDrop::NotOurVia);
     }
     let target = response_target_with(msg, last)?;
-    let (cut_start, cut_end) = match msg.via_header_next {
+    let cut = match msg.via_header_next {
         Some(next) => (msg.via.value.start(), next),
         None => (msg.via_header.line.start(), msg.via_header.line.end()),
     };
-    let mut o = Out::new(out);
-    o.put(&buf[..cut_start])?;
-    o.put(&buf[cut_end..usize::from(msg.body.end)])?;
-    Ok((o.len(), target))
+    Ok((cut, target))
 }
 
 #[cfg(test)]
