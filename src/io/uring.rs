@@ -186,7 +186,9 @@ fn run_ring<H: Handler>(mut s: ShardIo<H>) -> io::Result<()> {
     let mut later: Vec<(u64, i32, u32)> = Vec::with_capacity(cq as usize);
     let mut wake = vec![false; s.nshards];
     let ts = Timespec::new().nsec(s.cfg.tick.as_nanos().min(999_999_999) as u32);
-    let mut last_tick = Instant::now();
+    // Compared, not subtracted, on every wake-up: a subtraction of two `Instant`s cost ~30
+    // instructions.
+    let mut next_tick = Instant::now() + s.cfg.tick;
 
     while !s.stop.load(Ordering::Relaxed) {
         for (i, r) in rearm.iter_mut().enumerate() {
@@ -273,8 +275,8 @@ fn run_ring<H: Handler>(mut s: ShardIo<H>) -> io::Result<()> {
             r.publish();
         }
         s.drain_handoff(now, &mut tx);
-        if now.duration_since(last_tick) >= s.cfg.tick {
-            last_tick = now;
+        if now >= next_tick {
+            next_tick = now + s.cfg.tick;
             s.handler.on_tick(now, &mut tx);
         }
         send_batch(
