@@ -38,7 +38,8 @@ pub struct Tx {
 
 // SAFETY: the raw pointers in the send headers point into this struct's own heap buffers,
 // which move with it (the headers' own pointers are set in `new`, the buffer pointers before
-// each use); a Tx is used by one thread at a time.
+// each use), or into the receive buffer lent by the loop that owns both on one thread; a Tx
+// is used by one thread at a time.
 unsafe impl Send for Tx {}
 
 impl Tx {

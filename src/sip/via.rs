@@ -214,7 +214,7 @@ impl ViaHead {
         let Some(words) = head_words(buf, start).filter(|_| n > 16 && n <= HEAD_MAX) else {
             return;
         };
-        // Bytes `lo..hi` of the head fall in a word covering `lo..lo + 16`.
+        // Which bytes of the word that starts at byte `lo` belong to the head.
         let mask = |lo: usize| match n.saturating_sub(lo) {
             0 => 0,
             k if k >= 16 => u128::MAX,
