@@ -8,11 +8,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::Span;
-use super::bytemask::skip_token;
 use super::lex::{plain_params, plain_port, same_bytes};
 use super::proxy::ResponseDrop;
 use super::scan::Message;
-use super::via::parse_via;
+use super::via::{SentBy, ViaHead, parse_via, plain_sent_by};
 
 /// Where a response goes: the second Via's `received` (or sent-by host) and its `rport` value
 /// (or sent-by port, or 5060) — RFC 3261 §18.2.2, RFC 3581 §5.
@@ -55,28 +54,29 @@ fn general_next_hop(buf: &[u8], via: Span) -> Result<(IpAddr, u16), ResponseDrop
     Ok((ip, port))
 }
 
-/// The next hop of a Via value in the plain shape whose target is a dotted-quad address:
-/// `SIP/2.0/` (in capitals), a token transport, one space, a token host, an optional port of
-/// up to five digits, and `;name[=value]` parameters of token bytes, nothing else. `None` for
-/// anything else, including what the general reader refuses; where this answers, the general
-/// reader gives the same address (a unit test checks, with one `last` across all cases). The
-/// Via's head up to the end of its sent-by is not read again when it is the last one's.
+/// The next hop of a Via value in the plain shape whose target is a dotted-quad address: the
+/// head [`plain_sent_by`] reads (the scan's reader of a top Via), then `;name[=value]`
+/// parameters of token bytes, nothing else. `None` for anything else, including what the
+/// general reader refuses; where this answers, the general reader gives the same address (a
+/// unit test checks, with one `last` across all cases). The Via's head up to the end of its
+/// sent-by is not read again when it is the last one's ([`ViaHead`]).
 pub(super) fn plain_next_hop(buf: &[u8], via: Span, last: &mut LastHop) -> Option<(Ipv4Addr, u16)> {
     let (start, end) = (via.start(), via.end());
-    let s = buf.get(start..end)?;
-    // The sent-by of the last response's Via, when this one starts with the same bytes.
-    let (i, port, host) = match last.same_sent_by(s) {
-        Some((n, ip, port)) => (start + n, port, Host::Known(ip)),
-        None => {
-            let (i, host, port) = plain_sent_by(buf, start, end)?;
-            (i, port, Host::At(host))
-        }
+    if end > buf.len() {
+        return None;
+    }
+    // The sent-by of the last response's Via, with its address, when this one starts with the
+    // same bytes.
+    let (sent_by, known) = match last.same_sent_by(buf, start, end) {
+        Some((sent_by, ip)) => (sent_by, Some(ip)),
+        None => (plain_sent_by(buf, start, end)?, None),
     };
+    let port = sent_by.port.unwrap_or(5060);
     // Where the address is written, if not in the sent-by: `received`.
     let mut received = None;
     let mut rport = None;
     let mut bad_rport = false;
-    let stop = plain_params(buf, i, end, |p| {
+    let stop = plain_params(buf, sent_by.end, end, |p| {
         let name = &buf[p.name.0..p.name.1];
         // The last of a repeated parameter wins, as in the general reader.
         if name.len() == 8 && name.eq_ignore_ascii_case(b"received") {
@@ -93,84 +93,33 @@ pub(super) fn plain_next_hop(buf: &[u8], via: Span, last: &mut LastHop) -> Optio
     if stop != end || bad_rport {
         return None;
     }
-    let ip = match (received, host) {
+    let ip = match (received, known) {
         (Some((vs, ve)), _) => last.address(&buf[vs..ve])?,
-        (None, Host::Known(ip)) => ip,
-        (None, Host::At((hs, he))) => {
-            let ip = last.address(&buf[hs..he])?;
-            last.remember_sent_by(&buf[start..i], ip, port);
+        (None, Some(ip)) => ip,
+        (None, None) => {
+            let ip = last.address(sent_by.host.of(buf))?;
+            if last.head.remember(buf, start, &sent_by) {
+                last.head_ip = Some(ip);
+            }
             ip
         }
     };
     Some((ip, rport.unwrap_or(port)))
 }
 
-/// A Via's sent-by host: its address known from the last Via that began with the same bytes,
-/// or where it is written.
-#[derive(Clone, Copy)]
-enum Host {
-    Known(Ipv4Addr),
-    At((usize, usize)),
-}
-
-/// The head of a plain Via up to the end of its sent-by: where that ends, the host's range and
-/// the port (5060 when none is written).
-#[inline(always)]
-fn plain_sent_by(buf: &[u8], start: usize, end: usize) -> Option<(usize, (usize, usize), u16)> {
-    let s = buf.get(start..end)?;
-    if s.get(..8)? != b"SIP/2.0/" {
-        return None;
-    }
-    // The transport: UDP in one compare, nearly always.
-    let hs = if s.get(8..12) == Some(b"UDP ") {
-        start + 12
-    } else {
-        let te = skip_token(buf, start + 8, end);
-        if te == start + 8 || buf.get(te) != Some(&b' ') || te >= end {
-            return None;
-        }
-        te + 1
-    };
-    let he = skip_token(buf, hs, end);
-    if he == hs {
-        return None;
-    }
-    if he < end && buf[he] == b':' {
-        let (port, pe) = plain_port(buf, he + 1, end)?;
-        return Some((pe, (hs, he), port));
-    }
-    Some((he, (hs, he), 5060))
-}
-
 /// What the shard remembers of the responses it relayed: the last dotted-quad address text a
 /// next hop was read from, and the address; and the head of the last Via whose sent-by was
-/// such an address (`SIP/2.0/UDP 192.0.2.1:5060`), with the address and port it says.
+/// such an address (`SIP/2.0/UDP 192.0.2.1:5060`, a [`ViaHead`]), with that address.
 /// Responses go back to a few upstreams, mostly one after another to the same: reading the
 /// address cost ~115 instructions a response, the sent-by ~110, comparing the text ~10.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct LastHop {
     text: [u8; 15],
     len: u8,
     ip: Option<Ipv4Addr>,
-    head: [u8; SENT_BY_MAX],
-    head_len: u8,
-    sent_by: Option<(Ipv4Addr, u16)>,
-}
-
-/// The longest Via head [`LastHop`] remembers: `SIP/2.0/UDP 255.255.255.255:65535` is 33.
-const SENT_BY_MAX: usize = 48;
-
-impl Default for LastHop {
-    fn default() -> Self {
-        Self {
-            text: [0; 15],
-            len: 0,
-            ip: None,
-            head: [0; SENT_BY_MAX],
-            head_len: 0,
-            sent_by: None,
-        }
-    }
+    head: ViaHead,
+    /// The address `head`'s host says.
+    head_ip: Option<Ipv4Addr>,
 }
 
 impl LastHop {
@@ -190,22 +139,10 @@ impl LastHop {
         Some(ip)
     }
 
-    /// How long the remembered Via head is, and its address and port, if `via` starts with it
-    /// and its parameters (or its end) come right after.
+    /// The remembered Via head and its address, if `buf[start..end]` starts with it.
     #[inline(always)]
-    fn same_sent_by(&self, via: &[u8]) -> Option<(usize, Ipv4Addr, u16)> {
-        let (ip, port) = self.sent_by?;
-        let n = usize::from(self.head_len);
-        let same = via.get(..n).is_some_and(|h| same_bytes(h, &self.head[..n]));
-        (same && matches!(via.get(n), None | Some(b';'))).then_some((n, ip, port))
-    }
-
-    fn remember_sent_by(&mut self, head: &[u8], ip: Ipv4Addr, port: u16) {
-        if head.len() <= SENT_BY_MAX {
-            self.head[..head.len()].copy_from_slice(head);
-            self.head_len = head.len() as u8;
-            self.sent_by = Some((ip, port));
-        }
+    fn same_sent_by(&self, buf: &[u8], start: usize, end: usize) -> Option<(SentBy, Ipv4Addr)> {
+        Some((self.head.recall(buf, start, end)?, self.head_ip?))
     }
 }
 

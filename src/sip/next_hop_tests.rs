@@ -169,7 +169,10 @@ fn the_last_sent_by_is_remembered_and_only_for_the_same_head() {
     };
     let first = "SIP/2.0/UDP 127.0.0.1:7302;branch=z9hG4bK-1";
     assert_eq!(hop(first, &mut last).as_deref(), Some("127.0.0.1:7302"));
-    assert!(last.same_sent_by(first.as_bytes()).is_some());
+    assert!(
+        last.same_sent_by(first.as_bytes(), 0, first.len())
+            .is_some()
+    );
     for (via, want) in [
         (
             "SIP/2.0/UDP 127.0.0.1:7302;branch=z9hG4bK-2",

@@ -301,8 +301,9 @@ pub fn plain_party(buf: &[u8], start: usize, end: usize) -> Option<Party> {
 /// The tag of a From or To value in the shape [`plain_party`] reads, without noting where its
 /// URI and parameters are: `Some(None)` when it has no tag, `None` where `plain_party` would
 /// not answer, or would and the display name is fifteen bytes or longer or has token bytes
-/// other than letters, digits, `-`, `.` (the full readers' then). Where this answers, `plain_party` gives the same tag (`sip::invariants` checks), so
-/// the scan accepts and refuses exactly what it did when it read the whole value.
+/// other than letters, digits, `-`, `.` (the full readers' then). Where this answers,
+/// `plain_party` gives the same tag (`sip::invariants` checks), so the scan accepts and
+/// refuses exactly what it did when it read the whole value.
 // Out of line: inlined, it cost each response's scan ~20 instructions it never runs.
 #[inline(never)]
 pub(crate) fn plain_tag(buf: &[u8], start: usize, end: usize) -> Option<Option<Span>> {

@@ -82,40 +82,44 @@ pub fn plain_via(
         return None;
     }
     let recalled = head.as_deref().and_then(|h| h.recall(buf, start, end));
-    let (transport, host, port) = match recalled {
-        Some(parts) => parts,
+    let sent_by = match recalled {
+        Some(sent_by) => sent_by,
         None => plain_sent_by(buf, start, end)?,
     };
     let mut via = Via {
         value: Span::new(start, end),
-        transport,
-        host,
-        port: port.map(|(p, _)| p),
+        transport: sent_by.transport,
+        host: sent_by.host,
+        port: sent_by.port,
         branch: None,
         received: None,
         rport: None,
         rport_param: None,
     };
-    let sent_by_end = port.map_or(host.end(), |(_, pe)| pe);
-    let stop = plain_via_params(buf, sent_by_end, end, &mut via)?;
+    let stop = plain_via_params(buf, sent_by.end, end, &mut via)?;
     via.value = Span::new(start, stop);
     if recalled.is_none()
         && let Some(h) = head
     {
-        h.remember(buf, start, sent_by_end, &via);
+        h.remember(buf, start, &sent_by);
     }
     Some((via, stop))
 }
 
-/// A plain Via's `SIP/2.0/transport host[:port]`: the transport, the host, and the port with
-/// where it ends.
+/// A plain Via's head, `SIP/2.0/transport host[:port]`: its parts, and where it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SentBy {
+    pub transport: Span,
+    pub host: Span,
+    pub port: Option<u16>,
+    /// Just past the port, or the host where no port is written.
+    pub end: usize,
+}
+
+/// Reads a plain Via's head (any case, a token transport, one space, a token host, a port of
+/// up to five digits) from `start`.
 #[inline(always)]
-#[allow(clippy::type_complexity)]
-fn plain_sent_by(
-    buf: &[u8],
-    start: usize,
-    end: usize,
-) -> Option<(Span, Span, Option<(u16, usize)>)> {
+pub(super) fn plain_sent_by(buf: &[u8], start: usize, end: usize) -> Option<SentBy> {
     const SIP_2_0: Pattern<1> = Pattern::new(b"sip/2.0/");
     if !SIP_2_0.at(buf, start) {
         return None;
@@ -136,12 +140,18 @@ fn plain_sent_by(
     if he == hs {
         return None;
     }
-    let port = if he < end && buf[he] == b':' {
-        Some(plain_port(buf, he + 1, end)?)
+    let (port, end) = if he < end && buf[he] == b':' {
+        let (port, pe) = plain_port(buf, he + 1, end)?;
+        (Some(port), pe)
     } else {
-        None
+        (None, he)
     };
-    Some((Span::new(ts, te), Span::new(hs, he), port))
+    Some(SentBy {
+        transport: Span::new(ts, te),
+        host: Span::new(hs, he),
+        port,
+        end,
+    })
 }
 
 /// The Via heads a [`ViaHead`] keeps are 17 to 48 bytes long (`SIP/2.0/UDP 10.0.0.1:5060` is
@@ -151,7 +161,8 @@ const HEAD_MAX: usize = 16 * HEAD_WORDS;
 
 /// The head of the last plain Via read through it, `SIP/2.0/UDP host:port` (its bytes up to
 /// the end of the sent-by), and where its parts are. One upstream's Vias repeat their head
-/// byte for byte, and every response this proxy forwards carries its own Via on top.
+/// byte for byte, and every response this proxy forwards carries its own Via on top. The scan
+/// keeps one for the top Via ([`ViaHeads`]), the next hop one for a response's second Via.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ViaHead {
     words: [u128; HEAD_WORDS],
@@ -159,61 +170,74 @@ pub struct ViaHead {
     masks: [u128; 2],
     /// The head's length; 0 while nothing is remembered.
     len: u8,
-    /// Offsets from the head's start: transport, host, and the port with its end.
+    /// Offsets from the head's start.
     transport: (u8, u8),
     host: (u8, u8),
-    port: Option<(u16, u8)>,
+    port: Option<u16>,
 }
 
-/// The three 16-byte words of `buf` from `start`, if there are that many bytes.
+/// The three 16-byte words of `buf` from `start`; past the end of `buf`, zeros.
 #[inline(always)]
-fn head_words(buf: &[u8], start: usize) -> Option<[u128; HEAD_WORDS]> {
-    let s: &[u8; HEAD_MAX] = buf.get(start..start + HEAD_MAX)?.try_into().ok()?;
+fn head_words(buf: &[u8], start: usize) -> [u128; HEAD_WORDS] {
+    match buf.get(start..start + HEAD_MAX) {
+        Some(s) => words(s.try_into().unwrap_or(&[0; HEAD_MAX])),
+        None => padded_words(buf, start),
+    }
+}
+
+/// [`head_words`] for a Via within 48 bytes of the datagram's end (rare: out of line).
+#[cold]
+#[inline(never)]
+fn padded_words(buf: &[u8], start: usize) -> [u128; HEAD_WORDS] {
+    let mut padded = [0; HEAD_MAX];
+    let tail = buf.get(start..).unwrap_or_default();
+    padded[..tail.len()].copy_from_slice(tail);
+    words(&padded)
+}
+
+#[inline(always)]
+fn words(s: &[u8; HEAD_MAX]) -> [u128; HEAD_WORDS] {
     let word = |k: usize| {
         let w: [u8; 16] = s[16 * k..16 * k + 16].try_into().unwrap_or_default();
         u128::from_le_bytes(w)
     };
-    Some([word(0), word(1), word(2)])
+    [word(0), word(1), word(2)]
 }
 
 impl ViaHead {
-    /// The remembered parts, placed at `start`, when `buf[start..end]` starts with the same
-    /// head followed by a parameter, another value or the end: then a fresh read of those
-    /// bytes stops where the remembered one did and finds the same parts.
+    /// The remembered head, placed at `start`, when `buf[start..end]` (`end` within `buf`)
+    /// starts with the same bytes followed by a parameter, another value or the end: then a
+    /// fresh read of those bytes stops where the remembered one did and finds the same parts.
     #[inline(always)]
-    #[allow(clippy::type_complexity)]
-    fn recall(
-        &self,
-        buf: &[u8],
-        start: usize,
-        end: usize,
-    ) -> Option<(Span, Span, Option<(u16, usize)>)> {
+    pub(super) fn recall(&self, buf: &[u8], start: usize, end: usize) -> Option<SentBy> {
         let n = usize::from(self.len);
         let after = start + n;
         if n == 0 || after > end || (after < end && !matches!(buf.get(after), Some(b';' | b','))) {
             return None;
         }
-        let [w0, w1, w2] = head_words(buf, start)?;
+        let [w0, w1, w2] = head_words(buf, start);
         let [h0, h1, h2] = self.words;
         let differ = (w0 ^ h0) | ((w1 ^ h1) & self.masks[0]) | ((w2 ^ h2) & self.masks[1]);
         if differ != 0 {
             return None;
         }
         let at = |(s, e): (u8, u8)| Span::new(start + usize::from(s), start + usize::from(e));
-        Some((
-            at(self.transport),
-            at(self.host),
-            self.port.map(|(p, e)| (p, start + usize::from(e))),
-        ))
+        Some(SentBy {
+            transport: at(self.transport),
+            host: at(self.host),
+            port: self.port,
+            end: after,
+        })
     }
 
-    /// Keeps `buf[start..sent_by_end]`, the head of `via`, if its length suits the compare.
+    /// Keeps the head `sent_by` read at `start`, if its length suits the compare; whether it
+    /// did.
     #[inline(always)]
-    fn remember(&mut self, buf: &[u8], start: usize, sent_by_end: usize, via: &Via) {
-        let n = sent_by_end - start;
-        let Some(words) = head_words(buf, start).filter(|_| n > 16 && n <= HEAD_MAX) else {
-            return;
-        };
+    pub(super) fn remember(&mut self, buf: &[u8], start: usize, sent_by: &SentBy) -> bool {
+        let n = sent_by.end - start;
+        if n <= 16 || n > HEAD_MAX || sent_by.end > buf.len() {
+            return false;
+        }
         // Which bytes of the word that starts at byte `lo` belong to the head.
         let mask = |lo: usize| match n.saturating_sub(lo) {
             0 => 0,
@@ -222,13 +246,14 @@ impl ViaHead {
         };
         let off = |s: Span| ((s.start() - start) as u8, (s.end() - start) as u8);
         *self = Self {
-            words,
+            words: head_words(buf, start),
             masks: [mask(16), mask(32)],
             len: n as u8,
-            transport: off(via.transport),
-            host: off(via.host),
-            port: via.port.map(|p| (p, n as u8)),
+            transport: off(sent_by.transport),
+            host: off(sent_by.host),
+            port: sent_by.port,
         };
+        true
     }
 }
 
