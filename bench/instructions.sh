@@ -10,7 +10,10 @@
 # KEEP=path keeps the larger run's callgrind output as path, and each run's as path.CALLS
 # (compare the two with callgrind_annotate to see what grows with the traffic). VG_OPTS adds
 # callgrind options, e.g. VG_OPTS=--dump-instr=yes for counts per instruction. PORT=p uses ports
-# p to p+2 (default 7200), so two checkouts can measure side by side.
+# p to p+2 (default 7200), so two checkouts can measure side by side. UAC=127.0.0.2 sends the
+# calls from that address and makes it the only upstream, as an SBC is in production: the uas's
+# responses then come from a destination outside the upstream networks (by default everything
+# on 127.0.0.0/8 is upstream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/sd_config.sh
@@ -24,6 +27,10 @@ tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$tmp/cg.out" "$KEEP"; rm -rf "$tmp"' EXIT
 p=${PORT:-7200}
 sd_config 127.0.0.1:$p 127.0.0.1:$((p + 1)) 1 "$io" > "$tmp/cfg.toml"
+uac=${UAC:-127.0.0.1}
+if [ "$uac" != 127.0.0.1 ]; then
+  printf '[trust]\nupstreams = ["%s/32"]\n' "$uac" >> "$tmp/cfg.toml"
+fi
 
 measure() { # $1 = calls, $2 = calls/s → prints "instructions forwarded"
   local calls=$1 rate=$2
@@ -31,7 +38,7 @@ measure() { # $1 = calls, $2 = calls/s → prints "instructions forwarded"
   valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$tmp/cg.out" "${CARGO_TARGET_DIR:-target}/release/sipdispatch" --config "$tmp/cfg.toml" 2> "$tmp/vg.log" &
   local vg=$!
   for _ in $(seq 50); do grep -q "sipdispatch running" "$tmp/vg.log" && break; sleep 0.2; done
-  sipp -sn uac 127.0.0.1:$p -i 127.0.0.1 -p $((p + 2)) -m "$calls" -r "$rate" -nostdin -timeout 120s >/dev/null 2>&1
+  sipp -sn uac 127.0.0.1:$p -i "$uac" -p $((p + 2)) -m "$calls" -r "$rate" -nostdin -timeout 120s >/dev/null 2>&1
   kill -INT $vg; wait $vg || true
   if [ -n "${KEEP:-}" ]; then cp "$tmp/cg.out" "$KEEP.$calls"; fi
   pkill -f "sipp -sn uas -i 127.0.0.1 -p $((p + 1))" || true

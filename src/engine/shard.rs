@@ -92,7 +92,7 @@ pub struct Shard {
     /// `now` for a whole batch, and converting it cost ~45 instructions a datagram.
     clock: (Instant, u64),
     source_text: SourceText,
-    replier: Replier,
+    senders: Senders,
     /// The last next-hop address a response was sent to, as read from its Via.
     last_hop: LastHop,
     /// The heads of the last top Vias scanned (a request's, a response's).
@@ -128,7 +128,7 @@ impl Shard {
             last_sweep_ms: 0,
             clock: (epoch, 0),
             source_text: SourceText::new(),
-            replier: Replier::new(),
+            senders: Senders::new(),
             last_hop: LastHop::default(),
             via_heads: ViaHeads::default(),
         }
@@ -289,7 +289,7 @@ impl Shard {
             changes,
             failover,
             source_text,
-            replier,
+            senders,
             last_hop,
             via_heads,
             ..
@@ -308,7 +308,7 @@ impl Shard {
             source_text,
         };
         Counters::inc(&counters.received);
-        let source = shared.trust.source(sock, src, table);
+        let (source, sender) = senders.of(&shared.trust, table_arc, sock, src);
         if source == Source::Unknown {
             return ctx.refuse(data, Dropped::Untrusted, src, out);
         }
@@ -324,7 +324,7 @@ impl Shard {
             Verdict::Reply(r) => ctx.reply(data, r.code, r.reason, r.extra, src, out),
             Verdict::Response(m) => {
                 if let StartLine::Response { code, .. } = m.start
-                    && let Some(d) = replier.dest(table_arc, src)
+                    && let Some(d) = sender
                 {
                     d.state.replied(code);
                 }
@@ -595,7 +595,7 @@ impl Ctx<'_> {
 
 #[path = "shard_parts.rs"]
 mod parts;
-use parts::{CountingOutbox, Headers, Replier, SourceText, TableOf, route_addr, uri_key};
+use parts::{CountingOutbox, Headers, Senders, SourceText, TableOf, route_addr, uri_key};
 
 #[path = "retry.rs"]
 mod retry;

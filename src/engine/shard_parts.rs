@@ -1,6 +1,6 @@
 //! Small pieces of a shard's message path: the cached table handle, the lookups routing keys
 //! are read through, what the shard remembers between messages (the last source's text, the
-//! last replier), local answers (refusals, STUN, replies), and the outbox wrapper that counts
+//! trust class and destination of the last few senders), local answers (refusals, STUN, replies), and the outbox wrapper that counts
 //! keepalives.
 
 use std::cell::RefCell;
@@ -13,7 +13,7 @@ use super::{Ctx, Shared};
 use crate::dispatch::{Destination, HeaderLookup, Table, UriKey};
 use crate::engine::counters::{Counters, Dropped};
 use crate::engine::outbox::{Outbox, Unsent};
-use crate::engine::trust::Refusal;
+use crate::engine::trust::{Refusal, Source, Trust};
 use crate::sip::Message;
 use crate::sip::emit::IpText;
 use crate::sip::reply::{Extra, write_reply};
@@ -81,40 +81,72 @@ impl SourceText {
     }
 }
 
-/// The destination a response's source is, as last looked up: responses come from a few
-/// destinations, mostly one after another from the same, and the table's hash lookup cost ~90
-/// instructions a response. Holds the table it looked in, so a reload (another table) is
-/// noticed and an old table's places are never read in a new one; an old table stays alive
-/// until the next response, no longer.
-pub(super) struct Replier {
+/// What the shard last worked out about each of a few senders: its trust class
+/// ([`Trust::source`]) and the destination at its address ([`Table::place_of`]). Datagrams come
+/// from a few senders (an SBC, a farm of media servers), and working both out for each one cost
+/// ~60 instructions, ~150 for a destination outside the upstream networks (a hash lookup for
+/// each). One slot per sender hash; the table the answers were worked out in is held, so a
+/// reload (another table) clears them and an old table's places are never read in a new one
+/// (an old table stays alive until the next datagram, no longer).
+pub(super) struct Senders {
     table: Option<Arc<Table>>,
+    slots: [Option<Sender>; SENDER_SLOTS],
+}
+
+const SENDER_SLOTS: usize = 16;
+
+#[derive(Clone, Copy)]
+struct Sender {
+    sock: usize,
     src: SocketAddr,
+    source: Source,
     place: Option<(usize, usize)>,
 }
 
-impl Replier {
+impl Senders {
     pub(super) fn new() -> Self {
         Self {
             table: None,
-            src: SocketAddr::from(([0, 0, 0, 0], 0)),
-            place: None,
+            slots: [None; SENDER_SLOTS],
         }
     }
 
-    /// `table.dest_at(src)`, remembered for the next call.
-    pub(super) fn dest<'t>(
+    /// `trust.source(sock, src, table)` and `table.dest_at(src)`, remembered for the next
+    /// datagrams from `src` on `sock`.
+    #[inline]
+    pub(super) fn of<'t>(
         &mut self,
+        trust: &Trust,
         table: &'t Arc<Table>,
+        sock: usize,
         src: SocketAddr,
-    ) -> Option<&'t Destination> {
-        let known = self.src == src && self.table.as_ref().is_some_and(|t| Arc::ptr_eq(t, table));
-        if !known {
-            self.place = table.place_of(src);
-            self.src = src;
+    ) -> (Source, Option<&'t Destination>) {
+        if !self.table.as_ref().is_some_and(|t| Arc::ptr_eq(t, table)) {
+            self.slots = [None; SENDER_SLOTS];
             self.table = Some(Arc::clone(table));
         }
-        table.dest_in(self.place?)
+        let slot = &mut self.slots[slot_of(src)];
+        let sender = match slot {
+            Some(s) if s.src == src && s.sock == sock => *s,
+            _ => *slot.insert(Sender {
+                sock,
+                src,
+                source: trust.source(sock, src, table),
+                place: table.place_of(src),
+            }),
+        };
+        (sender.source, sender.place.and_then(|p| table.dest_in(p)))
     }
+}
+
+/// A sender's slot: its address's last bits and port, mixed.
+fn slot_of(src: SocketAddr) -> usize {
+    let low = match src.ip() {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => u128::from(a) as u32,
+    };
+    let h = (low ^ u32::from(src.port()).rotate_left(16)).wrapping_mul(0x9e37_79b9);
+    (h >> 28) as usize % SENDER_SLOTS
 }
 
 /// Local answers: refusals, STUN keepalives, replies the rules or routing ask for.
@@ -195,35 +227,58 @@ impl<O: Outbox> Outbox for CountingOutbox<'_, O> {
 mod tests {
     use super::*;
     use crate::dispatch::list;
+    use crate::engine::trust::TrustConfig;
 
-    /// The remembered answer is the table's, through repeats, other sources and a new table.
+    /// The remembered answers are the trust rules' and the table's, through repeats, senders
+    /// sharing a slot, another socket and a new table.
     #[test]
-    fn replier_answers_as_the_table_does() {
+    fn senders_answer_as_the_trust_rules_and_the_table_do() {
         let table_of =
             |text: &str| Arc::new(Table::build(list::parse(text, "l").unwrap(), None).unwrap());
         let one = table_of("1 sip:198.51.100.7:5070\n1 sip:198.51.100.8:5070\n");
         let two = table_of("1 sip:198.51.100.8:5070\n2 sip:198.51.100.7:5070\n");
         let at = |s: &str| s.parse::<SocketAddr>().unwrap();
-        let mut r = Replier::new();
-        for (table, src) in [
-            (&one, "198.51.100.7:5070"),
-            (&one, "198.51.100.7:5070"),
-            (&one, "198.51.100.8:5070"),
-            (&one, "192.0.2.1:5060"),
-            (&one, "192.0.2.1:5060"),
-            (&one, "198.51.100.7:5070"),
-            (&two, "198.51.100.7:5070"),
-            (&two, "198.51.100.7:5070"),
-            (&two, "198.51.100.8:5070"),
-            (&one, "198.51.100.8:5070"),
-            (&one, "0.0.0.0:0"),
-        ] {
-            let want = table.dest_at(at(src)).map(|d| (d.id, &d.uri));
-            assert_eq!(
-                r.dest(table, at(src)).map(|d| (d.id, &d.uri)),
-                want,
-                "{src}"
-            );
+        let listen = [at("192.0.2.100:5060"), at("[2001:db8::100]:5060")];
+        let trust = TrustConfig {
+            upstreams: vec!["192.0.2.0/28".into(), "2001:db8::/64".into()],
+            ..TrustConfig::default()
+        }
+        .resolve(&listen)
+        .unwrap();
+        let mut senders = Senders::new();
+        let mut srcs = vec![
+            "198.51.100.7:5070",
+            "198.51.100.7:5070",
+            "198.51.100.8:5070",
+            "192.0.2.1:5060",
+            "192.0.2.1:5060",
+            "203.0.113.9:5060",
+            "[2001:db8::1]:5060",
+            "[::ffff:198.51.100.7]:5070",
+            "198.51.100.7:5070",
+            "0.0.0.0:0",
+        ];
+        // Enough senders that some share a slot.
+        let many: Vec<String> = (0..40)
+            .map(|i| format!("192.0.2.{i}:{}", 5060 + i))
+            .collect();
+        srcs.extend(many.iter().map(String::as_str));
+        srcs.extend(["198.51.100.7:5070", "198.51.100.8:5070"]);
+        for table in [&one, &two, &one] {
+            for sock in [0, 1, 0] {
+                for &src in &srcs {
+                    let want = (
+                        trust.source(sock, at(src), table),
+                        table.dest_at(at(src)).map(|d| (d.id, &d.uri)),
+                    );
+                    let (source, dest) = senders.of(&trust, table, sock, at(src));
+                    assert_eq!(
+                        (source, dest.map(|d| (d.id, &d.uri))),
+                        want,
+                        "{src} on {sock}"
+                    );
+                }
+            }
         }
     }
 }
