@@ -13,7 +13,9 @@
 # p to p+2 (default 7200), so two checkouts can measure side by side. UAC=127.0.0.2 sends the
 # calls from that address and makes it the only upstream, as an SBC is in production: the uas's
 # responses then come from a destination outside the upstream networks (by default everything
-# on 127.0.0.0/8 is upstream).
+# on 127.0.0.0/8 is upstream). RR=1 has the INVITE route record-route, as call-load needs to
+# see the BYE, and runs SIPp's call as bench/sipp/rr_uac.xml and rr_uas.xml (the uas echoes the
+# Record-Route, the ACK and BYE carry it as their Route; SIPp's built-in scenarios ignore it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/sd_config.sh
@@ -31,17 +33,23 @@ uac=${UAC:-127.0.0.1}
 if [ "$uac" != 127.0.0.1 ]; then
   printf '[trust]\nupstreams = ["%s/32"]\n' "$uac" >> "$tmp/cfg.toml"
 fi
+uac_sf=(-sn uac) uas_sf=(-sn uas)
+if [ -n "${RR:-}" ]; then
+  sed -i 's/^algorithm = "call-load"$/&\nrecord_route = true/' "$tmp/cfg.toml"
+  grep -q '^record_route = true' "$tmp/cfg.toml"
+  uac_sf=(-sf bench/sipp/rr_uac.xml) uas_sf=(-sf bench/sipp/rr_uas.xml)
+fi
 
 measure() { # $1 = calls, $2 = calls/s → prints "instructions forwarded"
   local calls=$1 rate=$2
-  sipp -sn uas -i 127.0.0.1 -p $((p + 1)) -nostdin -bg -trace_stat -stf "$tmp/uas.csv" >/dev/null 2>&1 || true
+  sipp "${uas_sf[@]}" -i 127.0.0.1 -p $((p + 1)) -nostdin -bg -trace_stat -stf "$tmp/uas.csv" >/dev/null 2>&1 || true
   valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$tmp/cg.out" "${CARGO_TARGET_DIR:-target}/release/sipdispatch" --config "$tmp/cfg.toml" 2> "$tmp/vg.log" &
   local vg=$!
   for _ in $(seq 50); do grep -q "sipdispatch running" "$tmp/vg.log" && break; sleep 0.2; done
-  sipp -sn uac 127.0.0.1:$p -i "$uac" -p $((p + 2)) -m "$calls" -r "$rate" -nostdin -timeout 120s >/dev/null 2>&1
+  sipp "${uac_sf[@]}" 127.0.0.1:$p -i "$uac" -p $((p + 2)) -m "$calls" -r "$rate" -nostdin -timeout 120s >/dev/null 2>&1
   kill -INT $vg; wait $vg || true
   if [ -n "${KEEP:-}" ]; then cp "$tmp/cg.out" "$KEEP.$calls"; fi
-  pkill -f "sipp -sn uas -i 127.0.0.1 -p $((p + 1))" || true
+  pkill -f "sipp ${uas_sf[*]} -i 127.0.0.1 -p $((p + 1))" || true
   local ir fwd
   ir=$(sed -n 's/^summary: //p' "$tmp/cg.out")
   fwd=$(sed -n 's/.*shard 0 final: rx=[0-9]* fwd_req=\([0-9]*\) fwd_resp=\([0-9]*\).*/\1 \2/p' "$tmp/vg.log" | awk '{print $1 + $2}')

@@ -74,6 +74,13 @@ impl Identity {
         false
     }
 
+    /// The Route entry our Record-Route becomes, `<sip:host:port;lr>`.
+    fn route_entry(&self) -> &[u8] {
+        let rr = self.record_route.as_bytes();
+        rr.get("Record-Route: ".len()..rr.len() - 2)
+            .unwrap_or_default()
+    }
+
     fn is_own_uri(&self, buf: &[u8], uri: &Uri) -> bool {
         matches!(uri.scheme, Scheme::Sip | Scheme::Sips)
             && self.is_own(uri.host_bare(buf), uri.port)
@@ -142,10 +149,13 @@ pub fn plan_request(msg: &Message<'_>, me: &Identity) -> RequestPlan {
     }
     let buf = msg.buf;
     let routes = msg.routes.as_slice();
-    let top_route = routes
-        .first()
-        .and_then(|r| parse_name_addr(buf, r.start(), r.end()));
-    let pop_route = top_route.is_some_and(|na| me.is_own_uri(buf, &na.uri));
+    let pop_route = routes.first().is_some_and(|r| {
+        // In-dialog requests come back with the entry our Record-Route wrote, spelled as we
+        // wrote it: ours without parsing it (a parse and a host compare cost ~250).
+        same_bytes(r.of(buf), me.route_entry())
+            || parse_name_addr(buf, r.start(), r.end())
+                .is_some_and(|na| me.is_own_uri(buf, &na.uri))
+    });
     let next_route = if pop_route {
         routes.get(1)
     } else {

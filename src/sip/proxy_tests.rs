@@ -180,6 +180,40 @@ From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\
     assert!(!f.pop_route && f.route_target.is_some());
 }
 
+/// Our Route comes back spelled as our Record-Route wrote it, which is recognised without
+/// parsing it; any other spelling of our address is parsed and recognised too, and near misses
+/// of the spelling are not ours.
+#[test]
+fn our_route_in_any_spelling_is_popped() {
+    let plan = |route: &str| {
+        let req = format!(
+            "BYE sip:uas@10.0.0.9:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bK-9\r\n\
+Route: {route}\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n"
+        );
+        match plan_request(&msg(req.as_bytes()), &me()) {
+            RequestPlan::Forward(f) => (f.pop_route, f.route_target.is_some()),
+            other => panic!("{route}: {other:?}"),
+        }
+    };
+    for ours in [
+        "<sip:192.0.2.1:5060;lr>",
+        "<SIP:192.0.2.1:5060;lr>",
+        "<sip:192.0.2.1:5060;LR>",
+        "<sip:192.0.2.1;lr>",
+        "<sip:192.0.2.1:5060;lr;ftag=x>",
+        "\"proxy\" <sip:192.0.2.1:5060;lr>",
+    ] {
+        assert_eq!(plan(ours), (true, false), "{ours}");
+    }
+    for theirs in [
+        "<sip:192.0.2.1:5061;lr>",
+        "<sip:192.0.2.10:5060;lr>",
+        "<sip:192.0.2.11:5060;lr>",
+    ] {
+        assert_eq!(plan(theirs), (false, true), "{theirs}");
+    }
+}
+
 #[test]
 fn local_replies_required_by_the_rules() {
     let with = |from: &str, to: &str| {
