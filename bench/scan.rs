@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sipdispatch::sip::proxy::{Identity, RequestPlan, plan_request, write_request, write_response};
-use sipdispatch::sip::{Scanned, ViaHeads, scan, scan_forwarding};
+use sipdispatch::sip::{ScanMemory, Scanned, scan, scan_forwarding};
 
 #[path = "messages.rs"]
 mod messages;
@@ -123,7 +123,7 @@ fn benches(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("scan-forwarding/{name}"));
         g.throughput(Throughput::Bytes(msg.len() as u64));
         // One memory across the iterations, as a shard keeps one across messages.
-        let mut heads = ViaHeads::default();
+        let mut heads = ScanMemory::default();
         g.bench_function("sipdispatch", |b| {
             b.iter(|| match scan_forwarding(black_box(&msg), &mut heads) {
                 Ok(Scanned::Message(m)) => m.call_id().len() + usize::from(m.via_count),

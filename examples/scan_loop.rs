@@ -5,7 +5,7 @@
 //! (`scan_forwarding`); the others with the full `scan`. `sipp` scans the whole SIPp call
 //! each round (instructions per round ÷ 6 = per forwarded message).
 
-use sipdispatch::sip::{Scanned, ViaHeads, scan, scan_forwarding};
+use sipdispatch::sip::{ScanMemory, Scanned, scan, scan_forwarding};
 
 #[path = "../bench/messages.rs"]
 mod messages;
@@ -29,7 +29,7 @@ fn main() {
         std::process::exit(2);
     };
     // The data plane's scan keeps its Via heads from one message to the next, as a shard does.
-    let mut heads = ViaHeads::default();
+    let mut heads = ScanMemory::default();
     let forwarding = name.starts_with("sipp-");
     let mut scanner = |m| {
         if forwarding {

@@ -28,7 +28,7 @@ use crate::sip::proxy::{
 use crate::sip::reply::Extra;
 use crate::sip::stun::is_stun;
 use crate::sip::verdict::{DropReason, Verdict, judge_scanned};
-use crate::sip::{Message, Method, StartLine, ViaHeads, scan_forwarding};
+use crate::sip::{Message, Method, ScanMemory, StartLine, scan_forwarding};
 
 /// How long a finished call stays routable for its last messages (RFC 3261 timer H, 64·T1).
 const LINGER_MS: u64 = 32_000;
@@ -96,7 +96,7 @@ pub struct Shard {
     /// The last next-hop address a response was sent to, as read from its Via.
     last_hop: LastHop,
     /// The heads of the last top Vias scanned (a request's, a response's).
-    via_heads: ViaHeads,
+    scan_memory: ScanMemory,
 }
 
 impl Shard {
@@ -130,7 +130,7 @@ impl Shard {
             source_text: SourceText::new(),
             senders: Senders::new(),
             last_hop: LastHop::default(),
-            via_heads: ViaHeads::default(),
+            scan_memory: ScanMemory::default(),
         }
     }
 
@@ -291,7 +291,7 @@ impl Shard {
             source_text,
             senders,
             last_hop,
-            via_heads,
+            scan_memory,
             ..
         } = self;
         let mut fo = FailoverState {
@@ -316,7 +316,7 @@ impl Shard {
             return ctx.stun(data, src, out);
         }
         // The scan stays in this frame; the verdict refers to it (no copy of the message).
-        let scanned = scan_forwarding(data, via_heads);
+        let scanned = scan_forwarding(data, scan_memory);
         match judge_scanned(data, &scanned, &shared.identity) {
             Verdict::Keepalive => Counters::inc(&counters.keepalives),
             Verdict::Drop(DropReason::Malformed(_)) => counters.dropped(Dropped::Malformed),

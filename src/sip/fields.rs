@@ -6,6 +6,7 @@
 
 use super::Span;
 use super::bytemask::{find_any, skip_token};
+use super::echo::Echo;
 use super::header;
 use super::lex::{find_unquoted, is_lws, is_token, trim};
 use super::scan::{Entries, HeaderPos, Method, ScanError};
@@ -159,24 +160,36 @@ pub(super) fn cseq_value(buf: &[u8], value: (usize, usize)) -> Result<(u32, Span
     Ok((n, Span::new(value.0 + k, value.1)))
 }
 
+/// The entries of one Route or Record-Route header. `echo` holds the last value read as one
+/// plain entry: the same bytes again are that entry, not read again.
 pub(super) fn route_entries<const PLAIN: bool>(
     buf: &[u8],
     hp: HeaderPos,
     entries: &mut Entries,
     name: &'static str,
+    echo: Option<&mut Echo>,
 ) -> Result<(), ScanError> {
     let first = entries.count == 0;
     if first {
         entries.first_header = hp;
     }
-    // One entry, the whole value, in its plain shape. From the URI on, a comma would start
-    // another entry and a quote would change where the splitter sees commas: both are left
-    // to it.
-    if PLAIN
-        && let Some(p) = plain_party(buf, hp.value.start(), hp.value.end())
-        && find_any(buf, p.uri.start(), hp.value.end(), *b",\"") == hp.value.end()
-        && parse_uri(buf, p.uri.start(), p.uri.end()).is_some()
-    {
+    let (start, end) = (hp.value.start(), hp.value.end());
+    let one_plain_entry = || {
+        // One entry, the whole value, in its plain shape. From the URI on, a comma would start
+        // another entry and a quote would change where the splitter sees commas: both are left
+        // to it.
+        plain_party(buf, start, end).is_some_and(|p| {
+            find_any(buf, p.uri.start(), end, *b",\"") == end
+                && parse_uri(buf, p.uri.start(), p.uri.end()).is_some()
+        })
+    };
+    let known = echo
+        .as_deref()
+        .is_some_and(|e| e.len() == end - start && e.at(buf, start));
+    if PLAIN && (known || one_plain_entry()) {
+        if !known && let Some(e) = echo {
+            e.keep(buf, start, end - start);
+        }
         entries.push(hp.value);
         if first {
             entries.in_first_header = 1;

@@ -11,14 +11,17 @@
 use std::net::SocketAddr;
 
 use super::bytemask::LineFeeds;
+use super::echo::Echo;
+use super::fields::route_entries;
 use super::header::{Next, any_line, plain_line, skim};
 use super::lex::{find_unquoted, trim};
 use super::proxy::{Identity, RequestPlan, plan_request, write_request, write_response};
 use super::reply::{Extra, write_reply};
 use super::scan::scan_general;
+use super::scan::{Entries, HeaderPos, ScanMemory};
 use super::uri::{general_party, general_uri, plain_party, plain_tag, plain_uri};
 use super::verdict::judge;
-use super::via::{ViaHead, ViaHeads, general_via, plain_via};
+use super::via::{ViaHead, general_via, plain_via};
 use super::{Message, Scanned, Span, StartLine, scan, scan_forwarding};
 
 fn ensure(ok: bool, what: &str) -> Result<(), String> {
@@ -79,6 +82,8 @@ fn plain_readers_agree(data: &[u8]) -> Result<(), String> {
     // One Via head across the lines, as a shard keeps one across messages: each Via is read
     // fresh, then through the head the line before left, then through its own.
     let mut head = ViaHead::default();
+    // One Route memory across the lines too.
+    let mut route = Echo::default();
     let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', data).map(|p| p + 1));
     for pos in starts {
         let general = any_line(data, pos);
@@ -113,6 +118,29 @@ fn plain_readers_agree(data: &[u8]) -> Result<(), String> {
                     "Via at {vs}: {via:?} to {stop} vs {want:?} to {comma:?}"
                 ));
             }
+        }
+        // The line as Route entries: through the memory, as read fresh, as the general reader
+        // splits them.
+        let hp = HeaderPos {
+            line: Span::new(line.line.0, line.line.1),
+            value: Span::new(vs, ve),
+        };
+        let entries = |plain: bool, echo: Option<&mut Echo>| {
+            let mut e = Entries::default();
+            let r = if plain {
+                route_entries::<true>(data, hp, &mut e, "Route", echo)
+            } else {
+                route_entries::<false>(data, hp, &mut e, "Route", None)
+            };
+            r.map(|()| e)
+        };
+        let fresh = entries(true, None);
+        let recalled = [(); 2].map(|_| entries(true, Some(&mut route)));
+        let general = entries(false, None);
+        if recalled.iter().any(|r| *r != fresh) || (fresh.is_ok() && fresh != general) {
+            return Err(format!(
+                "Route at {vs}: {recalled:?} through a memory, {fresh:?} fresh, {general:?}"
+            ));
         }
         if let Some(p) = plain_party(data, vs, ve) {
             let want = general_party(data, vs, ve);
@@ -158,7 +186,7 @@ fn forwarding_scan_agrees(
     full: &Result<Scanned<'_>, super::ScanError>,
 ) -> Result<(), String> {
     // Scanned twice with one memory: the second scan recalls what the first read.
-    let mut heads = ViaHeads::default();
+    let mut heads = ScanMemory::default();
     let fwd = scan_forwarding(data, &mut heads);
     let again = scan_forwarding(data, &mut heads);
     ensure(

@@ -4,6 +4,7 @@
 
 pub mod ack;
 mod bytemask;
+pub mod echo;
 pub mod emit;
 mod fields;
 pub mod header;
@@ -19,8 +20,7 @@ pub mod uri;
 pub mod verdict;
 pub mod via;
 
-pub use scan::{Message, Method, ScanError, Scanned, StartLine, scan, scan_forwarding};
-pub use via::ViaHeads;
+pub use scan::{Message, Method, ScanError, ScanMemory, Scanned, StartLine, scan, scan_forwarding};
 
 /// A range of a datagram. Offsets are `u16` because the scanner refuses datagrams over 64 KiB,
 /// which keeps scanned messages small enough to live on the stack.

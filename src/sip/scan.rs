@@ -8,6 +8,7 @@
 
 use super::Span;
 use super::bytemask::LineFeeds;
+use super::echo::Echo;
 use super::fields::{
     cseq_value, digest_username, party, plain_via_line, route_entries, via_elements,
 };
@@ -16,7 +17,7 @@ use super::lex::parse_u32;
 use super::start_line::start_line;
 pub use super::start_line::{Method, StartLine};
 use super::uri::{Party, plain_tag};
-use super::via::{Via, ViaHead, ViaHeads};
+use super::via::{Via, ViaHead};
 
 /// Largest datagram the scanner accepts: offsets are stored as `u16`.
 pub const MAX_DATAGRAM: usize = u16::MAX as usize;
@@ -84,6 +85,17 @@ impl Entries {
         }
         self.count = self.count.saturating_add(1);
     }
+}
+
+/// What the forwarding scan remembers from one message to the next (a shard keeps one): the
+/// head of the last top Via of a request and of a response ([`ViaHead`]), and the last Route
+/// value read as one plain entry (a record-routing proxy gets its own Route back on every
+/// in-dialog request). The answer is the same with any memory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScanMemory {
+    request_via: ViaHead,
+    response_via: ViaHead,
+    route: Echo,
 }
 
 /// A scanned SIP message: the datagram plus the ranges of everything routing needs.
@@ -261,7 +273,10 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
 /// read of their top Vias from one message to the next (a shard keeps one); the answer is
 /// the same with any.
 #[inline(never)]
-pub fn scan_forwarding<'a>(buf: &'a [u8], heads: &mut ViaHeads) -> Result<Scanned<'a>, ScanError> {
+pub fn scan_forwarding<'a>(
+    buf: &'a [u8],
+    heads: &mut ScanMemory,
+) -> Result<Scanned<'a>, ScanError> {
     scan_with::<true, false>(buf, Some(heads))
 }
 
@@ -277,7 +292,7 @@ pub fn scan_general(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
 #[inline(always)]
 fn scan_with<'a, const PLAIN: bool, const ALL: bool>(
     buf: &'a [u8],
-    heads: Option<&mut ViaHeads>,
+    heads: Option<&mut ScanMemory>,
 ) -> Result<Scanned<'a>, ScanError> {
     if buf.is_empty() {
         return Err(ScanError::Empty);
@@ -297,11 +312,14 @@ fn scan_with<'a, const PLAIN: bool, const ALL: bool>(
         line_end
     };
     let start = start_line::<PLAIN>(buf, text_end)?;
-    let head = heads.map(|h| match start {
-        StartLine::Request { .. } => &mut h.request,
-        StartLine::Response { .. } => &mut h.response,
+    let memory = heads.map(|m| {
+        let via = match start {
+            StartLine::Request { .. } => &mut m.request_via,
+            StartLine::Response { .. } => &mut m.response_via,
+        };
+        (via, &mut m.route)
     });
-    match headers::<PLAIN, ALL>(buf, start, line_end + 1, lfs, head) {
+    match headers::<PLAIN, ALL>(buf, start, line_end + 1, lfs, memory) {
         Ok(m) => Ok(Scanned::Message(m)),
         // The plain readers leave folded lines (and anything malformed) to the general ones,
         // which read the message again and give the answer.
@@ -360,8 +378,9 @@ fn headers<'a, const PLAIN: bool, const ALL: bool>(
     start: StartLine,
     headers_start: usize,
     mut lfs: LineFeeds,
-    mut head: Option<&mut ViaHead>,
+    memory: Option<(&mut ViaHead, &mut Echo)>,
 ) -> Result<Message<'a>, ScanError> {
+    let (mut head, mut route_echo) = memory.unzip();
     let mut call_id = None;
     let mut from = None;
     let mut to = None;
@@ -496,9 +515,11 @@ fn headers<'a, const PLAIN: bool, const ALL: bool>(
                     )?;
                 }
             }
-            Name::Route => route_entries::<PLAIN>(buf, hp, &mut routes, "Route")?,
+            Name::Route => {
+                route_entries::<PLAIN>(buf, hp, &mut routes, "Route", route_echo.as_deref_mut())?
+            }
             Name::RecordRoute if ALL => {
-                route_entries::<PLAIN>(buf, hp, &mut record_routes, "Record-Route")?
+                route_entries::<PLAIN>(buf, hp, &mut record_routes, "Record-Route", None)?
             }
             Name::Authorization if auth.is_none() => auth = Some(value),
             Name::ProxyAuthorization if proxy_auth.is_none() => proxy_auth = Some(value),

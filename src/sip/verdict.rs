@@ -6,8 +6,8 @@
 
 use super::proxy::{Forward, Identity, LocalReply, RequestPlan, plan_request};
 use super::reply::Extra;
+use super::scan::ScanMemory;
 use super::scan::{Message, ScanError, Scanned, scan_forwarding};
-use super::via::ViaHeads;
 
 /// Why a datagram is dropped without a reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub enum Verdict<'a, M = Message<'a>> {
 
 /// Judges one datagram, scanned as the data plane scans it ([`scan_forwarding`]).
 pub fn judge<'a>(buf: &'a [u8], me: &Identity) -> Verdict<'a> {
-    let scanned = scan_forwarding(buf, &mut ViaHeads::default());
+    let scanned = scan_forwarding(buf, &mut ScanMemory::default());
     match judge_scanned(buf, &scanned, me) {
         Verdict::Keepalive => Verdict::Keepalive,
         Verdict::Request(m, f) => Verdict::Request(*m, f),

@@ -4,6 +4,7 @@
 
 use super::Span;
 use super::bytemask::{find_stop, skip_token};
+use super::echo::Echo;
 use super::lex::{Param, Pattern, for_each_param, is_lws, is_token, parse_u32, plain_port, trim};
 
 /// The parts of a Via value routing needs, as ranges of the datagram.
@@ -154,54 +155,18 @@ pub(super) fn plain_sent_by(buf: &[u8], start: usize, end: usize) -> Option<Sent
     })
 }
 
-/// The Via heads a [`ViaHead`] keeps are 17 to 48 bytes long (`SIP/2.0/UDP 10.0.0.1:5060` is
-/// 25): compared as three 16-byte words, the first whole, the other two under a mask.
-const HEAD_WORDS: usize = 3;
-const HEAD_MAX: usize = 16 * HEAD_WORDS;
-
 /// The head of the last plain Via read through it, `SIP/2.0/UDP host:port` (its bytes up to
-/// the end of the sent-by), and where its parts are. One upstream's Vias repeat their head
-/// byte for byte, and every response this proxy forwards carries its own Via on top. The scan
-/// keeps one for the top Via ([`ViaHeads`]), the next hop one for a response's second Via.
+/// the end of the sent-by, 17 to 48 of them: `SIP/2.0/UDP 10.0.0.1:5060` is 25), and where its
+/// parts are. One upstream's Vias repeat their head byte for byte, and every response this
+/// proxy forwards carries its own Via on top. The scan keeps one for the top Via
+/// ([`super::ScanMemory`]), the next hop one for a response's second Via.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ViaHead {
-    words: [u128; HEAD_WORDS],
-    /// The bytes of the last two words that belong to the head.
-    masks: [u128; 2],
-    /// The head's length; 0 while nothing is remembered.
-    len: u8,
+    head: Echo,
     /// Offsets from the head's start.
     transport: (u8, u8),
     host: (u8, u8),
     port: Option<u16>,
-}
-
-/// The three 16-byte words of `buf` from `start`; past the end of `buf`, zeros.
-#[inline(always)]
-fn head_words(buf: &[u8], start: usize) -> [u128; HEAD_WORDS] {
-    match buf.get(start..start + HEAD_MAX) {
-        Some(s) => words(s.try_into().unwrap_or(&[0; HEAD_MAX])),
-        None => padded_words(buf, start),
-    }
-}
-
-/// [`head_words`] for a Via within 48 bytes of the datagram's end (rare: out of line).
-#[cold]
-#[inline(never)]
-fn padded_words(buf: &[u8], start: usize) -> [u128; HEAD_WORDS] {
-    let mut padded = [0; HEAD_MAX];
-    let tail = buf.get(start..).unwrap_or_default();
-    padded[..tail.len()].copy_from_slice(tail);
-    words(&padded)
-}
-
-#[inline(always)]
-fn words(s: &[u8; HEAD_MAX]) -> [u128; HEAD_WORDS] {
-    let word = |k: usize| {
-        let w: [u8; 16] = s[16 * k..16 * k + 16].try_into().unwrap_or_default();
-        u128::from_le_bytes(w)
-    };
-    [word(0), word(1), word(2)]
 }
 
 impl ViaHead {
@@ -210,15 +175,11 @@ impl ViaHead {
     /// fresh read of those bytes stops where the remembered one did and finds the same parts.
     #[inline(always)]
     pub(super) fn recall(&self, buf: &[u8], start: usize, end: usize) -> Option<SentBy> {
-        let n = usize::from(self.len);
-        let after = start + n;
-        if n == 0 || after > end || (after < end && !matches!(buf.get(after), Some(b';' | b','))) {
-            return None;
-        }
-        let [w0, w1, w2] = head_words(buf, start);
-        let [h0, h1, h2] = self.words;
-        let differ = (w0 ^ h0) | ((w1 ^ h1) & self.masks[0]) | ((w2 ^ h2) & self.masks[1]);
-        if differ != 0 {
+        let after = start + self.head.len();
+        if after > end
+            || (after < end && !matches!(buf.get(after), Some(b';' | b',')))
+            || !self.head.at(buf, start)
+        {
             return None;
         }
         let at = |(s, e): (u8, u8)| Span::new(start + usize::from(s), start + usize::from(e));
@@ -234,35 +195,17 @@ impl ViaHead {
     /// did.
     #[inline(always)]
     pub(super) fn remember(&mut self, buf: &[u8], start: usize, sent_by: &SentBy) -> bool {
+        // Shorter heads are rare (`SIP/2.0/UDP a:1`), and reading them costs little.
         let n = sent_by.end - start;
-        if n <= 16 || n > HEAD_MAX || sent_by.end > buf.len() {
+        if n <= 16 || !self.head.keep(buf, start, n) {
             return false;
         }
-        // Which bytes of the word that starts at byte `lo` belong to the head.
-        let mask = |lo: usize| match n.saturating_sub(lo) {
-            0 => 0,
-            k if k >= 16 => u128::MAX,
-            k => (1u128 << (8 * k)) - 1,
-        };
         let off = |s: Span| ((s.start() - start) as u8, (s.end() - start) as u8);
-        *self = Self {
-            words: head_words(buf, start),
-            masks: [mask(16), mask(32)],
-            len: n as u8,
-            transport: off(sent_by.transport),
-            host: off(sent_by.host),
-            port: sent_by.port,
-        };
+        self.transport = off(sent_by.transport);
+        self.host = off(sent_by.host);
+        self.port = sent_by.port;
         true
     }
-}
-
-/// What the forwarding scan remembers from one message to the next: the head of the last top
-/// Via of a request, and of a response (see [`ViaHead`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ViaHeads {
-    pub(super) request: ViaHead,
-    pub(super) response: ViaHead,
 }
 
 /// The `;name[=value]` parameters of a plain Via from `i` on: the three routing reads found by
