@@ -192,7 +192,8 @@ impl Sipp {
         }
     }
 
-    /// `sipp -sn uac` sending `calls` calls at `rate`/s to `target`; runs to completion.
+    /// `sipp -sn uac` (or the `-sf` scenario in `extra`) sending `calls` calls at `rate`/s to
+    /// `target`; runs to completion.
     pub fn uac(
         dir: &Path,
         name: &str,
@@ -203,8 +204,13 @@ impl Sipp {
     ) -> Self {
         let port = free_port();
         let stat = dir.join(format!("{name}.csv"));
+        let builtin: &[&str] = if extra.contains(&"-sf") {
+            &[]
+        } else {
+            &["-sn", "uac"]
+        };
         let child = Command::new("sipp")
-            .args(["-sn", "uac"])
+            .args(builtin)
             .arg(target.to_string())
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
             .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
