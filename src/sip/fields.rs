@@ -174,27 +174,34 @@ pub(super) fn route_entries<const PLAIN: bool>(
         entries.first_header = hp;
     }
     let (start, end) = (hp.value.start(), hp.value.end());
-    let one_plain_entry = || {
-        // One entry, the whole value, in its plain shape. From the URI on, a comma would start
-        // another entry and a quote would change where the splitter sees commas: both are left
-        // to it.
-        plain_party(buf, start, end).is_some_and(|p| {
-            find_any(buf, p.uri.start(), end, *b",\"") == end
-                && parse_uri(buf, p.uri.start(), p.uri.end()).is_some()
-        })
-    };
-    let known = echo
-        .as_deref()
-        .is_some_and(|e| e.len() == end - start && e.at(buf, start));
-    if PLAIN && (known || one_plain_entry()) {
-        if !known && let Some(e) = echo {
-            e.keep(buf, start, end - start);
+    if PLAIN {
+        let known = echo
+            .as_deref()
+            .is_some_and(|e| e.len() == end - start && e.at(buf, start));
+        // A comma starts another entry, and a quote changes where the general splitter sees
+        // commas: with neither, the whole value is one entry.
+        let stop = if known {
+            end
+        } else {
+            find_any(buf, start, end, *b",\"")
+        };
+        let one = known
+            || stop == end
+                && plain_party(buf, start, end)
+                    .is_some_and(|p| parse_uri(buf, p.uri.start(), p.uri.end()).is_some());
+        if one {
+            if !known && let Some(e) = echo {
+                e.keep(buf, start, end - start);
+            }
+            entries.push(hp.value);
+            if first {
+                entries.in_first_header = 1;
+            }
+            return Ok(());
         }
-        entries.push(hp.value);
-        if first {
-            entries.in_first_header = 1;
+        if buf.get(stop) == Some(&b',') && plain_entries(buf, (start, end), entries, first) {
+            return Ok(());
         }
-        return Ok(());
     }
     let mut bad = false;
     let ok = header::for_each_element(buf, (hp.value.start(), hp.value.end()), |s, e| {
@@ -210,6 +217,42 @@ pub(super) fn route_entries<const PLAIN: bool>(
         return Err(ScanError::BadHeader(name));
     }
     Ok(())
+}
+
+/// Several entries in their plain shape, split at commas, as a route set comes back in a BYE
+/// from the callee's side (`<sip:us;lr>, <sip:sbc;lr>`): pushed, or `false` with `entries`
+/// untouched for the general splitter to judge. With no quote in the value, it splits at every
+/// comma too.
+fn plain_entries(
+    buf: &[u8],
+    (start, end): (usize, usize),
+    entries: &mut Entries,
+    first: bool,
+) -> bool {
+    if find_any(buf, start, end, *b"\"\"") != end {
+        return false;
+    }
+    let before = *entries;
+    let mut i = start;
+    loop {
+        let comma = find_any(buf, i, end, *b",,");
+        let (s, e) = trim(buf, i, comma);
+        let plain = s < e
+            && plain_party(buf, s, e)
+                .is_some_and(|p| parse_uri(buf, p.uri.start(), p.uri.end()).is_some());
+        if !plain {
+            *entries = before;
+            return false;
+        }
+        entries.push(Span::new(s, e));
+        if first {
+            entries.in_first_header += 1;
+        }
+        if comma == end {
+            return true;
+        }
+        i = comma + 1;
+    }
 }
 
 /// The `username` auth-param of a Digest credentials value, without quotes. Other schemes

@@ -283,3 +283,35 @@ Route: {route}\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\n
         }
     }
 }
+
+/// A route set on one line is split at its commas by the plain readers where it has no
+/// quotes, into the entries the general reader finds; anything else is the general reader's.
+#[test]
+fn route_sets_split_as_the_general_reader_splits() {
+    for route in [
+        "<sip:127.0.0.1:7300;lr>, <sip:10.1.1.1:5060;lr>",
+        "<sip:10.0.0.1;lr>,<sip:10.0.0.2;lr> ,\t<sip:10.0.0.3;lr>",
+        "\"A, B\" <sip:10.0.0.1;lr>, <sip:10.0.0.2;lr>",
+        "<sip:10.0.0.1;lr>, sip:10.0.0.2;lr",
+        "<sip:10.0.0.1;lr>, , <sip:10.0.0.2;lr>",
+        "<sip:10.0.0.1;lr>,",
+    ] {
+        let s = format!(
+            "BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1\r\n\
+Route: {route}\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n"
+        );
+        let general = scan_general(s.as_bytes());
+        assert_eq!(scan(s.as_bytes()), general, "{route}");
+        let fwd = scan_forwarding(s.as_bytes(), &mut ScanMemory::default());
+        match (&fwd, &general) {
+            (Ok(Scanned::Message(f)), Ok(Scanned::Message(g))) => {
+                assert_eq!(f.routes, g.routes, "{route}")
+            }
+            _ => assert_eq!(
+                fwd.is_err(),
+                general.is_err(),
+                "{route}: {fwd:?} vs {general:?}"
+            ),
+        }
+    }
+}
