@@ -16,6 +16,8 @@
 # on 127.0.0.0/8 is upstream). RR=1 has the INVITE route record-route, as call-load needs to
 # see the BYE, and runs SIPp's call as bench/sipp/rr_uac.xml and rr_uas.xml (the uas echoes the
 # Record-Route, the ACK and BYE carry it as their Route; SIPp's built-in scenarios ignore it).
+# SHARDS=2 runs two shards: the one socket's traffic is steered by Call-ID and half of it handed
+# to the other shard (the handling figure then covers the receiving shard's part only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/sd_config.sh
@@ -28,7 +30,7 @@ cargo build --release -q
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$tmp/cg.out" "$KEEP"; rm -rf "$tmp"' EXIT
 p=${PORT:-7200}
-sd_config 127.0.0.1:$p 127.0.0.1:$((p + 1)) 1 "$io" > "$tmp/cfg.toml"
+sd_config 127.0.0.1:$p 127.0.0.1:$((p + 1)) "${SHARDS:-1}" "$io" > "$tmp/cfg.toml"
 uac=${UAC:-127.0.0.1}
 if [ "$uac" != 127.0.0.1 ]; then
   printf '[trust]\nupstreams = ["%s/32"]\n' "$uac" >> "$tmp/cfg.toml"
@@ -52,7 +54,7 @@ measure() { # $1 = calls, $2 = calls/s → prints "instructions forwarded"
   pkill -f "sipp ${uas_sf[*]} -i 127.0.0.1 -p $((p + 1))" || true
   local ir fwd
   ir=$(sed -n 's/^summary: //p' "$tmp/cg.out")
-  fwd=$(sed -n 's/.*shard 0 final: rx=[0-9]* fwd_req=\([0-9]*\) fwd_resp=\([0-9]*\).*/\1 \2/p' "$tmp/vg.log" | awk '{print $1 + $2}')
+  fwd=$(sed -n 's/.*shard [0-9]* final: rx=[0-9]* fwd_req=\([0-9]*\) fwd_resp=\([0-9]*\).*/\1 \2/p' "$tmp/vg.log" | awk '{s += $1 + $2} END {print s}')
   echo "$ir $fwd $(inclusive 'sipdispatch::io::ShardIo<H>::dispatch') $(inclusive 'sipdispatch::sip::scan::scan_forwarding')"
 }
 

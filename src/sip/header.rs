@@ -389,9 +389,21 @@ pub fn find<'a>(buf: &'a [u8], headers_start: usize, name: &[u8]) -> Option<&'a 
 }
 
 /// The Call-ID value, found by reading header names only: cheap enough to decide which shard
-/// owns a datagram before the full scan runs there.
+/// owns a datagram before the full scan runs there. Lines before it are skimmed (their name
+/// and their end); from the first line the skim cannot read (or a Call-ID whose value it
+/// cannot), the general reader takes over, so the value is the one the scan reads.
 pub fn call_id(buf: &[u8]) -> Option<&[u8]> {
-    let pos = memchr::memchr(b'\n', buf)? + 1;
+    let mut pos = memchr::memchr(b'\n', buf)? + 1;
+    let mut lfs = LineFeeds::new(buf, pos);
+    while let Some(s) = skim(buf, pos, &mut lfs) {
+        if s.kind == Name::CallId {
+            if let Some((vs, ve)) = plain_value(buf, &s) {
+                return Some(&buf[vs..ve]);
+            }
+            break;
+        }
+        pos = s.lf + 1;
+    }
     lines(buf, pos)
         .find(|h| h.kind == Name::CallId)
         .map(|h| &buf[h.value.0..h.value.1])

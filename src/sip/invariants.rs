@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use super::bytemask::LineFeeds;
 use super::echo::Echo;
 use super::fields::route_entries;
-use super::header::{Next, any_line, plain_line, skim};
+use super::header::{Name, Next, any_line, call_id, lines, plain_line, skim};
 use super::lex::{find_unquoted, trim};
 use super::proxy::{Identity, RequestPlan, plan_request, write_request, write_response};
 use super::reply::{Extra, write_reply};
@@ -229,6 +229,23 @@ pub fn check(data: &[u8]) -> Result<(), String> {
         &format!("scan differs from the general scan: {fast:?} vs {general:?}"),
     )?;
     forwarding_scan_agrees(data, &fast)?;
+    // The Call-ID a datagram is steered by is the one the scan reads, wherever it reads one.
+    let steered = call_id(data);
+    let general_id = memchr::memchr(b'\n', data).and_then(|pos| {
+        lines(data, pos + 1)
+            .find(|h| h.kind == Name::CallId)
+            .map(|h| &data[h.value.0..h.value.1])
+    });
+    ensure(
+        steered == general_id,
+        &format!("steering Call-ID {steered:?} vs {general_id:?}"),
+    )?;
+    if let Ok(Scanned::Message(m)) = &fast {
+        ensure(
+            steered == Some(m.call_id()),
+            &format!("steering Call-ID {steered:?} vs the scan's"),
+        )?;
+    }
     let src: SocketAddr = "192.0.2.77:5099".parse().unwrap();
     let mut out = vec![0u8; 140_000];
     let _ = judge(data, &Identity::new("192.0.2.1", 5060, &[]));
