@@ -164,28 +164,7 @@ fn hash_callid_spreads_over_three() {
 #[test]
 fn call_load_balances_concurrent_calls() {
     require_sipp!();
-    for io in backends() {
-        for shards in [1, 2] {
-            // Calls last 1 s, so about a hundred are up at once: the least-loaded destination
-            // alternates and the two stay within a few calls of each other.
-            let (got, _) = run(
-                &Setup {
-                    algorithm: "call-load",
-                    shards,
-                    io,
-                    uas: 2,
-                    record_route_scenarios: false,
-                },
-                200,
-                100,
-                &["-d", "1000"],
-            );
-            assert!(
-                got.iter().all(|&n| (90..=110).contains(&n)),
-                "{io} {shards}: {got:?}"
-            );
-        }
-    }
+    call_load_over_two(false);
 }
 
 /// Call-load as it is deployed: the INVITE route record-routes, so the ACK and the BYE come
@@ -196,21 +175,34 @@ fn call_load_balances_concurrent_calls() {
 #[test]
 fn record_routed_calls_come_back_through_the_proxy() {
     require_sipp!();
+    call_load_over_two(true);
+}
+
+/// Call-load over two uas, one and two shards, both backends, with SIPp's built-in scenarios
+/// or the record-routing ones.
+fn call_load_over_two(record_route_scenarios: bool) {
     let uac = scenario("rr_uac.xml");
     let uac = uac.to_str().unwrap();
+    let args: &[&str] = if record_route_scenarios {
+        &["-sf", uac, "-d", "1000"]
+    } else {
+        &["-d", "1000"]
+    };
     for io in backends() {
         for shards in [1, 2] {
+            // Calls last 1 s, so about a hundred are up at once: the least-loaded destination
+            // alternates and the two stay within a few calls of each other.
             let (got, _) = run(
                 &Setup {
                     algorithm: "call-load",
                     shards,
                     io,
                     uas: 2,
-                    record_route_scenarios: true,
+                    record_route_scenarios,
                 },
                 200,
                 100,
-                &["-sf", uac, "-d", "1000"],
+                args,
             );
             assert!(
                 got.iter().all(|&n| (90..=110).contains(&n)),
