@@ -28,7 +28,7 @@ fn main() {
         );
         std::process::exit(2);
     };
-    // The data plane's scan keeps its Via heads from one message to the next, as a shard does.
+    // The data plane's scan keeps its memory from one message to the next, as a shard does.
     let mut heads = ScanMemory::default();
     let forwarding = name.starts_with("sipp-");
     let mut scanner = |m| {

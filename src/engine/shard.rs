@@ -95,7 +95,7 @@ pub struct Shard {
     senders: Senders,
     /// The last next-hop address a response was sent to, as read from its Via.
     last_hop: LastHop,
-    /// The heads of the last top Vias scanned (a request's, a response's).
+    /// What the forwarding scan remembers from one datagram to the next.
     scan_memory: ScanMemory,
 }
 

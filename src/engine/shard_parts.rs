@@ -1,7 +1,7 @@
 //! Small pieces of a shard's message path: the cached table handle, the lookups routing keys
 //! are read through, what the shard remembers between messages (the last source's text, the
-//! trust class and destination of the last few senders), local answers (refusals, STUN, replies), and the outbox wrapper that counts
-//! keepalives.
+//! trust class and destination of a few senders), local answers (refusals, STUN, replies),
+//! and the outbox wrapper that counts keepalives.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};

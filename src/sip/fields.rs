@@ -229,13 +229,13 @@ fn plain_entries(
     entries: &mut Entries,
     first: bool,
 ) -> bool {
-    if find_any(buf, start, end, *b"\"\"") != end {
+    if memchr::memchr(b'"', &buf[start..end]).is_some() {
         return false;
     }
     let before = *entries;
     let mut i = start;
     loop {
-        let comma = find_any(buf, i, end, *b",,");
+        let comma = memchr::memchr(b',', &buf[i..end]).map_or(end, |k| i + k);
         let (s, e) = trim(buf, i, comma);
         let plain = s < e
             && plain_party(buf, s, e)

@@ -191,7 +191,7 @@ fn forwarding_scan_agrees(
     let again = scan_forwarding(data, &mut heads);
     ensure(
         again == fwd,
-        &format!("forwarding scan differs with its Via heads: {again:?} vs {fwd:?}"),
+        &format!("forwarding scan differs with its memory: {again:?} vs {fwd:?}"),
     )?;
     match (full, &fwd) {
         (Ok(Scanned::Message(a)), Ok(Scanned::Message(b))) => {

@@ -269,15 +269,14 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
 /// Record-Route entries are located but not read (a proxy ignores the components it does not
 /// use and forwards them unchanged, RFC 3261 §16.3); [`Message::from`] and [`Message::to`]
 /// read them when asked. A request's To-tag is read (it tells an initial request apart), and
-/// only the tag where the value has its usual shape. `heads` carries what the last scans
-/// read of their top Vias from one message to the next (a shard keeps one); the answer is
-/// the same with any.
+/// only the tag where the value has its usual shape. `memory` carries what the last scans
+/// read from one message to the next (a shard keeps one); the answer is the same with any.
 #[inline(never)]
 pub fn scan_forwarding<'a>(
     buf: &'a [u8],
-    heads: &mut ScanMemory,
+    memory: &mut ScanMemory,
 ) -> Result<Scanned<'a>, ScanError> {
-    scan_with::<true, false>(buf, Some(heads))
+    scan_with::<true, false>(buf, Some(memory))
 }
 
 /// [`scan`] with the general readers only, never the plain-shape fast paths: the reference the
@@ -292,7 +291,7 @@ pub fn scan_general(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
 #[inline(always)]
 fn scan_with<'a, const PLAIN: bool, const ALL: bool>(
     buf: &'a [u8],
-    heads: Option<&mut ScanMemory>,
+    memory: Option<&mut ScanMemory>,
 ) -> Result<Scanned<'a>, ScanError> {
     if buf.is_empty() {
         return Err(ScanError::Empty);
@@ -312,7 +311,7 @@ fn scan_with<'a, const PLAIN: bool, const ALL: bool>(
         line_end
     };
     let start = start_line::<PLAIN>(buf, text_end)?;
-    let memory = heads.map(|m| {
+    let memory = memory.map(|m| {
         let via = match start {
             StartLine::Request { .. } => &mut m.request_via,
             StartLine::Response { .. } => &mut m.response_via,
