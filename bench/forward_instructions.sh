@@ -5,7 +5,8 @@
 # No sockets, polls or batching: the figure follows "the handling of a datagram" of
 # bench/instructions.sh in a few seconds, without SIPp.
 #   bench/forward_instructions.sh [calls]      (default 1000)
-# KEEP=path keeps both callgrind outputs as path.N and path.2N (callgrind_annotate them).
+# KEEP=path keeps both callgrind outputs as path.N and path.2N (callgrind_annotate them);
+# VG_OPTS adds callgrind options (VG_OPTS=--dump-instr=yes for counts per instruction).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000}
@@ -13,7 +14,7 @@ cargo build --release -q --example forward_loop
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release/examples/forward_loop
 count() {
   local out=${KEEP:+$KEEP.$1}
-  valgrind --tool=callgrind --toggle-collect='forward_loop::run' \
+  valgrind --tool=callgrind ${VG_OPTS:-} --toggle-collect='forward_loop::run' \
     --callgrind-out-file="${out:-/dev/null}" "$bin" "$1" 2>&1 |
     sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
 }
