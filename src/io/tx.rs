@@ -148,6 +148,17 @@ impl Tx {
         }
     }
 
+    /// Takes the next slot for `len` bytes to `to`; its index. The caller made room.
+    #[inline]
+    fn queue(&mut self, len: usize, to: SocketAddr) -> usize {
+        let i = self.n;
+        self.lens[i] = len;
+        self.dests[i] = to;
+        self.socks[i] = self.socket_for(to) as u8;
+        self.n += 1;
+        i
+    }
+
     /// Sends everything queued, one `sendmmsg` per socket.
     pub fn flush(&mut self) {
         if self.n == 0 {
@@ -211,11 +222,7 @@ impl Outbox for Tx {
 
     #[inline]
     fn commit(&mut self, len: usize, to: SocketAddr) {
-        let i = self.n;
-        self.lens[i] = len.min(self.size);
-        self.dests[i] = to;
-        self.socks[i] = self.socket_for(to) as u8;
-        self.n += 1;
+        self.queue(len.min(self.size), to);
     }
 
     /// From the lent receive buffer where `input` lies in it (no copy: the two ranges around
@@ -236,13 +243,9 @@ impl Outbox for Tx {
         if self.n == self.lens.len() {
             self.flush();
         }
-        let i = self.n;
-        self.lens[i] = len - (cut.1 - cut.0);
-        self.dests[i] = to;
-        self.socks[i] = self.socket_for(to) as u8;
+        let i = self.queue(len - (cut.1 - cut.0), to);
         self.gathered[i] = Some([(at, cut.0), (at + cut.1, len - cut.1)]);
         self.any_gathered = true;
-        self.n += 1;
         Ok(())
     }
 }

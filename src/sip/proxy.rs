@@ -367,24 +367,14 @@ pub enum ResponseDrop {
 }
 
 /// Checks that the top Via is ours, removes it, and writes the response into `out`. Returns
-/// the length and where to send it.
+/// the length and where to send it. (The data plane sends the received bytes around our Via
+/// instead: [`response_cut`].)
 pub fn write_response(
     msg: &Message<'_>,
     me: &Identity,
     out: &mut [u8],
 ) -> Result<(usize, SocketAddr), ResponseDrop> {
-    write_response_with(msg, me, &mut LastHop::default(), out)
-}
-
-/// [`write_response`] remembering the last next-hop address read in `last` (a shard keeps
-/// one: responses go back to a few upstreams).
-pub fn write_response_with(
-    msg: &Message<'_>,
-    me: &Identity,
-    last: &mut LastHop,
-    out: &mut [u8],
-) -> Result<(usize, SocketAddr), ResponseDrop> {
-    let ((cut_start, cut_end), target) = response_cut(msg, me, last)?;
+    let ((cut_start, cut_end), target) = response_cut(msg, me, &mut LastHop::default())?;
     let buf = msg.wire();
     let mut o = Out::new(out);
     o.put(&buf[..cut_start])?;
