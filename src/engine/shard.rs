@@ -333,7 +333,8 @@ impl Shard {
             Verdict::Request(..) if source == Source::PingProxy => {
                 ctx.refuse(data, Dropped::Untrusted, src, out)
             }
-            Verdict::Request(m, _) if source != Source::Upstream && m.to_tag().is_none() => {
+            // A malformed To is no proof of a dialog either.
+            Verdict::Request(m, _) if source != Source::Upstream && m.is_initial() != Ok(false) => {
                 ctx.refuse(data, Dropped::UntrustedInitial, src, out)
             }
             Verdict::Request(m, f) => ctx.request(tracker, &mut fo, cands, rng, src, m, &f, out),
@@ -438,11 +439,18 @@ impl Ctx<'_> {
         let table = self.table;
         let key = call_key(m.call_id());
         let method = m.method().unwrap_or(Method::Other);
-        let initial = m.to_tag().is_none();
 
         // Affinity: everything of a tracked call goes where its INVITE went.
         if let Some(e) = tracker.lookup(key, self.now_ms) {
-            let rr = initial && match_route(&shared.routes, m).is_some_and(|(_, r)| r.record_route);
+            // Record-routed again where it starts a dialog (a retransmitted INVITE): the To
+            // is read only if some route record-routes, so that the in-dialog requests of a
+            // call need none of it.
+            let rr = shared.routes.iter().any(|r| r.record_route)
+                && match m.is_initial() {
+                    Ok(initial) => initial,
+                    Err(e) => return self.malformed(buf, e, src, out),
+                }
+                && match_route(&shared.routes, m).is_some_and(|(_, r)| r.record_route);
             if matches!(method, Method::Bye | Method::Cancel) {
                 self.release(tracker, key);
             }
@@ -462,6 +470,10 @@ impl Ctx<'_> {
         let Some((route_idx, route)) = match_route(&shared.routes, m) else {
             let why = Extra::Warning("no route matches");
             return self.reply(buf, 404, "Not Found", why, src, out);
+        };
+        let initial = match m.is_initial() {
+            Ok(initial) => initial,
+            Err(e) => return self.malformed(buf, e, src, out),
         };
         let StartLine::Request { uri, .. } = m.start else {
             return;

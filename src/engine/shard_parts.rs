@@ -14,11 +14,12 @@ use crate::dispatch::{Destination, HeaderLookup, Table, UriKey};
 use crate::engine::counters::{Counters, Dropped};
 use crate::engine::outbox::{Outbox, Unsent};
 use crate::engine::trust::{Refusal, Source, Trust};
-use crate::sip::Message;
 use crate::sip::emit::IpText;
 use crate::sip::reply::{Extra, write_reply};
 use crate::sip::stun::binding_response;
 use crate::sip::uri::{Scheme, Uri};
+use crate::sip::verdict::{Verdict, malformed};
+use crate::sip::{Message, ScanError};
 
 /// The shared table as a shard reads it: through a cache, so a load is one pointer compare
 /// (`ArcSwap::load` cost ~100 instructions, two or three times per request). A reload is still
@@ -157,6 +158,21 @@ impl Ctx<'_> {
         self.counters.dropped(why);
         if self.shared.trust.refuse == Refusal::Forbidden {
             self.reply(data, 403, "Forbidden", Extra::None, src, out);
+        }
+    }
+
+    /// A request refused for what a decision read after the scan (which left it unread), as
+    /// the scan's refusal would have been: a 400 (an ACK is dropped).
+    pub(super) fn malformed(
+        &self,
+        data: &[u8],
+        e: ScanError,
+        src: SocketAddr,
+        out: &mut impl Outbox,
+    ) {
+        match malformed::<()>(data, e) {
+            Verdict::Reply(r) => self.reply(data, r.code, r.reason, r.extra, src, out),
+            _ => self.counters.dropped(Dropped::Malformed),
         }
     }
 

@@ -321,6 +321,52 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: n\r\nCSeq: 1 OPTIONS\r\
     );
 }
 
+/// `req` with a To value that does not parse (RFC 4475 baddn: an unquoted comma).
+fn with_bad_to(r: Vec<u8>) -> Vec<u8> {
+    let r = String::from_utf8(r).unwrap();
+    let to = r.lines().find(|l| l.starts_with("To: ")).unwrap();
+    r.replace(to, "To: Watson, Thomas <sip:t@y>;tag=uas1")
+        .into_bytes()
+}
+
+#[test]
+fn the_to_is_read_where_a_decision_needs_it_and_refused_there_if_malformed() {
+    for record_route in [true, false] {
+        let cfg = config("call-load");
+        let cfg = if record_route {
+            cfg
+        } else {
+            cfg.replace("record_route = true\n", "")
+        };
+        let mut s = shard_from(&cfg);
+        // An INVITE needs to know whether it starts a dialog: 400, as the full scan answers.
+        let back = run(&mut s, UAC, &with_bad_to(req("INVITE", 1, false, "")));
+        let text = String::from_utf8_lossy(&back[0].1);
+        assert!(
+            text.starts_with("SIP/2.0 400 Bad Request\r\n") && text.contains("malformed To"),
+            "{text}"
+        );
+        // A BYE of a known call goes where its INVITE went without reading the To, unless a
+        // route record-routes (a request that starts a dialog would be record-routed again).
+        let uas = run(&mut s, UAC, &req("INVITE", 2, false, ""))[0].0;
+        let bye = run(&mut s, UAC, &with_bad_to(req("BYE", 2, true, "")));
+        if record_route {
+            assert!(bye[0].1.starts_with(b"SIP/2.0 400"));
+        } else {
+            assert_eq!(bye[0].0, uas, "forwarded unchanged, as a malformed From is");
+        }
+        // From elsewhere than an upstream, a To that does not parse proves no dialog.
+        let dest = "127.0.0.1:7001";
+        let cfg = cfg.replace(
+            "[no_destination]",
+            "[trust]\nupstreams = [\"10.0.0.0/8\"]\n[no_destination]",
+        );
+        let mut t = shard_from(&cfg);
+        assert!(run(&mut t, dest, &with_bad_to(req("BYE", 3, true, ""))).is_empty());
+        assert_eq!(t.counters.snapshot().dropped(Dropped::UntrustedInitial), 1);
+    }
+}
+
 #[test]
 fn refused_requests_can_get_a_403() {
     let text = config("round-robin").replace(

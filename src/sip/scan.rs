@@ -145,14 +145,12 @@ pub struct PartyHeader {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum PartyRead {
-    /// Not even where the value starts and ends (the data plane's scan leaves the From of
-    /// every message and the To of a response at their line).
+    /// Not even where the value starts and ends (the data plane's scan leaves From and To at
+    /// their line).
     #[default]
     Nothing,
     /// The value's bounds alone.
     Bounds,
-    /// The tag alone (`None`: the value has none).
-    Tag(Option<Span>),
     All(Party),
 }
 
@@ -160,7 +158,7 @@ impl PartyHeader {
     /// The value, trimmed.
     pub fn value(&self, buf: &[u8]) -> Span {
         match self.read {
-            PartyRead::Nothing => match header::any_line(buf, self.at.start()) {
+            PartyRead::Nothing => match header::next(buf, self.at.start()) {
                 Ok(Next::Header(l)) => Span::new(l.value.0, l.value.1),
                 _ => Span::default(),
             },
@@ -179,12 +177,15 @@ impl PartyHeader {
         }
     }
 
-    /// The tag, as the scan found it or read now.
-    pub fn tag(&self, buf: &[u8]) -> Option<Span> {
-        match self.read {
-            PartyRead::Tag(tag) => tag,
-            _ => self.get(buf).and_then(|p| p.tag),
+    /// The tag, as the scan read it or read now: the tag alone where the value has the plain
+    /// shape, else the whole value. `None` if the value is malformed.
+    fn tag(&self, buf: &[u8]) -> Option<Option<Span>> {
+        if let PartyRead::All(p) = self.read {
+            return Some(p.tag);
         }
+        let v = self.value(buf);
+        plain_tag(buf, v.start(), v.end())
+            .or_else(|| party::<true>(buf, v.start(), v.end()).map(|p| p.tag))
     }
 }
 
@@ -237,13 +238,24 @@ impl<'a> Message<'a> {
         self.to_header.get(self.buf)
     }
 
+    /// `None` also where the From is malformed.
     pub fn from_tag(&self) -> Option<Span> {
-        self.from_header.tag(self.buf)
+        self.from_header.tag(self.buf).flatten()
     }
 
-    /// `None` for an initial request.
+    /// `None` for an initial request, and where the To is malformed.
     pub fn to_tag(&self) -> Option<Span> {
-        self.to_header.tag(self.buf)
+        self.to_header.tag(self.buf).flatten()
+    }
+
+    /// Whether a request starts a dialog (its To has no tag). The data plane's scan leaves the
+    /// To unread, so this reads it, and answers the error the full scan would have where it is
+    /// malformed.
+    pub fn is_initial(&self) -> Result<bool, ScanError> {
+        match self.to_header.tag(self.buf) {
+            Some(tag) => Ok(tag.is_none()),
+            None => Err(ScanError::BadHeader("To")),
+        }
     }
 
     /// The message as it must be forwarded: everything up to the end of the body.
@@ -265,11 +277,10 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
     scan_with::<true, true>(buf, None)
 }
 
-/// [`scan`] as stateless forwarding needs it: the From header, a response's To and the
-/// Record-Route entries are located but not read (a proxy ignores the components it does not
-/// use and forwards them unchanged, RFC 3261 §16.3); [`Message::from`] and [`Message::to`]
-/// read them when asked. A request's To-tag is read (it tells an initial request apart), and
-/// only the tag where the value has its usual shape. `memory` carries what the last scans
+/// [`scan`] as stateless forwarding needs it: From, To and the Record-Route entries are
+/// located but not read (a proxy checks only the components it uses and forwards the rest
+/// unchanged, RFC 3261 §16.3); [`Message::from`], [`Message::to`] and [`Message::is_initial`]
+/// read them when asked. `memory` carries what the last scans
 /// read from one message to the next (a shard keeps one); the answer is the same with any.
 #[inline(never)]
 pub fn scan_forwarding<'a>(
@@ -337,33 +348,17 @@ fn once<T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), ScanErr
     Ok(())
 }
 
-/// How much of a From or To value the scan reads.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Read {
-    Nothing,
-    /// The tag where the value has the plain shape, else all of it.
-    Tag,
-    All,
-}
-
-/// A From or To value, read as `read` says (and refused if what is read is malformed).
+/// A From or To value, read whole if `ALL` (and refused if malformed), else only located.
 #[inline(always)]
-fn party_header<const PLAIN: bool>(
+fn party_header<const PLAIN: bool, const ALL: bool>(
     buf: &[u8],
     value: (usize, usize),
-    read: Read,
     name: &'static str,
 ) -> Result<PartyHeader, ScanError> {
-    let tag = match read {
-        Read::Tag if PLAIN => plain_tag(buf, value.0, value.1),
-        _ => None,
-    };
-    let read = match (read, tag) {
-        (Read::Nothing, _) => PartyRead::Bounds,
-        (_, Some(tag)) => PartyRead::Tag(tag),
-        _ => {
-            PartyRead::All(party::<PLAIN>(buf, value.0, value.1).ok_or(ScanError::BadHeader(name))?)
-        }
+    let read = if ALL {
+        PartyRead::All(party::<PLAIN>(buf, value.0, value.1).ok_or(ScanError::BadHeader(name))?)
+    } else {
+        PartyRead::Bounds
     };
     Ok(PartyHeader {
         at: Span::new(value.0, value.1),
@@ -394,14 +389,8 @@ fn headers<'a, const PLAIN: bool, const ALL: bool>(
     let mut auth = None;
     let mut proxy_auth = None;
     let mut proxy_require = None;
-    let read_from = if ALL { Read::All } else { Read::Nothing };
-    // A request's To-tag tells an initial request apart.
-    let read_to = match start {
-        _ if ALL => Read::All,
-        StartLine::Request { .. } => Read::Tag,
-        StartLine::Response { .. } => Read::Nothing,
-    };
 
+    let request = matches!(start, StartLine::Request { .. });
     let mut pos = headers_start;
     let (headers_end, body_start) = loop {
         let skim = if PLAIN {
@@ -420,12 +409,9 @@ fn headers<'a, const PLAIN: bool, const ALL: bool>(
                 continue;
             }
             // A From or To the scan reads nothing of: its line is kept (and counted, as a
-            // second one is an error), its value found only if asked for.
-            Some(s)
-                if !ALL
-                    && (s.kind == Name::From
-                        || (s.kind == Name::To && read_to == Read::Nothing)) =>
-            {
+            // second one is an error), its value found only if asked for. A request's To is
+            // located (a decision may ask for its tag, [`Message::is_initial`]) but not read.
+            Some(s) if !ALL && (s.kind == Name::From || (s.kind == Name::To && !request)) => {
                 let h = PartyHeader {
                     at: Span::new(pos, s.lf + 1),
                     read: PartyRead::Nothing,
@@ -468,15 +454,12 @@ fn headers<'a, const PLAIN: bool, const ALL: bool>(
                 }
                 once(&mut call_id, Span::new(value.0, value.1), "Call-ID")?;
             }
-            Name::From => {
-                let h = party_header::<PLAIN>(buf, value, read_from, "From")?;
-                once(&mut from, h, "From")?;
-            }
-            Name::To => once(
-                &mut to,
-                party_header::<PLAIN>(buf, value, read_to, "To")?,
-                "To",
+            Name::From => once(
+                &mut from,
+                party_header::<PLAIN, ALL>(buf, value, "From")?,
+                "From",
             )?,
+            Name::To => once(&mut to, party_header::<PLAIN, ALL>(buf, value, "To")?, "To")?,
             Name::CSeq => once(&mut cseq, cseq_value(buf, value)?, "CSeq")?,
             Name::MaxForwards => {
                 let n = parse_u32(&buf[value.0..value.1])

@@ -178,9 +178,10 @@ From: \"unbalanced <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq:
         };
         assert_eq!(m.from(), None);
     }
-    // A request's To is read (its tag tells an initial request apart), the tag alone where the
-    // display name is short, the whole value otherwise: the same tag either way, and a
-    // malformed value still refused (RFC 4475 baddn: an unquoted comma).
+    // A request's To is not read either: its tag, which tells an initial request apart, is
+    // read when asked (the tag alone where the display name is short, the whole value
+    // otherwise), the same tag either way; a malformed value is refused then (RFC 4475 baddn:
+    // an unquoted comma), with the error the full scan gives.
     let bye_to = |to: &[u8]| {
         [
             &b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
@@ -190,31 +191,35 @@ From: <sip:a@x>;tag=1\r\nTo: "[..],
         ]
         .concat()
     };
-    for (to, tag_alone) in [
-        (&b"<sip:b@y>;tag=2"[..], true),
-        (b"Bob <sip:b@y>;tag=2", true),
-        (b"A display name of some length <sip:b@y>;tag=2", false),
-        (b"\"Bob\" <sip:b@y>;tag=2", false),
+    for (to, tag) in [
+        (&b"<sip:b@y>;tag=2"[..], Some(&b"2"[..])),
+        (b"Bob <sip:b@y>;tag=2", Some(b"2")),
+        (b"A display name of some length <sip:b@y>;tag=2", Some(b"2")),
+        (b"\"Bob\" <sip:b@y>;tag=2", Some(b"2")),
+        (b"\"Bob\" <sip:b@y>", None),
+        (b"<sip:b@y>;x=1;TAG=3", Some(b"3")),
     ] {
         let s = bye_to(to);
         let Ok(Scanned::Message(m)) = scan_forwarding(&s, &mut ScanMemory::default()) else {
             panic!("{}", String::from_utf8_lossy(to))
         };
-        assert_eq!(m.to_tag().map(|t| t.of(&s)), Some(&b"2"[..]));
-        let read_alone = matches!(m.to_header.read, PartyRead::Tag(_));
-        assert_eq!(read_alone, tag_alone, "{}", String::from_utf8_lossy(to));
+        assert_eq!(m.to_header.read, PartyRead::Bounds);
+        assert_eq!(m.to_tag().map(|t| t.of(&s)), tag);
+        assert_eq!(m.is_initial(), Ok(tag.is_none()));
+        assert_eq!(m.to_tag(), msg(&s).to_tag());
     }
     for to in [
         &b"Watson, Thomas <sip:t@y>"[..],
         b"<b@y>;tag=2",
         b"\"unbalanced <sip:b@y>",
     ] {
-        assert_eq!(
-            scan_forwarding(&bye_to(to), &mut ScanMemory::default()),
-            Err(ScanError::BadHeader("To")),
-            "{}",
-            String::from_utf8_lossy(to)
-        );
+        let s = bye_to(to);
+        assert_eq!(scan(&s), Err(ScanError::BadHeader("To")));
+        let Ok(Scanned::Message(m)) = scan_forwarding(&s, &mut ScanMemory::default()) else {
+            panic!("{}", String::from_utf8_lossy(to))
+        };
+        assert_eq!(m.is_initial(), Err(ScanError::BadHeader("To")));
+        assert_eq!(m.to_tag(), None);
     }
     // Duplicates and missing headers are refused as before.
     let twice = b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\

@@ -41,12 +41,18 @@ pub enum Verdict<'a, M = Message<'a>> {
     Drop(DropReason),
 }
 
-/// Judges one datagram, scanned as the data plane scans it ([`scan_forwarding`]).
+/// Judges one datagram, scanned as the data plane scans it ([`scan_forwarding`]), as the
+/// data plane judges a request of no call it knows: whether it starts a dialog is read then
+/// (a malformed To refused). A shard reads that only where a decision needs it, which for
+/// the in-dialog requests of a known call it may not.
 pub fn judge<'a>(buf: &'a [u8], me: &Identity) -> Verdict<'a> {
     let scanned = scan_forwarding(buf, &mut ScanMemory::default());
     match judge_scanned(buf, &scanned, me) {
         Verdict::Keepalive => Verdict::Keepalive,
-        Verdict::Request(m, f) => Verdict::Request(*m, f),
+        Verdict::Request(m, f) => match m.is_initial() {
+            Ok(_) => Verdict::Request(*m, f),
+            Err(e) => malformed(buf, e),
+        },
         Verdict::Response(m) => Verdict::Response(*m),
         Verdict::Reply(r) => Verdict::Reply(r),
         Verdict::Drop(d) => Verdict::Drop(d),
@@ -92,7 +98,9 @@ fn local(buf: &[u8], r: LocalReply) -> Reject<'_> {
     }
 }
 
-fn malformed<M>(buf: &[u8], e: ScanError) -> Verdict<'_, M> {
+/// What a malformed datagram gets: a request its 400 (505 for another SIP version), an ACK or
+/// a response nothing.
+pub fn malformed<M>(buf: &[u8], e: ScanError) -> Verdict<'_, M> {
     let is_request = !buf.starts_with(b"SIP/") && !buf.starts_with(b"ACK ");
     if !is_request || matches!(e, ScanError::Empty | ScanError::TooLarge) {
         return Verdict::Drop(DropReason::Malformed(e));
