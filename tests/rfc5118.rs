@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use sipdispatch::sip::proxy::{Identity, write_request};
 use sipdispatch::sip::reply::write_reply;
 use sipdispatch::sip::verdict::{Verdict, judge};
-use sipdispatch::sip::{Message, Scanned, StartLine, scan};
+use sipdispatch::sip::{Message, Scanned, scan};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/rfc5118")
@@ -42,9 +42,7 @@ fn me() -> Identity {
 }
 
 fn ruri<'a>(m: &Message<'a>) -> (&'a [u8], Option<u16>) {
-    let StartLine::Request { uri, .. } = m.start else {
-        panic!("not a request")
-    };
+    let uri = m.request_uri().expect("a request");
     (uri.host.of(m.buf), uri.port)
 }
 

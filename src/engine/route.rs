@@ -2,14 +2,16 @@
 //! Request-URI user prefix, a header's value) takes it.
 
 use crate::config::Route;
+use crate::sip::uri::Uri;
 use crate::sip::{Message, StartLine};
 
-/// The first route that matches `msg`, if any, with its index.
-pub fn match_route<'r>(routes: &'r [Route], msg: &Message<'_>) -> Option<(usize, &'r Route)> {
-    let StartLine::Request {
-        method_span, uri, ..
-    } = msg.start
-    else {
+/// The first route that matches `msg`, if any, with its index; `uri` is its Request-URI.
+pub fn match_route<'r>(
+    routes: &'r [Route],
+    msg: &Message<'_>,
+    uri: &Uri,
+) -> Option<(usize, &'r Route)> {
+    let StartLine::Request { method_span, .. } = msg.start else {
         return None;
     };
     let method = method_span.of(msg.buf);
@@ -74,7 +76,7 @@ From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: r1\r\nCS
         let Ok(Scanned::Message(m)) = scan(data) else {
             panic!("test message does not scan")
         };
-        match_route(routes, &m).map(|(_, r)| r.name.clone())
+        match_route(routes, &m, &m.request_uri().unwrap()).map(|(_, r)| r.name.clone())
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::sip::proxy::{
 };
 use crate::sip::reply::Extra;
 use crate::sip::stun::is_stun;
-use crate::sip::verdict::{DropReason, Verdict, judge_scanned};
+use crate::sip::verdict::{DropReason, Verdict, judge_scanned, new_request_parts};
 use crate::sip::{Message, Method, ScanMemory, StartLine, scan_forwarding};
 
 /// How long a finished call stays routable for its last messages (RFC 3261 timer H, 64·T1).
@@ -442,15 +442,18 @@ impl Ctx<'_> {
 
         // Affinity: everything of a tracked call goes where its INVITE went.
         if let Some(e) = tracker.lookup(key, self.now_ms) {
-            // Record-routed again where it starts a dialog (a retransmitted INVITE): the To
-            // is read only if some route record-routes, so that the in-dialog requests of a
-            // call need none of it.
+            // Record-routed again where it starts a dialog (a retransmitted INVITE): what the
+            // scan left unread is read only if some route record-routes, so that the
+            // in-dialog requests of a call need none of it.
             let rr = shared.routes.iter().any(|r| r.record_route)
-                && match m.is_initial() {
-                    Ok(initial) => initial,
+                && match new_request_parts(m) {
+                    Ok((uri, initial)) => {
+                        initial
+                            && match_route(&shared.routes, m, &uri)
+                                .is_some_and(|(_, r)| r.record_route)
+                    }
                     Err(e) => return self.malformed(buf, e, src, out),
-                }
-                && match_route(&shared.routes, m).is_some_and(|(_, r)| r.record_route);
+                };
             if matches!(method, Method::Bye | Method::Cancel) {
                 self.release(tracker, key);
             }
@@ -467,16 +470,16 @@ impl Ctx<'_> {
             };
         }
 
-        let Some((route_idx, route)) = match_route(&shared.routes, m) else {
-            let why = Extra::Warning("no route matches");
-            return self.reply(buf, 404, "Not Found", why, src, out);
-        };
-        let initial = match m.is_initial() {
-            Ok(initial) => initial,
+        // A request of no call the shard knows is read whole: what the scan left unread (its
+        // Request-URI, whether it starts a dialog) is read now, and refused as the full scan
+        // refuses it where malformed.
+        let (uri, initial) = match new_request_parts(m) {
+            Ok(parts) => parts,
             Err(e) => return self.malformed(buf, e, src, out),
         };
-        let StartLine::Request { uri, .. } = m.start else {
-            return;
+        let Some((route_idx, route)) = match_route(&shared.routes, m, &uri) else {
+            let why = Extra::Warning("no route matches");
+            return self.reply(buf, 404, "Not Found", why, src, out);
         };
         // From and To URIs are parsed only for the algorithms that hash them.
         let uris = matches!(

@@ -329,8 +329,19 @@ fn with_bad_to(r: Vec<u8>) -> Vec<u8> {
         .into_bytes()
 }
 
+/// `req` with a Request-URI that does not parse (RFC 4475 escruri: a headers part).
+fn with_bad_uri(r: Vec<u8>) -> Vec<u8> {
+    let r = String::from_utf8(r).unwrap();
+    r.replacen(
+        &format!("sip:service@{ME}"),
+        "sip:service@y?Route=%3Csip:x%3E",
+        1,
+    )
+    .into_bytes()
+}
+
 #[test]
-fn the_to_is_read_where_a_decision_needs_it_and_refused_there_if_malformed() {
+fn what_the_scan_leaves_unread_is_read_for_new_requests_and_refused_there_if_malformed() {
     for record_route in [true, false] {
         let cfg = config("call-load");
         let cfg = if record_route {
@@ -339,21 +350,51 @@ fn the_to_is_read_where_a_decision_needs_it_and_refused_there_if_malformed() {
             cfg.replace("record_route = true\n", "")
         };
         let mut s = shard_from(&cfg);
-        // An INVITE needs to know whether it starts a dialog: 400, as the full scan answers.
-        let back = run(&mut s, UAC, &with_bad_to(req("INVITE", 1, false, "")));
-        let text = String::from_utf8_lossy(&back[0].1);
-        assert!(
-            text.starts_with("SIP/2.0 400 Bad Request\r\n") && text.contains("malformed To"),
-            "{text}"
-        );
-        // A BYE of a known call goes where its INVITE went without reading the To, unless a
+        // A request of no known call: the 400 the full scan answers.
+        for (bad, why) in [
+            (with_bad_to(req("INVITE", 1, false, "")), "malformed To"),
+            (
+                with_bad_uri(req("INVITE", 1, false, "")),
+                "malformed Request-URI",
+            ),
+            (
+                with_bad_uri(req("OPTIONS", 1, false, "")),
+                "malformed Request-URI",
+            ),
+        ] {
+            let back = run(&mut s, UAC, &bad);
+            let text = String::from_utf8_lossy(&back[0].1);
+            assert!(
+                text.starts_with("SIP/2.0 400 Bad Request\r\n") && text.contains(why),
+                "{text}"
+            );
+        }
+        // A BYE of a known call goes where its INVITE went without reading either, unless a
         // route record-routes (a request that starts a dialog would be record-routed again).
         let uas = run(&mut s, UAC, &req("INVITE", 2, false, ""))[0].0;
-        let bye = run(&mut s, UAC, &with_bad_to(req("BYE", 2, true, "")));
-        if record_route {
-            assert!(bye[0].1.starts_with(b"SIP/2.0 400"));
-        } else {
-            assert_eq!(bye[0].0, uas, "forwarded unchanged, as a malformed From is");
+        for bye in [
+            with_bad_to(req("BYE", 2, true, "")),
+            with_bad_uri(req("BYE", 2, true, "")),
+        ] {
+            let back = run(&mut s, UAC, &bye);
+            if record_route {
+                assert!(back[0].1.starts_with(b"SIP/2.0 400"));
+            } else {
+                assert_eq!(
+                    back[0].0, uas,
+                    "forwarded unchanged, as a malformed From is"
+                );
+                let (sent, bye) = (
+                    String::from_utf8_lossy(&back[0].1),
+                    String::from_utf8_lossy(&bye),
+                );
+                for line in bye
+                    .lines()
+                    .filter(|l| l.starts_with("BYE ") || l.starts_with("To: "))
+                {
+                    assert!(sent.contains(line), "{sent}");
+                }
+            }
         }
         // From elsewhere than an upstream, a To that does not parse proves no dialog.
         let dest = "127.0.0.1:7001";

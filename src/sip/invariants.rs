@@ -69,8 +69,11 @@ pub fn spans(m: &Message<'_>) -> Vec<Span> {
         StartLine::Request {
             method_span, uri, ..
         } => {
-            v.extend([method_span, uri.whole, uri.host, uri.params]);
-            v.extend(uri.user);
+            v.extend([method_span, uri.whole]);
+            if let Some(u) = m.request_uri() {
+                v.extend([u.whole, u.host, u.params]);
+                v.extend(u.user);
+            }
         }
         StartLine::Response { reason, .. } => v.push(reason),
     }

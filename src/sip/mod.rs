@@ -20,7 +20,9 @@ pub mod uri;
 pub mod verdict;
 pub mod via;
 
-pub use scan::{Message, Method, ScanError, ScanMemory, Scanned, StartLine, scan, scan_forwarding};
+pub use scan::{
+    Message, Method, RequestUri, ScanError, ScanMemory, Scanned, StartLine, scan, scan_forwarding,
+};
 
 /// A range of a datagram. Offsets are `u16` because the scanner refuses datagrams over 64 KiB,
 /// which keeps scanned messages small enough to live on the stack.

@@ -164,8 +164,14 @@ pub fn plan_request(msg: &Message<'_>, me: &Identity) -> RequestPlan {
     let route_target = next_route
         .and_then(|r| parse_name_addr(buf, r.start(), r.end()))
         .map(|na| na.uri);
-    let to_us = route_target.is_none() && uri.user.is_none() && me.is_own_uri(buf, &uri);
-    if method == Method::Options && to_us {
+    // An OPTIONS to this proxy itself (a keepalive) is answered; its Request-URI is parsed
+    // only for that.
+    if method == Method::Options
+        && route_target.is_none()
+        && msg
+            .request_uri()
+            .is_some_and(|u| u.user.is_none() && me.is_own_uri(buf, &u))
+    {
         return reply(LocalReply::Options200);
     }
     // RFC 3261 §16.3 step 4, for the loop a stateless proxy can see: a request whose top Via is

@@ -15,8 +15,8 @@ use super::fields::{
 use super::header::{self, Line, LineError, Name, Next};
 use super::lex::parse_u32;
 use super::start_line::start_line;
-pub use super::start_line::{Method, StartLine};
-use super::uri::{Party, plain_tag};
+pub use super::start_line::{Method, RequestUri, StartLine};
+use super::uri::{Party, Uri, plain_tag};
 use super::via::{Via, ViaHead};
 
 /// Largest datagram the scanner accepts: offsets are stored as `u16`.
@@ -204,6 +204,15 @@ impl<'a> Message<'a> {
         matches!(self.start, StartLine::Request { .. })
     }
 
+    /// A request's Request-URI, parsed now (`None` for a response, or where it is malformed,
+    /// which only the data plane's scan lets by).
+    pub fn request_uri(&self) -> Option<Uri> {
+        match self.start {
+            StartLine::Request { uri, .. } => uri.parse(self.buf),
+            StartLine::Response { .. } => None,
+        }
+    }
+
     pub fn method(&self) -> Option<Method> {
         match self.start {
             StartLine::Request { method, .. } => Some(method),
@@ -321,7 +330,7 @@ fn scan_with<'a, const PLAIN: bool, const ALL: bool>(
     } else {
         line_end
     };
-    let start = start_line::<PLAIN>(buf, text_end)?;
+    let start = start_line::<PLAIN, ALL>(buf, text_end)?;
     let memory = memory.map(|m| {
         let via = match start {
             StartLine::Request { .. } => &mut m.request_via,

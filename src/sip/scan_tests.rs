@@ -1,4 +1,5 @@
 use super::*;
+use crate::sip::uri::Scheme;
 
 fn msg(s: &[u8]) -> Message<'_> {
     match scan(s) {
@@ -25,9 +26,10 @@ v=0\n";
 fn invite_fields() {
     let m = msg(INVITE);
     let b = m.buf;
-    let StartLine::Request { method, uri, .. } = m.start else {
+    let StartLine::Request { method, .. } = m.start else {
         panic!()
     };
+    let uri = m.request_uri().unwrap();
     assert_eq!(method, Method::Invite);
     assert_eq!(uri.user.unwrap().of(b), b"service");
     assert_eq!(uri.port, Some(5060));
@@ -220,6 +222,43 @@ From: <sip:a@x>;tag=1\r\nTo: "[..],
         };
         assert_eq!(m.is_initial(), Err(ScanError::BadHeader("To")));
         assert_eq!(m.to_tag(), None);
+    }
+    // The Request-URI: its scheme is read, the rest when asked. A headers part (RFC 4475
+    // escruri), a blank, an unbracketed IPv6 address (RFC 5118 §4.2) and the like are the
+    // full scan's refusals, and the answer of `request_uri` for the data plane.
+    let bye_uri = |uri: &str| {
+        format!(
+            "BYE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    for (uri, scheme) in [
+        (
+            "sip:user@example.com?Route=%3Csip:example.com%3E",
+            Scheme::Sip,
+        ),
+        ("sip:a b@y", Scheme::Sip),
+        ("SIPS:2001:db8::10", Scheme::Sips),
+        ("sip:a@[::1", Scheme::Sip),
+    ] {
+        let s = bye_uri(uri);
+        assert_eq!(scan(&s), Err(ScanError::BadRequestUri), "{uri}");
+        let Ok(Scanned::Message(m)) = scan_forwarding(&s, &mut ScanMemory::default()) else {
+            panic!("{uri}")
+        };
+        let StartLine::Request { uri: r, .. } = m.start else {
+            panic!()
+        };
+        assert_eq!((r.whole.of(&s), r.scheme), (uri.as_bytes(), scheme));
+        assert_eq!(m.request_uri(), None, "{uri}");
+    }
+    // What has no scheme is refused by both.
+    for uri in ["<sip:b@y>", "b@y", ":b"] {
+        let s = bye_uri(uri);
+        assert_eq!(scan(&s), Err(ScanError::BadRequestUri), "{uri}");
+        let fwd = scan_forwarding(&s, &mut ScanMemory::default());
+        assert_eq!(fwd, Err(ScanError::BadRequestUri), "{uri}");
     }
     // Duplicates and missing headers are refused as before.
     let twice = b"BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\

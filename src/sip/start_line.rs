@@ -8,7 +8,7 @@ use super::bytemask::{find_any, skip_token};
 use super::fields::uri;
 use super::lex::{Pattern, parse_u32, word_at};
 use super::scan::ScanError;
-use super::uri::Uri;
+use super::uri::{Scheme, Uri, parse_uri};
 
 /// Request methods sipdispatch treats specially; everything else is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub enum StartLine {
     Request {
         method: Method,
         method_span: Span,
-        uri: Uri,
+        uri: RequestUri,
     },
     Response {
         code: u16,
@@ -56,8 +56,51 @@ pub enum StartLine {
     },
 }
 
+/// The Request-URI: where it is, and its scheme (RFC 3261 §16.3 step 2). The full scan has
+/// checked the rest of it; the data plane's scan leaves the rest unread, and the data plane
+/// reads it ([`RequestUri::parse`]) for a request of no call it knows, not for the in-dialog
+/// requests of a call, which go where the call went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestUri {
+    pub whole: Span,
+    pub scheme: Scheme,
+}
+
+impl RequestUri {
+    /// The URI's parts; `None` if it is malformed (which only the data plane's scan lets by),
+    /// a headers part included (RFC 3261 §19.1.1; RFC 4475 escruri).
+    pub fn parse(&self, buf: &[u8]) -> Option<Uri> {
+        parse_uri(buf, self.whole.start(), self.whole.end()).filter(|u| !u.has_headers)
+    }
+}
+
+/// The scheme of the URI at `buf[start..end]`. Where [`parse_uri`] reads the URI, the same
+/// scheme.
 #[inline(always)]
-pub(super) fn start_line<const PLAIN: bool>(
+fn scheme_of(buf: &[u8], start: usize, end: usize) -> Option<Scheme> {
+    const SIP: Pattern<1> = Pattern::new(b"sip:");
+    if SIP.within(buf, start, end) {
+        return Some(Scheme::Sip);
+    }
+    let colon = start + memchr::memchr(b':', &buf[start..end])?;
+    let scheme = &buf[start..colon];
+    if !scheme.first()?.is_ascii_alphabetic() {
+        return None;
+    }
+    Some(if scheme.eq_ignore_ascii_case(b"sip") {
+        Scheme::Sip
+    } else if scheme.eq_ignore_ascii_case(b"sips") {
+        Scheme::Sips
+    } else if scheme.eq_ignore_ascii_case(b"tel") {
+        Scheme::Tel
+    } else {
+        Scheme::Other
+    })
+}
+
+/// The start line; `ALL` reads the whole Request-URI (else its scheme only, [`RequestUri`]).
+#[inline(always)]
+pub(super) fn start_line<const PLAIN: bool, const ALL: bool>(
     buf: &[u8],
     end: usize,
 ) -> Result<StartLine, ScanError> {
@@ -79,7 +122,7 @@ pub(super) fn start_line<const PLAIN: bool>(
     // A method sipdispatch knows ends at the first space of the line's first nine bytes; one
     // it knows is a token, so the general search and token check are not needed for it.
     if PLAIN && let Some(sp1) = known_method_end(line) {
-        return request_line::<PLAIN>(buf, line, sp1, true);
+        return request_line::<PLAIN, ALL>(buf, line, sp1, true);
     }
     let sp1 = find_any(line, 0, end, *b" ");
     if sp1 == end {
@@ -106,7 +149,7 @@ pub(super) fn start_line<const PLAIN: bool>(
             reason: Span::new(code_end + 1, end),
         });
     }
-    request_line::<PLAIN>(buf, line, sp1, false)
+    request_line::<PLAIN, ALL>(buf, line, sp1, false)
 }
 
 /// Where a method [`Method::from_bytes`] knows ends (its space), found in the first word.
@@ -128,7 +171,7 @@ fn known_method_end(line: &[u8]) -> Option<usize> {
 
 /// The rest of a request line whose method ends at `sp1` (`token`: known to be a token).
 #[inline(always)]
-fn request_line<const PLAIN: bool>(
+fn request_line<const PLAIN: bool, const ALL: bool>(
     buf: &[u8],
     line: &[u8],
     sp1: usize,
@@ -159,11 +202,21 @@ fn request_line<const PLAIN: bool>(
     if sp2 == sp1 || sp1 == 0 || (!token && skip_token(line, 0, sp1) != sp1) {
         return Err(ScanError::BadStartLine);
     }
-    let uri = uri::<PLAIN>(buf, sp1 + 1, sp2).ok_or(ScanError::BadRequestUri)?;
-    // The Request-URI must not carry a headers part (RFC 3261 §19.1.1; RFC 4475 escruri).
-    if uri.has_headers {
-        return Err(ScanError::BadRequestUri);
-    }
+    let (us, ue) = (sp1 + 1, sp2);
+    let scheme = if ALL {
+        let uri = uri::<PLAIN>(buf, us, ue).ok_or(ScanError::BadRequestUri)?;
+        // The Request-URI must not carry a headers part (RFC 3261 §19.1.1; RFC 4475 escruri).
+        if uri.has_headers {
+            return Err(ScanError::BadRequestUri);
+        }
+        uri.scheme
+    } else {
+        scheme_of(buf, us, ue).ok_or(ScanError::BadRequestUri)?
+    };
+    let uri = RequestUri {
+        whole: Span::new(us, ue),
+        scheme,
+    };
     Ok(StartLine::Request {
         method: Method::from_bytes(&line[..sp1]),
         method_span: Span::new(0, sp1),

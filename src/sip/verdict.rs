@@ -8,6 +8,7 @@ use super::proxy::{Forward, Identity, LocalReply, RequestPlan, plan_request};
 use super::reply::Extra;
 use super::scan::ScanMemory;
 use super::scan::{Message, ScanError, Scanned, scan_forwarding};
+use super::uri::Uri;
 
 /// Why a datagram is dropped without a reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,14 +43,13 @@ pub enum Verdict<'a, M = Message<'a>> {
 }
 
 /// Judges one datagram, scanned as the data plane scans it ([`scan_forwarding`]), as the
-/// data plane judges a request of no call it knows: whether it starts a dialog is read then
-/// (a malformed To refused). A shard reads that only where a decision needs it, which for
-/// the in-dialog requests of a known call it may not.
+/// data plane judges a request of no call it knows: what its scan leaves unread is read then
+/// ([`new_request_parts`]). A shard does not read that for the in-dialog requests of a known call.
 pub fn judge<'a>(buf: &'a [u8], me: &Identity) -> Verdict<'a> {
     let scanned = scan_forwarding(buf, &mut ScanMemory::default());
     match judge_scanned(buf, &scanned, me) {
         Verdict::Keepalive => Verdict::Keepalive,
-        Verdict::Request(m, f) => match m.is_initial() {
+        Verdict::Request(m, f) => match new_request_parts(m) {
             Ok(_) => Verdict::Request(*m, f),
             Err(e) => malformed(buf, e),
         },
@@ -57,6 +57,14 @@ pub fn judge<'a>(buf: &'a [u8], me: &Identity) -> Verdict<'a> {
         Verdict::Reply(r) => Verdict::Reply(r),
         Verdict::Drop(d) => Verdict::Drop(d),
     }
+}
+
+/// What the data plane's scan left unread of a request and a request of no known call needs:
+/// its Request-URI, parsed, and whether it starts a dialog (its To). The error the full scan
+/// gives where either is malformed.
+pub fn new_request_parts(m: &Message<'_>) -> Result<(Uri, bool), ScanError> {
+    let uri = m.request_uri().ok_or(ScanError::BadRequestUri)?;
+    Ok((uri, m.is_initial()?))
 }
 
 /// [`judge`] on a scan of `buf` that the caller keeps: the verdict points into it. The
