@@ -8,10 +8,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::Span;
-use super::lex::{plain_params, plain_port, same_bytes};
+use super::lex::same_bytes;
 use super::proxy::ResponseDrop;
 use super::scan::Message;
-use super::via::{SentBy, ViaHead, parse_via, plain_sent_by};
+use super::via::{SentBy, ViaHead, parse_via, plain_sent_by, plain_via_after};
 
 /// Where a response goes: the second Via's `received` (or sent-by host) and its `rport` value
 /// (or sent-by port, or 5060) — RFC 3261 §18.2.2, RFC 3581 §5.
@@ -71,28 +71,14 @@ pub(super) fn plain_next_hop(buf: &[u8], via: Span, last: &mut LastHop) -> Optio
         Some((sent_by, ip)) => (sent_by, Some(ip)),
         None => (plain_sent_by(buf, start, end)?, None),
     };
-    let port = sent_by.port.unwrap_or(5060);
-    // Where the address is written, if not in the sent-by: `received`.
-    let mut received = None;
-    let mut rport = None;
-    let mut bad_rport = false;
-    let stop = plain_params(buf, sent_by.end, end, |p| {
-        let name = &buf[p.name.0..p.name.1];
-        // The last of a repeated parameter wins, as in the general reader.
-        if name.len() == 8 && name.eq_ignore_ascii_case(b"received") {
-            // A bare `received` unsets the address: the sent-by host is the target then.
-            received = p.value;
-        } else if name.len() == 5 && name.eq_ignore_ascii_case(b"rport") {
-            rport = p.value.and_then(|(vs, ve)| {
-                let port = plain_port(buf, vs, ve).filter(|&(_, e)| e == ve);
-                bad_rport |= port.is_none();
-                port.map(|(p, _)| p)
-            });
-        }
-    })?;
-    if stop != end || bad_rport {
+    // Where the address is written, if not in the sent-by: `received`; the port: `rport`.
+    // The parameters are read as the scan reads a top Via.
+    let (via, stop) = plain_via_after(buf, start, end, &sent_by)?;
+    if stop != end {
         return None;
     }
+    let port = via.rport.flatten().or(sent_by.port).unwrap_or(5060);
+    let received = via.received.map(|r| (r.start(), r.end()));
     let ip = match (received, known) {
         (Some((vs, ve)), _) => last.address(&buf[vs..ve])?,
         (None, Some(ip)) => ip,
@@ -104,7 +90,7 @@ pub(super) fn plain_next_hop(buf: &[u8], via: Span, last: &mut LastHop) -> Optio
             ip
         }
     };
-    Some((ip, rport.unwrap_or(port)))
+    Some((ip, port))
 }
 
 /// What the shard remembers of the responses it relayed: the last dotted-quad address text a

@@ -87,18 +87,7 @@ pub fn plain_via(
         Some(sent_by) => sent_by,
         None => plain_sent_by(buf, start, end)?,
     };
-    let mut via = Via {
-        value: Span::new(start, end),
-        transport: sent_by.transport,
-        host: sent_by.host,
-        port: sent_by.port,
-        branch: None,
-        received: None,
-        rport: None,
-        rport_param: None,
-    };
-    let stop = plain_via_params(buf, sent_by.end, end, &mut via)?;
-    via.value = Span::new(start, stop);
+    let (via, stop) = plain_via_after(buf, start, end, &sent_by)?;
     if recalled.is_none()
         && let Some(h) = head
     {
@@ -206,6 +195,30 @@ impl ViaHead {
         self.port = sent_by.port;
         true
     }
+}
+
+/// The plain Via at `buf[start..end]` whose head `sent_by` has read: its parameters read, and
+/// where they stop (`end` or a `,`).
+#[inline(always)]
+pub(super) fn plain_via_after(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    sent_by: &SentBy,
+) -> Option<(Via, usize)> {
+    let mut via = Via {
+        value: Span::new(start, end),
+        transport: sent_by.transport,
+        host: sent_by.host,
+        port: sent_by.port,
+        branch: None,
+        received: None,
+        rport: None,
+        rport_param: None,
+    };
+    let stop = plain_via_params(buf, sent_by.end, end, &mut via)?;
+    via.value = Span::new(start, stop);
+    Some((via, stop))
 }
 
 /// The `;name[=value]` parameters of a plain Via from `i` on: the three routing reads found by
