@@ -269,8 +269,18 @@ pub(crate) fn unbracket(h: &[u8]) -> &[u8] {
 /// Parses a run of ASCII digits as `u32`; `None` on empty input, a non-digit or overflow
 /// (RFC 4475 `bigcode`, `scalar02`: overlarge values must not wrap).
 pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
-    if s.is_empty() {
-        return None;
+    // A byte's value as a digit; 10 or more for anything else.
+    let d = |b: u8| u32::from(b.wrapping_sub(b'0'));
+    // Most numbers a SIP message carries (Max-Forwards, Content-Length, CSeq) have one to
+    // three digits: read without the loop's overflow checks.
+    match *s {
+        [] => return None,
+        [a] => return (d(a) < 10).then(|| d(a)),
+        [a, b] => return (d(a) < 10 && d(b) < 10).then(|| d(a) * 10 + d(b)),
+        [a, b, c] => {
+            return (d(a) < 10 && d(b) < 10 && d(c) < 10).then(|| d(a) * 100 + d(b) * 10 + d(c));
+        }
+        _ => {}
     }
     let mut v: u32 = 0;
     for &b in s {
@@ -363,6 +373,40 @@ pub(crate) fn for_each_param(s: &[u8], start: usize, end: usize, mut f: impl FnM
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_read_as_the_standard_parser_reads_digit_runs() {
+        let bytes = [b'0', b'1', b'5', b'9', b' ', b'/', b':', b'+', b'-', b'a'];
+        let mut cases: Vec<Vec<u8>> = vec![vec![]];
+        for len in 1..=4 {
+            let mut next = Vec::new();
+            for c in cases.iter().filter(|c| c.len() == len - 1) {
+                for b in bytes {
+                    next.push([&c[..], &[b]].concat());
+                }
+            }
+            cases.extend(next);
+        }
+        cases.extend(
+            [
+                "4294967295",
+                "4294967296",
+                "0004294967295",
+                "99999999999",
+                "12345",
+            ]
+            .map(|s| s.into()),
+        );
+        for c in cases {
+            let text = std::str::from_utf8(&c).unwrap();
+            let want = text
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| text.parse::<u32>().ok())
+                .flatten();
+            assert_eq!(parse_u32(&c), want, "{text:?}");
+        }
+    }
 
     #[test]
     fn class_runs_match_the_table() {
