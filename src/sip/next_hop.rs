@@ -8,7 +8,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::Span;
-use super::bytemask::{WINDOW, mask64};
 use super::lex::same_bytes;
 use super::proxy::ResponseDrop;
 use super::scan::Message;
@@ -57,10 +56,11 @@ fn general_next_hop(buf: &[u8], via: Span) -> Result<(IpAddr, u16), ResponseDrop
 
 /// The next hop of a Via value in the plain shape whose target is a dotted-quad address: the
 /// head [`plain_sent_by`] reads (the scan's reader of a top Via), then `;name[=value]`
-/// parameters of token bytes, nothing else. `None` for anything else, including what the
-/// general reader refuses; where this answers, the general reader gives the same address (a
-/// unit test checks, with one `last` across all cases). The Via's head up to the end of its
-/// sent-by is not read again when it is the last one's ([`ViaHead`]).
+/// parameters, read as the scan reads a top Via's ([`plain_via_after`]). `None` for anything
+/// else, including what the general reader refuses; where this answers, the general reader
+/// gives the same address (a unit test checks, with one `last` across all cases). The Via's
+/// head up to the end of its sent-by is not read again when it is the last one's
+/// ([`ViaHead`]).
 pub(super) fn plain_next_hop(buf: &[u8], via: Span, last: &mut LastHop) -> Option<(Ipv4Addr, u16)> {
     let (start, end) = (via.start(), via.end());
     if end > buf.len() {
@@ -73,17 +73,13 @@ pub(super) fn plain_next_hop(buf: &[u8], via: Span, last: &mut LastHop) -> Optio
         None => (plain_sent_by(buf, start, end)?, None),
     };
     // Where the address is written, if not in the sent-by: `received`; the port: `rport`.
-    // Where a parameter may be either, the parameters are read as the scan reads a top Via.
-    let (received, port) = if names_neither(buf, sent_by.end, end) {
-        (None, sent_by.port.unwrap_or(5060))
-    } else {
-        let (via, stop) = plain_via_after(buf, start, end, &sent_by)?;
-        if stop != end {
-            return None;
-        }
-        let port = via.rport.flatten().or(sent_by.port).unwrap_or(5060);
-        (via.received.map(|r| (r.start(), r.end())), port)
-    };
+    // The parameters are read as the scan reads a top Via.
+    let (via, stop) = plain_via_after(buf, start, end, &sent_by)?;
+    if stop != end {
+        return None;
+    }
+    let port = via.rport.flatten().or(sent_by.port).unwrap_or(5060);
+    let received = via.received.map(|r| (r.start(), r.end()));
     let ip = match (received, known) {
         (Some((vs, ve)), _) => last.address(&buf[vs..ve])?,
         (None, Some(ip)) => ip,
@@ -96,32 +92,6 @@ pub(super) fn plain_next_hop(buf: &[u8], via: Span, last: &mut LastHop) -> Optio
         }
     };
     Some((ip, port))
-}
-
-/// Whether no parameter at `buf[from..end]` (at most 64 bytes, from a `;`) can be `received`
-/// or `rport`: every `;` is followed by a letter or digit other than `r` or `R`. The next hop
-/// is then the sent-by, whatever the other parameters hold: a proxy checks the parts of a
-/// message it uses (RFC 3261 §16.3), and reading a branch by the Via grammar cost ~75
-/// instructions a response. `false` where this cannot tell.
-#[inline(always)]
-fn names_neither(buf: &[u8], from: usize, end: usize) -> bool {
-    let Some(len) = end.checked_sub(from).filter(|&n| n > 0 && n <= WINDOW) else {
-        return false;
-    };
-    let semis = mask64(buf, from, b';') & (u64::MAX >> (WINDOW - len));
-    if semis & 1 == 0 {
-        return false;
-    }
-    let mut rest = semis;
-    while rest != 0 {
-        let name = from + rest.trailing_zeros() as usize + 1;
-        rest &= rest - 1;
-        match buf.get(name) {
-            Some(&b) if name < end && b.is_ascii_alphanumeric() && b | 0x20 != b'r' => {}
-            _ => return false,
-        }
-    }
-    true
 }
 
 /// What the shard remembers of the responses it relayed: the last dotted-quad address text a
