@@ -442,16 +442,19 @@ impl Ctx<'_> {
 
         // Affinity: everything of a tracked call goes where its INVITE went.
         if let Some(e) = tracker.lookup(key, self.now_ms) {
-            // Record-routed again where it starts a dialog (a retransmitted INVITE): what the
-            // scan left unread is read only if some route record-routes, so that the
-            // in-dialog requests of a call need none of it.
+            // Record-routed again where it starts a dialog (a retransmitted INVITE). The To is
+            // read only if some route record-routes, and the rest of what the scan left unread
+            // only for a request that starts a dialog: the in-dialog requests of a call need
+            // none of it, or their To alone.
             let rr = shared.routes.iter().any(|r| r.record_route)
-                && match new_request_parts(m) {
-                    Ok((uri, initial)) => {
-                        initial
-                            && match_route(&shared.routes, m, &uri)
-                                .is_some_and(|(_, r)| r.record_route)
+                && match m
+                    .is_initial()
+                    .and_then(|initial| initial.then(|| new_request_parts(m)).transpose())
+                {
+                    Ok(Some((uri, _))) => {
+                        match_route(&shared.routes, m, &uri).is_some_and(|(_, r)| r.record_route)
                     }
+                    Ok(None) => false,
                     Err(e) => return self.malformed(buf, e, src, out),
                 };
             if matches!(method, Method::Bye | Method::Cancel) {

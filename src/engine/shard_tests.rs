@@ -369,15 +369,18 @@ fn what_the_scan_leaves_unread_is_read_for_new_requests_and_refused_there_if_mal
                 "{text}"
             );
         }
-        // A BYE of a known call goes where its INVITE went without reading either, unless a
-        // route record-routes (a request that starts a dialog would be record-routed again).
+        // A BYE of a known call goes where its INVITE went without reading either, but for
+        // its To where a route record-routes (a request that starts a dialog would be
+        // record-routed again); having a tag, it needs no more.
         let uas = run(&mut s, UAC, &req("INVITE", 2, false, ""))[0].0;
-        for bye in [
-            with_bad_to(req("BYE", 2, true, "")),
-            with_bad_uri(req("BYE", 2, true, "")),
+        for (bye, to_read) in [
+            (with_bad_to(req("BYE", 2, true, "")), record_route),
+            (with_bad_uri(req("BYE", 2, true, "")), false),
+            // A CANCEL has no To-tag: it is read whole there, as a new request is.
+            (with_bad_uri(req("CANCEL", 2, false, "")), record_route),
         ] {
             let back = run(&mut s, UAC, &bye);
-            if record_route {
+            if to_read {
                 assert!(back[0].1.starts_with(b"SIP/2.0 400"));
             } else {
                 assert_eq!(
@@ -388,10 +391,9 @@ fn what_the_scan_leaves_unread_is_read_for_new_requests_and_refused_there_if_mal
                     String::from_utf8_lossy(&back[0].1),
                     String::from_utf8_lossy(&bye),
                 );
-                for line in bye
-                    .lines()
-                    .filter(|l| l.starts_with("BYE ") || l.starts_with("To: "))
-                {
+                for line in bye.lines().filter(|l| {
+                    l.starts_with("BYE ") || l.starts_with("CANCEL ") || l.starts_with("To: ")
+                }) {
                     assert!(sent.contains(line), "{sent}");
                 }
             }
