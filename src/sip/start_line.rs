@@ -83,19 +83,7 @@ fn scheme_of(buf: &[u8], start: usize, end: usize) -> Option<Scheme> {
         return Some(Scheme::Sip);
     }
     let colon = start + memchr::memchr(b':', &buf[start..end])?;
-    let scheme = &buf[start..colon];
-    if !scheme.first()?.is_ascii_alphabetic() {
-        return None;
-    }
-    Some(if scheme.eq_ignore_ascii_case(b"sip") {
-        Scheme::Sip
-    } else if scheme.eq_ignore_ascii_case(b"sips") {
-        Scheme::Sips
-    } else if scheme.eq_ignore_ascii_case(b"tel") {
-        Scheme::Tel
-    } else {
-        Scheme::Other
-    })
+    Scheme::named(&buf[start..colon])
 }
 
 /// The start line; `ALL` reads the whole Request-URI (else its scheme only, [`RequestUri`]).

@@ -19,6 +19,24 @@ pub enum Scheme {
     Other,
 }
 
+impl Scheme {
+    /// The scheme a URI's bytes before its colon name; `None` unless they start with a letter.
+    pub(crate) fn named(name: &[u8]) -> Option<Self> {
+        if !name.first()?.is_ascii_alphabetic() {
+            return None;
+        }
+        Some(if name.eq_ignore_ascii_case(b"sip") {
+            Self::Sip
+        } else if name.eq_ignore_ascii_case(b"sips") {
+            Self::Sips
+        } else if name.eq_ignore_ascii_case(b"tel") {
+            Self::Tel
+        } else {
+            Self::Other
+        })
+    }
+}
+
 /// A parsed URI. For `Scheme::Other` only `whole` is meaningful.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Uri {
@@ -129,19 +147,7 @@ pub(crate) fn general_uri(buf: &[u8], start: usize, end: usize) -> Option<Uri> {
         }
     }
     let colon = colon?;
-    let scheme_bytes = &s[start..colon];
-    if scheme_bytes.is_empty() || !scheme_bytes[0].is_ascii_alphabetic() {
-        return None;
-    }
-    let scheme = if scheme_bytes.eq_ignore_ascii_case(b"sip") {
-        Scheme::Sip
-    } else if scheme_bytes.eq_ignore_ascii_case(b"sips") {
-        Scheme::Sips
-    } else if scheme_bytes.eq_ignore_ascii_case(b"tel") {
-        Scheme::Tel
-    } else {
-        Scheme::Other
-    };
+    let scheme = Scheme::named(&s[start..colon])?;
     let whole = Span::new(start, end);
     let rest = colon + 1;
     // The user part may hold `?` and `;` (RFC 4475 intmeth, semiuri), so headers are looked
