@@ -451,10 +451,10 @@ impl Ctx<'_> {
                     .is_initial()
                     .and_then(|initial| initial.then(|| new_request_parts(m)).transpose())
                 {
+                    Ok(None) => false,
                     Ok(Some((uri, _))) => {
                         match_route(&shared.routes, m, &uri).is_some_and(|(_, r)| r.record_route)
                     }
-                    Ok(None) => false,
                     Err(e) => return self.malformed(buf, e, src, out),
                 };
             if matches!(method, Method::Bye | Method::Cancel) {

@@ -286,11 +286,12 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
     scan_with::<true, true>(buf, None)
 }
 
-/// [`scan`] as stateless forwarding needs it: From, To and the Record-Route entries are
-/// located but not read (a proxy checks only the components it uses and forwards the rest
-/// unchanged, RFC 3261 §16.3); [`Message::from`], [`Message::to`] and [`Message::is_initial`]
-/// read them when asked. `memory` carries what the last scans
-/// read from one message to the next (a shard keeps one); the answer is the same with any.
+/// [`scan`] as stateless forwarding needs it: From, To, the Request-URI (but for its scheme)
+/// and the Record-Route entries are located but not read (a proxy checks only the components
+/// it uses and forwards the rest unchanged, RFC 3261 §16.3); [`Message::from`],
+/// [`Message::to`], [`Message::is_initial`] and [`Message::request_uri`] read them when asked.
+/// `memory` carries what the last scans read from one message to the next (a shard keeps
+/// one); the answer is the same with any.
 #[inline(never)]
 pub fn scan_forwarding<'a>(
     buf: &'a [u8],

@@ -44,7 +44,8 @@ pub enum Verdict<'a, M = Message<'a>> {
 
 /// Judges one datagram, scanned as the data plane scans it ([`scan_forwarding`]), as the
 /// data plane judges a request of no call it knows: what its scan leaves unread is read then
-/// ([`new_request_parts`]). A shard does not read that for the in-dialog requests of a known call.
+/// ([`new_request_parts`]). A shard does not read that for the in-dialog requests of a known
+/// call.
 pub fn judge<'a>(buf: &'a [u8], me: &Identity) -> Verdict<'a> {
     let scanned = scan_forwarding(buf, &mut ScanMemory::default());
     match judge_scanned(buf, &scanned, me) {
@@ -59,9 +60,9 @@ pub fn judge<'a>(buf: &'a [u8], me: &Identity) -> Verdict<'a> {
     }
 }
 
-/// What the data plane's scan left unread of a request and a request of no known call needs:
-/// its Request-URI, parsed, and whether it starts a dialog (its To). The error the full scan
-/// gives where either is malformed.
+/// What the data plane's scan left unread of a request, and a request of no known call needs
+/// read: its Request-URI, parsed, and whether it starts a dialog (its To). The error the full
+/// scan gives where either is malformed.
 pub fn new_request_parts(m: &Message<'_>) -> Result<(Uri, bool), ScanError> {
     let uri = m.request_uri().ok_or(ScanError::BadRequestUri)?;
     Ok((uri, m.is_initial()?))
