@@ -28,7 +28,7 @@ use crate::sip::proxy::{
 use crate::sip::reply::Extra;
 use crate::sip::stun::is_stun;
 use crate::sip::verdict::{DropReason, Verdict, judge_scanned, new_request_parts};
-use crate::sip::{Message, Method, ScanMemory, StartLine, scan_forwarding};
+use crate::sip::{Message, Method, ScanError, ScanMemory, StartLine, scan_forwarding};
 
 /// How long a finished call stays routable for its last messages (RFC 3261 timer H, 64·T1).
 const LINGER_MS: u64 = 32_000;
@@ -442,19 +442,18 @@ impl Ctx<'_> {
 
         // Affinity: everything of a tracked call goes where its INVITE went.
         if let Some(e) = tracker.lookup(key, self.now_ms) {
-            // Record-routed again where it starts a dialog (a retransmitted INVITE). The To is
-            // read only if some route record-routes, and the rest of what the scan left unread
-            // only for a request that starts a dialog: the in-dialog requests of a call need
-            // none of it, or their To alone.
+            // Record-routed again where it starts a dialog (a retransmitted INVITE, a CANCEL).
+            // The To is read only if some route record-routes, and the Request-URI (a route may
+            // match its user) only for a request that starts a dialog: the in-dialog requests
+            // of a call need neither, or their To alone.
             let rr = shared.routes.iter().any(|r| r.record_route)
-                && match m
-                    .is_initial()
-                    .and_then(|initial| initial.then(|| new_request_parts(m)).transpose())
-                {
-                    Ok(None) => false,
-                    Ok(Some((uri, _))) => {
-                        match_route(&shared.routes, m, &uri).is_some_and(|(_, r)| r.record_route)
-                    }
+                && match m.is_initial() {
+                    Ok(false) => false,
+                    Ok(true) => match m.request_uri() {
+                        Some(uri) => match_route(&shared.routes, m, &uri)
+                            .is_some_and(|(_, r)| r.record_route),
+                        None => return self.malformed(buf, ScanError::BadRequestUri, src, out),
+                    },
                     Err(e) => return self.malformed(buf, e, src, out),
                 };
             if matches!(method, Method::Bye | Method::Cancel) {

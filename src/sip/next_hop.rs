@@ -79,9 +79,8 @@ pub(super) fn plain_next_hop(buf: &[u8], via: Span, last: &mut LastHop) -> Optio
         return None;
     }
     let port = via.rport.flatten().or(sent_by.port).unwrap_or(5060);
-    let received = via.received.map(|r| (r.start(), r.end()));
-    let ip = match (received, known) {
-        (Some((vs, ve)), _) => last.address(&buf[vs..ve])?,
+    let ip = match (via.received, known) {
+        (Some(received), _) => last.address(received.of(buf))?,
         (None, Some(ip)) => ip,
         (None, None) => {
             let ip = last.address(sent_by.host.of(buf))?;
