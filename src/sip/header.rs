@@ -195,6 +195,11 @@ pub(crate) fn plain_value(buf: &[u8], skim: &Skim) -> Option<(usize, usize)> {
 /// letters, digits, `-` and `.`, which one 16-byte compare finds; the token search reads the rest.
 #[inline(always)]
 fn other_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
+    // The empty line that ends the headers lands here once a message: no name starts with a
+    // blank.
+    if matches!(buf.get(pos), Some(b'\r' | b'\n')) {
+        return None;
+    }
     // `known_name` misses a name it knows only where its patterns cannot read enough.
     let complete = pos + KNOWN_NAME_READS <= buf.len();
     if complete && let Some(chunk) = buf.get(pos..pos + 16) {
@@ -203,7 +208,6 @@ fn other_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
             return Some((Name::Other, pos + len));
         }
     }
-    // The empty line that ends the headers lands here too: its CR is no token byte.
     let e = skip_token(buf, pos, buf.len());
     if e == pos || buf.get(e) != Some(&b':') {
         return None;
