@@ -401,123 +401,154 @@ fn headers<'a, const PLAIN: bool, const ALL: bool>(
     let mut proxy_require = None;
 
     let request = matches!(start, StartLine::Request { .. });
+    // What is read of a header line, by its name: expanded where the plain readers know the
+    // name (a constant there, so a line takes one jump on its name, not two) and once for the
+    // general reader's lines.
+    macro_rules! read {
+        ($h:expr) => {{
+            let h: Line = $h;
+            let value = h.value;
+            let hp = HeaderPos {
+                line: Span::new(h.line.0, h.line.1),
+                value: Span::new(value.0, value.1),
+            };
+            match h.kind {
+                Name::CallId => {
+                    if value.0 == value.1 {
+                        return Err(ScanError::BadHeader("Call-ID"));
+                    }
+                    once(&mut call_id, Span::new(value.0, value.1), "Call-ID")?;
+                }
+                Name::From => once(
+                    &mut from,
+                    party_header::<PLAIN, ALL>(buf, value, "From")?,
+                    "From",
+                )?,
+                Name::To => once(&mut to, party_header::<PLAIN, ALL>(buf, value, "To")?, "To")?,
+                Name::CSeq => once(&mut cseq, cseq_value(buf, value)?, "CSeq")?,
+                Name::MaxForwards => {
+                    let n = parse_u32(&buf[value.0..value.1])
+                        .filter(|&n| n <= 255)
+                        .ok_or(ScanError::BadHeader("Max-Forwards"))?;
+                    once(&mut max_forwards, (n as u8, hp.value), "Max-Forwards")?;
+                }
+                Name::ContentLength => {
+                    let n = parse_u32(&buf[value.0..value.1])
+                        .ok_or(ScanError::BadHeader("Content-Length"))?;
+                    once(&mut content_length, n, "Content-Length")?;
+                }
+                Name::Via => {
+                    let all = (value.0, value.1, 0);
+                    let rest = if PLAIN {
+                        plain_via_line(
+                            buf,
+                            hp,
+                            &mut via,
+                            &mut via_second,
+                            &mut via_count,
+                            head.as_deref_mut(),
+                        )
+                    } else {
+                        Some(all)
+                    };
+                    if let Some(rest) = rest {
+                        via_elements::<PLAIN>(
+                            buf,
+                            hp,
+                            rest,
+                            &mut via,
+                            &mut via_second,
+                            &mut via_count,
+                        )?;
+                    }
+                }
+                Name::Route => route_entries::<PLAIN>(
+                    buf,
+                    hp,
+                    &mut routes,
+                    "Route",
+                    route_echo.as_deref_mut(),
+                )?,
+                Name::RecordRoute if ALL => {
+                    route_entries::<PLAIN>(buf, hp, &mut record_routes, "Record-Route", None)?
+                }
+                Name::Authorization if auth.is_none() => auth = Some(value),
+                Name::ProxyAuthorization if proxy_auth.is_none() => proxy_auth = Some(value),
+                Name::ProxyRequire if proxy_require.is_none() => proxy_require = Some(hp.value),
+                _ => {}
+            }
+        }};
+    }
     let mut pos = headers_start;
     let (headers_end, body_start) = loop {
-        let skim = if PLAIN {
-            header::skim_line(buf, pos, &mut lfs)
-        } else {
-            None
-        };
-        let plain = match skim {
-            // A header the scan ignores (Contact has a name, but no field is read from it):
-            // only where it ends matters.
-            Some(s)
-                if matches!(s.kind, Name::Other | Name::Contact)
-                    || (!ALL && s.kind == Name::RecordRoute) =>
-            {
-                pos = s.lf + 1;
-                continue;
-            }
-            // A From or To the scan reads nothing of: its line is kept (and counted, as a
-            // second one is an error), its value found only if asked for. A request's To is
-            // located (a decision may ask for its tag, [`Message::is_initial`]) but not read.
-            Some(s) if !ALL && (s.kind == Name::From || (s.kind == Name::To && !request)) => {
-                let h = PartyHeader {
-                    at: Span::new(pos, s.lf + 1),
-                    read: PartyRead::Nothing,
+        if PLAIN && let Some(s) = header::skim_line(buf, pos, &mut lfs) {
+            // A line of the plain shape, its value (where read) plain too.
+            let line = (pos, s.lf + 1);
+            macro_rules! plain {
+                ($kind:expr) => {
+                    if let Some(value) = header::plain_value(buf, &s) {
+                        pos = s.lf + 1;
+                        read!(Line {
+                            name: (line.0, s.colon),
+                            value,
+                            line,
+                            kind: $kind,
+                        });
+                        continue;
+                    }
                 };
-                match s.kind {
-                    Name::From => once(&mut from, h, "From")?,
-                    _ => once(&mut to, h, "To")?,
-                }
-                pos = s.lf + 1;
-                continue;
             }
-            Some(s) => header::plain_value(buf, &s).map(|value| Line {
-                name: (pos, s.colon),
-                value,
-                line: (pos, s.lf + 1),
-                kind: s.kind,
-            }),
-            None => None,
-        };
-        let h = match plain {
-            Some(h) => h,
-            None if PLAIN && buf.get(pos..pos + 2) == Some(b"\r\n") => break (pos, pos + 2),
-            None => match header::any_line(buf, pos) {
-                Ok(Next::Header(h)) => h,
-                Ok(Next::End { body }) => break (pos, body),
-                Err(LineError::NoColon) => return Err(ScanError::HeaderWithoutColon),
-                Err(LineError::BadName) => return Err(ScanError::BadHeaderName),
-            },
+            match s.kind {
+                // A header the scan ignores (Contact has a name, but no field is read from
+                // it): only where it ends matters.
+                Name::Other | Name::Contact => {
+                    pos = s.lf + 1;
+                    continue;
+                }
+                Name::RecordRoute if !ALL => {
+                    pos = s.lf + 1;
+                    continue;
+                }
+                // A From or To the scan reads nothing of: its line is kept (and counted, as a
+                // second one is an error), its value found only if asked for. A request's To
+                // is located ([`Message::is_initial`] may ask for its tag) but not read.
+                Name::From | Name::To if !ALL && (s.kind == Name::From || !request) => {
+                    let h = PartyHeader {
+                        at: Span::new(line.0, line.1),
+                        read: PartyRead::Nothing,
+                    };
+                    match s.kind {
+                        Name::From => once(&mut from, h, "From")?,
+                        _ => once(&mut to, h, "To")?,
+                    }
+                    pos = s.lf + 1;
+                    continue;
+                }
+                Name::CallId => plain!(Name::CallId),
+                Name::From => plain!(Name::From),
+                Name::To => plain!(Name::To),
+                Name::Via => plain!(Name::Via),
+                Name::CSeq => plain!(Name::CSeq),
+                Name::MaxForwards => plain!(Name::MaxForwards),
+                Name::ContentLength => plain!(Name::ContentLength),
+                Name::Route => plain!(Name::Route),
+                Name::RecordRoute => plain!(Name::RecordRoute),
+                Name::Authorization => plain!(Name::Authorization),
+                Name::ProxyAuthorization => plain!(Name::ProxyAuthorization),
+                Name::ProxyRequire => plain!(Name::ProxyRequire),
+            }
+        }
+        if PLAIN && buf.get(pos..pos + 2) == Some(b"\r\n") {
+            break (pos, pos + 2);
+        }
+        let h = match header::any_line(buf, pos) {
+            Ok(Next::Header(h)) => h,
+            Ok(Next::End { body }) => break (pos, body),
+            Err(LineError::NoColon) => return Err(ScanError::HeaderWithoutColon),
+            Err(LineError::BadName) => return Err(ScanError::BadHeaderName),
         };
         pos = h.line.1;
-        let value = h.value;
-        let hp = HeaderPos {
-            line: Span::new(h.line.0, h.line.1),
-            value: Span::new(value.0, value.1),
-        };
-        match h.kind {
-            Name::CallId => {
-                if value.0 == value.1 {
-                    return Err(ScanError::BadHeader("Call-ID"));
-                }
-                once(&mut call_id, Span::new(value.0, value.1), "Call-ID")?;
-            }
-            Name::From => once(
-                &mut from,
-                party_header::<PLAIN, ALL>(buf, value, "From")?,
-                "From",
-            )?,
-            Name::To => once(&mut to, party_header::<PLAIN, ALL>(buf, value, "To")?, "To")?,
-            Name::CSeq => once(&mut cseq, cseq_value(buf, value)?, "CSeq")?,
-            Name::MaxForwards => {
-                let n = parse_u32(&buf[value.0..value.1])
-                    .filter(|&n| n <= 255)
-                    .ok_or(ScanError::BadHeader("Max-Forwards"))?;
-                once(&mut max_forwards, (n as u8, hp.value), "Max-Forwards")?;
-            }
-            Name::ContentLength => {
-                let n = parse_u32(&buf[value.0..value.1])
-                    .ok_or(ScanError::BadHeader("Content-Length"))?;
-                once(&mut content_length, n, "Content-Length")?;
-            }
-            Name::Via => {
-                let all = (value.0, value.1, 0);
-                let rest = if PLAIN {
-                    plain_via_line(
-                        buf,
-                        hp,
-                        &mut via,
-                        &mut via_second,
-                        &mut via_count,
-                        head.as_deref_mut(),
-                    )
-                } else {
-                    Some(all)
-                };
-                if let Some(rest) = rest {
-                    via_elements::<PLAIN>(
-                        buf,
-                        hp,
-                        rest,
-                        &mut via,
-                        &mut via_second,
-                        &mut via_count,
-                    )?;
-                }
-            }
-            Name::Route => {
-                route_entries::<PLAIN>(buf, hp, &mut routes, "Route", route_echo.as_deref_mut())?
-            }
-            Name::RecordRoute if ALL => {
-                route_entries::<PLAIN>(buf, hp, &mut record_routes, "Record-Route", None)?
-            }
-            Name::Authorization if auth.is_none() => auth = Some(value),
-            Name::ProxyAuthorization if proxy_auth.is_none() => proxy_auth = Some(value),
-            Name::ProxyRequire if proxy_require.is_none() => proxy_require = Some(hp.value),
-            _ => {}
-        }
+        read!(h);
     };
 
     let body_len = buf.len() - body_start;
