@@ -229,10 +229,11 @@ const KNOWN_NAME_READS: usize = 24;
 /// [`KNOWN_NAME_READS`] bytes) possibly for a known one.
 #[inline(always)]
 fn known_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
-    let (name, len) = match buf.get(pos..pos + KNOWN_NAME_READS) {
+    let rest = buf.get(pos..)?;
+    let (name, len) = match rest.first_chunk::<KNOWN_NAME_READS>() {
         // Read from a head of fixed size, the patterns' compares need no bounds checks.
-        Some(head) => name_at(<&[u8; KNOWN_NAME_READS]>::try_from(head).ok()?)?,
-        None => name_at(buf.get(pos..)?)?,
+        Some(head) => name_at(head)?,
+        None => name_at(rest)?,
     };
     Some((name, pos + len))
 }
