@@ -128,7 +128,10 @@ pub(super) fn via_elements<const PLAIN: bool>(
 }
 
 #[inline(always)]
-pub(super) fn cseq_value(buf: &[u8], value: (usize, usize)) -> Result<(u32, Span), ScanError> {
+pub(super) fn cseq_value(
+    buf: &[u8],
+    value: (usize, usize),
+) -> Result<(u32, Span, Method), ScanError> {
     const BAD: ScanError = ScanError::BadHeader("CSeq");
     // The value is trimmed: digits, linear whitespace, a token method. Ten digits cannot
     // overflow a u64; an eleventh is refused by the whitespace check that follows.
@@ -148,16 +151,15 @@ pub(super) fn cseq_value(buf: &[u8], value: (usize, usize)) -> Result<(u32, Span
         k += 1;
     }
     let n = u32::try_from(n).map_err(|_| BAD)?;
-    // A method sipdispatch knows is a token: only another needs the token search.
-    if digits == 0
-        || k == digits
-        || k == v.len()
-        || (Method::from_bytes(&v[k..]) == Method::Other
-            && skip_token(buf, value.0 + k, value.1) != value.1)
-    {
+    if digits == 0 || k == digits || k == v.len() {
         return Err(BAD);
     }
-    Ok((n, Span::new(value.0 + k, value.1)))
+    // A method sipdispatch knows is a token: only another needs the token search.
+    let method = Method::from_bytes(&v[k..]);
+    if method == Method::Other && skip_token(buf, value.0 + k, value.1) != value.1 {
+        return Err(BAD);
+    }
+    Ok((n, Span::new(value.0 + k, value.1), method))
 }
 
 /// The entries of one Route or Record-Route header. `echo` holds the last value read as one

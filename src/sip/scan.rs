@@ -116,6 +116,8 @@ pub struct Message<'a> {
     pub to_header: PartyHeader,
     pub cseq: u32,
     pub cseq_method: Span,
+    /// What `cseq_method` names ([`Message::cseq_method`]), read once by the scan.
+    pub cseq_kind: Method,
     /// The top Via value, parsed.
     pub via: Via,
     /// The header line holding the top Via, and the offset where its second value starts if
@@ -230,7 +232,7 @@ impl<'a> Message<'a> {
 
     /// The CSeq method (of the request a response answers, too).
     pub fn cseq_method(&self) -> Method {
-        Method::from_bytes(self.cseq_method.of(self.buf))
+        self.cseq_kind
     }
 
     pub fn call_id(&self) -> &'a [u8] {
@@ -558,9 +560,15 @@ fn headers<'a, const PLAIN: bool, const ALL: bool>(
         None => Span::new(body_start, buf.len()),
     };
     let (via, via_header, via_header_next) = via.ok_or(ScanError::MissingHeader("Via"))?;
-    let (cseq, cseq_method) = cseq.ok_or(ScanError::MissingHeader("CSeq"))?;
-    if let StartLine::Request { method_span, .. } = start
-        && method_span.of(buf) != cseq_method.of(buf)
+    let (cseq, cseq_method, cseq_kind) = cseq.ok_or(ScanError::MissingHeader("CSeq"))?;
+    // Known methods are told apart by their kind; only others by their bytes.
+    if let StartLine::Request {
+        method,
+        method_span,
+        ..
+    } = start
+        && (method != cseq_kind
+            || (method == Method::Other && method_span.of(buf) != cseq_method.of(buf)))
     {
         return Err(ScanError::CSeqMethodMismatch);
     }
@@ -576,6 +584,7 @@ fn headers<'a, const PLAIN: bool, const ALL: bool>(
         to_header: to.ok_or(ScanError::MissingHeader("To"))?,
         cseq,
         cseq_method,
+        cseq_kind,
         via,
         via_header,
         via_header_next,

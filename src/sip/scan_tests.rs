@@ -148,6 +148,43 @@ fn errors_name_the_reason() {
 }
 
 #[test]
+fn the_cseq_method_is_the_request_method() {
+    let request = |method: &str, cseq: &str| {
+        format!(
+            "{method} sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 {cseq}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    // Known methods are compared by kind, others by their bytes; both scans agree.
+    let cases = [
+        ("INVITE", "INVITE", Some(Method::Invite)),
+        ("ACK", "ACK", Some(Method::Ack)),
+        ("FOO", "FOO", Some(Method::Other)),
+        ("INVITE", "ACK", None),
+        ("FOO", "BAR", None),
+        ("INVITE", "INVITEX", None),
+        ("INVITEX", "INVITE", None),
+        ("invite", "INVITE", None),
+    ];
+    for (method, cseq, want) in cases {
+        let m = request(method, cseq);
+        let mut memory = ScanMemory::default();
+        for got in [scan(&m), scan_forwarding(&m, &mut memory)] {
+            match (got, want) {
+                (Ok(Scanned::Message(m)), Some(kind)) => assert_eq!(m.cseq_method(), kind),
+                (Err(e), None) => assert_eq!(e, ScanError::CSeqMethodMismatch),
+                (got, _) => panic!("{method} / {cseq}: {got:?}"),
+            }
+        }
+    }
+    let response =
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:x@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(msg(response).cseq_method(), Method::Bye);
+}
+
+#[test]
 fn forwarding_scan_reads_a_response_header_only_when_asked() {
     let s = b"SIP/2.0 180 Ringing\r\n\
 Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK2\r\n\
