@@ -109,8 +109,8 @@ pub(super) fn start_line<const PLAIN: bool, const ALL: bool>(
     }
     // A method sipdispatch knows ends at the first space of the line's first nine bytes; one
     // it knows is a token, so the general search and token check are not needed for it.
-    if PLAIN && let Some(sp1) = known_method_end(line) {
-        return request_line::<PLAIN, ALL>(buf, line, sp1, true);
+    if PLAIN && let Some((sp1, method)) = known_method(line) {
+        return request_line::<PLAIN, ALL>(buf, line, sp1, Some(method));
     }
     let sp1 = find_any(line, 0, end, *b" ");
     if sp1 == end {
@@ -137,12 +137,13 @@ pub(super) fn start_line<const PLAIN: bool, const ALL: bool>(
             reason: Span::new(code_end + 1, end),
         });
     }
-    request_line::<PLAIN, ALL>(buf, line, sp1, false)
+    request_line::<PLAIN, ALL>(buf, line, sp1, None)
 }
 
-/// Where a method [`Method::from_bytes`] knows ends (its space), found in the first word.
+/// A method [`Method::from_bytes`] knows, and where it ends (its space), found in the first
+/// word.
 #[inline(always)]
-fn known_method_end(line: &[u8]) -> Option<usize> {
+fn known_method(line: &[u8]) -> Option<(usize, Method)> {
     const SPACES: u64 = u64::from_le_bytes([b' '; 8]);
     const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     let x = word_at(line, 0)? ^ SPACES;
@@ -153,17 +154,21 @@ fn known_method_end(line: &[u8]) -> Option<usize> {
     } else {
         spaces.trailing_zeros() as usize / 8
     };
-    (line.get(sp1) == Some(&b' ') && Method::from_bytes(&line[..sp1]) != Method::Other)
-        .then_some(sp1)
+    if line.get(sp1) != Some(&b' ') {
+        return None;
+    }
+    let method = Method::from_bytes(&line[..sp1]);
+    (method != Method::Other).then_some((sp1, method))
 }
 
-/// The rest of a request line whose method ends at `sp1` (`token`: known to be a token).
+/// The rest of a request line whose method ends at `sp1` (`known`: the method, where already
+/// told, a token then).
 #[inline(always)]
 fn request_line<const PLAIN: bool, const ALL: bool>(
     buf: &[u8],
     line: &[u8],
     sp1: usize,
-    token: bool,
+    known: Option<Method>,
 ) -> Result<StartLine, ScanError> {
     let end = line.len();
     // Request-Line = Method SP Request-URI SP SIP-Version, single spaces, no LWS in the URI
@@ -187,7 +192,7 @@ fn request_line<const PLAIN: bool, const ALL: bool>(
             sp2
         }
     };
-    if sp2 == sp1 || sp1 == 0 || (!token && skip_token(line, 0, sp1) != sp1) {
+    if sp2 == sp1 || sp1 == 0 || (known.is_none() && skip_token(line, 0, sp1) != sp1) {
         return Err(ScanError::BadStartLine);
     }
     let (us, ue) = (sp1 + 1, sp2);
@@ -206,7 +211,7 @@ fn request_line<const PLAIN: bool, const ALL: bool>(
         scheme,
     };
     Ok(StartLine::Request {
-        method: Method::from_bytes(&line[..sp1]),
+        method: known.unwrap_or_else(|| Method::from_bytes(&line[..sp1])),
         method_span: Span::new(0, sp1),
         uri,
     })
