@@ -5,17 +5,27 @@
 //! reader that keeps them; this only says "the same bytes".
 #![forbid(unsafe_code)]
 
-/// How many bytes an [`Echo`] keeps at most: three 16-byte words.
-pub const ECHO_MAX: usize = 16 * WORDS;
-const WORDS: usize = 3;
+use super::bytemask;
 
-/// Up to [`ECHO_MAX`] bytes, as three 16-byte words and the masks of the bytes that count.
-#[derive(Clone, Copy, Debug, Default)]
+/// How many bytes an [`Echo`] keeps at most.
+pub const ECHO_MAX: usize = 48;
+
+/// Up to [`ECHO_MAX`] bytes (zeros past the kept ones), compared sixteen at a time
+/// ([`bytemask::equal48`]).
+#[derive(Clone, Copy, Debug)]
 pub struct Echo {
-    words: [u128; WORDS],
-    masks: [u128; WORDS],
+    bytes: [u8; ECHO_MAX],
     /// 0 while nothing is kept.
     len: u8,
+}
+
+impl Default for Echo {
+    fn default() -> Self {
+        Self {
+            bytes: [0; ECHO_MAX],
+            len: 0,
+        }
+    }
 }
 
 impl Echo {
@@ -35,61 +45,40 @@ impl Echo {
         if self.len == 0 || start + self.len() > buf.len() {
             return false;
         }
-        let [w0, w1, w2] = words_at(buf, start);
-        let [k0, k1, k2] = self.words;
-        let [m0, m1, m2] = self.masks;
-        ((w0 ^ k0) & m0) | ((w1 ^ k1) & m1) | ((w2 ^ k2) & m2) == 0
+        let kept = (1u64 << self.len) - 1;
+        let equal = match buf.get(start..).and_then(|s| s.first_chunk::<ECHO_MAX>()) {
+            Some(window) => bytemask::equal48(window, &self.bytes),
+            None => bytemask::equal48(&padded(buf, start), &self.bytes),
+        };
+        equal & kept == kept
     }
 
     /// Keeps `buf[start..start + n]`; whether it could (1 to [`ECHO_MAX`] bytes within `buf`).
     #[inline(always)]
     pub fn keep(&mut self, buf: &[u8], start: usize, n: usize) -> bool {
-        if n == 0 || n > ECHO_MAX || start + n > buf.len() {
+        let Some(kept) = buf.get(start..).and_then(|s| s.get(..n)) else {
+            return false;
+        };
+        if n == 0 || n > ECHO_MAX {
             return false;
         }
-        // Which bytes of the word that starts at byte `lo` are kept.
-        let mask = |lo: usize| match n.saturating_sub(lo) {
-            0 => 0,
-            k if k >= 16 => u128::MAX,
-            k => (1u128 << (8 * k)) - 1,
-        };
-        let masks = [mask(0), mask(16), mask(32)];
-        let [w0, w1, w2] = words_at(buf, start);
-        *self = Self {
-            words: [w0 & masks[0], w1 & masks[1], w2 & masks[2]],
-            masks,
-            len: n as u8,
-        };
+        self.bytes = [0; ECHO_MAX];
+        self.bytes[..n].copy_from_slice(kept);
+        self.len = n as u8;
         true
     }
 }
 
-/// The three 16-byte words of `buf` from `start`; past the end of `buf`, zeros.
-#[inline(always)]
-fn words_at(buf: &[u8], start: usize) -> [u128; WORDS] {
-    match buf.get(start..start + ECHO_MAX) {
-        Some(s) => words(s.try_into().unwrap_or(&[0; ECHO_MAX])),
-        None => padded_words(buf, start),
-    }
-}
-
-/// [`words_at`] within 48 bytes of the datagram's end (rare: out of line).
+/// The [`ECHO_MAX`] bytes of `buf` from `start`, zeros past its end (within 48 bytes of the
+/// datagram's end: rare, out of line).
 #[cold]
 #[inline(never)]
-fn padded_words(buf: &[u8], start: usize) -> [u128; WORDS] {
+fn padded(buf: &[u8], start: usize) -> [u8; ECHO_MAX] {
     let mut padded = [0; ECHO_MAX];
     let tail = buf.get(start..).unwrap_or_default();
-    padded[..tail.len()].copy_from_slice(tail);
-    words(&padded)
-}
-
-#[inline(always)]
-fn words(s: &[u8; ECHO_MAX]) -> [u128; WORDS] {
-    let word = |k: usize| {
-        let w: [u8; 16] = s[16 * k..16 * k + 16].try_into().unwrap_or_default();
-        u128::from_le_bytes(w)
-    };
-    [word(0), word(1), word(2)]
+    let n = tail.len().min(ECHO_MAX);
+    padded[..n].copy_from_slice(&tail[..n]);
+    padded
 }
 
 #[cfg(test)]
