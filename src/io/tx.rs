@@ -1,5 +1,6 @@
-//! The send batch of one shard: preallocated slots the engine writes datagrams into, flushed
-//! with one `sendmmsg` per socket (or handed to the ring). It flushes itself when full, so the
+//! The send batch of one shard: preallocated slots the engine writes datagrams into, each with
+//! its send header filled as it is queued, flushed with one `sendmmsg` per run of datagrams
+//! that leave through the same socket (or handed to the ring). It flushes itself when full, so the
 //! engine never loses a datagram to a full batch. A relayed response can instead be sent
 //! straight from the receive buffer, as two ranges around the removed Via, where the receive
 //! loop lends that buffer until the next flush (the `recvmmsg` loop does).
@@ -16,8 +17,6 @@ use crate::engine::outbox::{Outbox, Unsent, copy_cut};
 pub struct Tx {
     bufs: Vec<u8>,
     size: usize,
-    lens: Vec<usize>,
-    dests: Vec<SocketAddr>,
     socks: Vec<u8>,
     n: usize,
     /// The listen socket the datagram being handled came in on; replies leave through it.
@@ -31,8 +30,7 @@ pub struct Tx {
     counters: std::sync::Arc<IoCounters>,
     /// The receive buffer lent by the loop (address, length): see [`Tx::lend`].
     lent: Option<(usize, usize)>,
-    /// Per slot: the two ranges of the lent buffer it sends instead of its own bytes.
-    gathered: Vec<Option<[(usize, usize); 2]>>,
+    /// Whether a queued slot sends two ranges of the lent buffer instead of its own bytes.
     any_gathered: bool,
 }
 
@@ -54,8 +52,6 @@ impl Tx {
         let mut tx = Self {
             bufs: vec![0; batch * size],
             size,
-            lens: vec![0; batch],
-            dests: vec![SocketAddr::from(([0, 0, 0, 0], 0)); batch],
             socks: vec![0; batch],
             n: 0,
             current: 0,
@@ -74,7 +70,6 @@ impl Tx {
             addrs: vec![unsafe { MaybeUninit::zeroed().assume_init() }; batch],
             counters,
             lent: None,
-            gathered: vec![None; batch],
             any_gathered: false,
         };
         // The header of slot k always points at address k and iovecs 2k and 2k + 1, in the
@@ -110,16 +105,10 @@ impl Tx {
             .unwrap_or(self.current)
     }
 
-    /// The datagrams queued so far, for the ring backend: (socket index, destination, bytes).
-    pub(crate) fn pending(&self) -> impl Iterator<Item = (usize, SocketAddr, &[u8])> {
-        (0..self.n).map(|i| {
-            let s = i * self.size;
-            (
-                usize::from(self.socks[i]),
-                self.dests[i],
-                &self.bufs[s..s + self.lens[i]],
-            )
-        })
+    /// The datagrams queued so far, for the ring backend: (socket index, send header). The
+    /// headers point into this batch, which must stay as it is until they were sent.
+    pub(crate) fn pending(&self) -> impl Iterator<Item = (usize, &libc::msghdr)> {
+        (0..self.n).map(|i| (usize::from(self.socks[i]), &self.hdrs[i].msg_hdr))
     }
 
     pub(crate) fn clear(&mut self) {
@@ -148,63 +137,39 @@ impl Tx {
         }
     }
 
-    /// Takes the next slot for `len` bytes to `to`; its index. The caller made room.
+    /// Takes the next slot for its own first `len` bytes to `to`, its send header filled;
+    /// its index. The caller made room.
     #[inline]
     fn queue(&mut self, len: usize, to: SocketAddr) -> usize {
         let i = self.n;
-        self.lens[i] = len;
-        self.dests[i] = to;
         self.socks[i] = self.socket_for(to) as u8;
+        let namelen = sys::to_sockaddr(to, &mut self.addrs[i]);
+        self.iovs[2 * i] = libc::iovec {
+            iov_base: self.bufs[i * self.size..].as_mut_ptr().cast(),
+            iov_len: len,
+        };
+        let h = &mut self.hdrs[i].msg_hdr;
+        h.msg_namelen = namelen;
+        h.msg_iovlen = 1;
         self.n += 1;
         i
     }
 
-    /// Sends everything queued, one `sendmmsg` per socket.
+    /// Sends everything queued, in order: one `sendmmsg` per run of slots that leave through
+    /// the same socket (nearly always one run).
     pub fn flush(&mut self) {
-        if self.n == 0 {
-            return;
+        let mut start = 0;
+        while start < self.n {
+            let sock = self.socks[start];
+            let end = self.socks[start..self.n]
+                .iter()
+                .position(|&s| s != sock)
+                .map_or(self.n, |k| start + k);
+            let ok = sys::sendmmsg_all(self.fds[usize::from(sock)], &mut self.hdrs[start..end]);
+            self.counters.add_tx(ok as u64, (end - start - ok) as u64);
+            start = end;
         }
-        for sock in 0..self.fds.len() {
-            let mut k = 0;
-            for i in 0..self.n {
-                if usize::from(self.socks[i]) != sock {
-                    continue;
-                }
-                let len = sys::to_sockaddr(self.dests[i], &mut self.addrs[k]);
-                let parts = match self.gathered[i] {
-                    Some(ranges) => {
-                        for (j, (at, n)) in ranges.into_iter().enumerate() {
-                            self.iovs[2 * k + j] = libc::iovec {
-                                iov_base: at as *mut libc::c_void,
-                                iov_len: n,
-                            };
-                        }
-                        2
-                    }
-                    None => {
-                        self.iovs[2 * k] = libc::iovec {
-                            // SAFETY: slot `i` lies within `bufs` (batch × size bytes).
-                            iov_base: unsafe { self.bufs.as_mut_ptr().add(i * self.size) }.cast(),
-                            iov_len: self.lens[i],
-                        };
-                        1
-                    }
-                };
-                let h = &mut self.hdrs[k].msg_hdr;
-                h.msg_iovlen = parts;
-                h.msg_namelen = len;
-                h.msg_flags = 0;
-                k += 1;
-            }
-            if k > 0 {
-                let ok = sys::sendmmsg_all(self.fds[sock], &mut self.hdrs[..k]);
-                self.counters.add_tx(ok as u64, (k - ok) as u64);
-            }
-        }
-        if self.any_gathered {
-            self.gathered[..self.n].fill(None);
-            self.any_gathered = false;
-        }
+        self.any_gathered = false;
         self.n = 0;
     }
 }
@@ -213,7 +178,7 @@ impl Outbox for Tx {
     // Inlined into the message path: each forwarded datagram asks once for each.
     #[inline]
     fn buffer(&mut self) -> Option<&mut [u8]> {
-        if self.n == self.lens.len() {
+        if self.n == self.socks.len() {
             self.flush();
         }
         let s = self.n * self.size;
@@ -240,11 +205,20 @@ impl Outbox for Tx {
         if !lent || cut.0 > cut.1 || cut.1 > len {
             return copy_cut(self, input, cut, to);
         }
-        if self.n == self.lens.len() {
+        if self.n == self.socks.len() {
             self.flush();
         }
         let i = self.queue(len - (cut.1 - cut.0), to);
-        self.gathered[i] = Some([(at, cut.0), (at + cut.1, len - cut.1)]);
+        for (j, (from, n)) in [(at, cut.0), (at + cut.1, len - cut.1)]
+            .into_iter()
+            .enumerate()
+        {
+            self.iovs[2 * i + j] = libc::iovec {
+                iov_base: from as *mut libc::c_void,
+                iov_len: n,
+            };
+        }
+        self.hdrs[i].msg_hdr.msg_iovlen = 2;
         self.any_gathered = true;
         Ok(())
     }
@@ -294,7 +268,8 @@ mod tests {
         {
             tx.send_cut(input, cut, to).unwrap();
             let lent = !std::ptr::eq(input.as_ptr(), elsewhere.as_ptr());
-            assert_eq!(tx.gathered[tx.len() - 1].is_some(), lent, "datagram {i}");
+            let gathered = tx.hdrs[tx.len() - 1].msg_hdr.msg_iovlen == 2;
+            assert_eq!(gathered, lent, "datagram {i}");
             want.push([&input[..cut.0], &input[cut.1..]].concat());
             if i == 1 {
                 let buf = tx.buffer().unwrap();

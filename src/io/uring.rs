@@ -12,7 +12,7 @@ use std::time::Instant;
 use io_uring::types::{BufRingEntry, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, types};
 
-use super::sys::{self, from_sockaddr};
+use super::sys::from_sockaddr;
 use super::{Handler, IoCounters, ShardIo, Tx};
 
 /// Buffers per socket's ring and their size: room for the recvmsg header, a socket address and
@@ -126,13 +126,6 @@ impl Drop for BufRing {
     }
 }
 
-/// Memory the kernel reads while a send is in flight.
-struct SendSlots {
-    msgs: Vec<libc::msghdr>,
-    iovs: Vec<libc::iovec>,
-    addrs: Vec<libc::sockaddr_storage>,
-}
-
 pub(crate) fn run<H: Handler>(s: ShardIo<H>) {
     if let Err(e) = run_ring(s) {
         tracing::error!("io_uring shard stopped: {e}");
@@ -165,19 +158,6 @@ fn run_ring<H: Handler>(mut s: ShardIo<H>) -> io::Result<()> {
     for m in &mut msgs {
         m.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     }
-    let mut slots = SendSlots {
-        // SAFETY: plain C structs; all-zero is valid.
-        msgs: vec![unsafe { MaybeUninit::zeroed().assume_init() }; s.cfg.batch],
-        iovs: vec![
-            libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0
-            };
-            s.cfg.batch
-        ],
-        // SAFETY: as above.
-        addrs: vec![unsafe { MaybeUninit::zeroed().assume_init() }; s.cfg.batch],
-    };
     let wake_fd = s.handoff.wakers[s.idx].fd();
     let mut rearm: Vec<bool> = vec![true; nsock];
     let mut rearm_wake = true;
@@ -279,14 +259,7 @@ fn run_ring<H: Handler>(mut s: ShardIo<H>) -> io::Result<()> {
             next_tick = now + s.cfg.tick;
             s.handler.on_tick(now, &mut tx);
         }
-        send_batch(
-            &mut ring,
-            &mut tx,
-            &mut slots,
-            &fds,
-            &mut later,
-            &s.counters,
-        )?;
+        send_batch(&mut ring, &mut tx, &fds, &mut later, &s.counters)?;
         for (o, w) in wake.iter_mut().enumerate() {
             if std::mem::take(w) {
                 s.handoff.wakers[o].wake();
@@ -321,7 +294,7 @@ fn cancel_all(ring: &mut IoUring) -> io::Result<()> {
 fn push(ring: &mut IoUring, e: &io_uring::squeue::Entry) -> io::Result<()> {
     loop {
         // SAFETY: every entry pushed refers to memory that outlives its completion (boxed
-        // msghdrs, buffer rings, the send slots which are waited for).
+        // msghdrs, buffer rings, the send batch's headers, which are waited for).
         if unsafe { ring.submission().push(e) }.is_ok() {
             return Ok(());
         }
@@ -349,24 +322,13 @@ fn name_to_addr(name: &[u8]) -> Option<std::net::SocketAddr> {
 fn send_batch(
     ring: &mut IoUring,
     tx: &mut Tx,
-    slots: &mut SendSlots,
     fds: &[i32],
     later: &mut Vec<(u64, i32, u32)>,
     counters: &IoCounters,
 ) -> io::Result<()> {
     let mut n = 0;
-    for (sock, to, bytes) in tx.pending() {
-        let len = sys::to_sockaddr(to, &mut slots.addrs[n]);
-        slots.iovs[n] = libc::iovec {
-            iov_base: bytes.as_ptr() as *mut libc::c_void,
-            iov_len: bytes.len(),
-        };
-        let m = &mut slots.msgs[n];
-        m.msg_name = (&mut slots.addrs[n] as *mut libc::sockaddr_storage).cast();
-        m.msg_namelen = len;
-        m.msg_iov = &mut slots.iovs[n];
-        m.msg_iovlen = 1;
-        let e = opcode::SendMsg::new(types::Fd(fds[sock]), &slots.msgs[n])
+    for (sock, hdr) in tx.pending() {
+        let e = opcode::SendMsg::new(types::Fd(fds[sock]), hdr)
             .build()
             .user_data(KIND_SEND | n as u64);
         push(ring, &e)?;
