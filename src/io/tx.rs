@@ -1,7 +1,7 @@
 //! The send batch of one shard: preallocated slots the engine writes datagrams into, each with
 //! its send header filled as it is queued, flushed with one `sendmmsg` per run of datagrams
-//! that leave through the same socket (or handed to the ring). It flushes itself when full, so the
-//! engine never loses a datagram to a full batch. A relayed response can instead be sent
+//! that leave through the same socket (or handed to the ring). It flushes itself when full, so
+//! the engine never loses a datagram to a full batch. A relayed response can instead be sent
 //! straight from the receive buffer, as two ranges around the removed Via, where the receive
 //! loop lends that buffer until the next flush (the `recvmmsg` loop does).
 
@@ -231,6 +231,37 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// Datagrams leaving through two sockets, interleaved, arrive in the order they were
+    /// queued, each from its socket.
+    #[test]
+    fn a_batch_over_two_sockets_leaves_in_order() {
+        let socks = [
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        ];
+        let rx_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx_sock
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let to = rx_sock.local_addr().unwrap();
+        let fds = socks.iter().map(|s| s.as_raw_fd()).collect();
+        let mut tx = Tx::new(8, 1500, fds, vec![false, false], Default::default());
+        let order = [0, 1, 1, 0, 1];
+        for (k, &sock) in order.iter().enumerate() {
+            tx.current = sock;
+            let buf = tx.buffer().unwrap();
+            buf[0] = b'0' + k as u8;
+            tx.commit(1, to);
+        }
+        tx.flush();
+        for (k, &sock) in order.iter().enumerate() {
+            let mut got = [0u8; 16];
+            let (n, from) = rx_sock.recv_from(&mut got).unwrap();
+            assert_eq!(&got[..n], &[b'0' + k as u8], "datagram {k}");
+            assert_eq!(from, socks[sock].local_addr().unwrap(), "datagram {k}");
+        }
+    }
 
     /// A response relayed from a lent receive buffer leaves as its two ranges around the cut;
     /// one from elsewhere is copied; both arrive as the bytes without the cut, in order, mixed

@@ -196,7 +196,7 @@ pub(crate) fn plain_value(buf: &[u8], skim: &Skim) -> Option<(usize, usize)> {
 #[inline(always)]
 fn other_name(buf: &[u8], pos: usize) -> Option<(Name, usize)> {
     // The empty line that ends the headers lands here once a message: no name starts with a
-    // blank.
+    // line end.
     if matches!(buf.get(pos), Some(b'\r' | b'\n')) {
         return None;
     }
