@@ -261,6 +261,56 @@ pub fn write_request_from(
 ) -> Result<usize, Overflow> {
     let buf = msg.buf;
     let via = &msg.via;
+    // Our Via (with its branch), our Record-Route, a Max-Forwards where there was none: what
+    // is written at the start of the headers.
+    let headers = |o: &mut Out<'_>| -> Result<(), Overflow> {
+        o.put(me.via_prefix.as_bytes())?;
+        o.put_hex64(branch_hash(msg) ^ u64::from(fwd.fork).wrapping_mul(0x9e37_79b9_7f4a_7c15))?;
+        o.put(b"\r\n")?;
+        if record_route {
+            o.put(me.record_route.as_bytes())?;
+        }
+        if !fwd.has_max_forwards {
+            o.put(b"Max-Forwards: ")?;
+            o.put_u32(u32::from(fwd.max_forwards))?;
+            o.put(b"\r\n")?;
+        }
+        Ok(())
+    };
+    // RFC 3581 §4: fill a bare rport and then always add received; RFC 3261 §18.2.1: add
+    // received when the sent-by host is not the source address. A `received` already there
+    // that names another address is corrected (with or without brackets, RFC 5118 §4.5).
+    let src_differs = !same_bytes(via.host_bare(buf), src_ip.as_bytes());
+    let bare_rport = matches!(via.rport, Some(None));
+    let received = match via.received {
+        _ if !(bare_rport || src_differs) => None,
+        None => Some((via.value.end(), 0, Ins::Received)),
+        Some(r) if !same_bytes(unbracket(r.of(buf)), src_ip.as_bytes()) => {
+            Some((r.start(), r.len(), Ins::ReceivedValue))
+        }
+        Some(_) => None,
+    };
+    let max_forwards = match msg.max_forwards {
+        Some((_, span)) if fwd.has_max_forwards => Some(span),
+        _ => None,
+    };
+    let end = usize::from(msg.body.end);
+    let mut o = Out::new(out);
+    // The usual request (its Via kept as it is, its Max-Forwards decremented, no Route of ours
+    // to pop) in one pass, without the general list of edits below.
+    if !bare_rport
+        && received.is_none()
+        && !fwd.pop_route
+        && let Some(mf) = max_forwards
+        && mf.start() >= msg.headers_start
+    {
+        o.put(&buf[..msg.headers_start])?;
+        headers(&mut o)?;
+        o.put(&buf[msg.headers_start..mf.start()])?;
+        o.put_u8(fwd.max_forwards)?;
+        o.put(&buf[mf.end()..end])?;
+        return Ok(o.len());
+    }
     let mut edits: [(usize, usize, Ins); 5] = [(usize::MAX, 0, Ins::None); 5];
     let mut n = 0;
     // Kept in order as they are added: they nearly always come in order already (our Via
@@ -276,26 +326,13 @@ pub fn write_request_from(
         n += 1;
     };
     edit(msg.headers_start, 0, Ins::Headers);
-    // RFC 3581 §4: fill a bare rport and then always add received; RFC 3261 §18.2.1: add
-    // received when the sent-by host is not the source address. A `received` already there
-    // that names another address is corrected (with or without brackets, RFC 5118 §4.5).
-    let src_differs = !same_bytes(via.host_bare(buf), src_ip.as_bytes());
-    let bare_rport = matches!(via.rport, Some(None));
     if let (true, Some(p)) = (bare_rport, via.rport_param) {
         edit(p.end(), 0, Ins::RportValue);
     }
-    if bare_rport || src_differs {
-        match via.received {
-            None => edit(via.value.end(), 0, Ins::Received),
-            Some(r) if !same_bytes(unbracket(r.of(buf)), src_ip.as_bytes()) => {
-                edit(r.start(), r.len(), Ins::ReceivedValue)
-            }
-            Some(_) => {}
-        }
+    if let Some((at, del, ins)) = received {
+        edit(at, del, ins);
     }
-    if fwd.has_max_forwards
-        && let Some((_, span)) = msg.max_forwards
-    {
+    if let Some(span) = max_forwards {
         edit(span.start(), span.len(), Ins::MaxForwards);
     }
     if fwd.pop_route {
@@ -310,28 +347,12 @@ pub fn write_request_from(
     }
     let edits = &edits[..n];
 
-    let mut o = Out::new(out);
     let mut pos = 0;
-    let end = usize::from(msg.body.end);
     for &(at, del, ins) in edits.iter() {
         o.put(&buf[pos..at])?;
         match ins {
             Ins::None => {}
-            Ins::Headers => {
-                o.put(me.via_prefix.as_bytes())?;
-                o.put_hex64(
-                    branch_hash(msg) ^ u64::from(fwd.fork).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                )?;
-                o.put(b"\r\n")?;
-                if record_route {
-                    o.put(me.record_route.as_bytes())?;
-                }
-                if !fwd.has_max_forwards {
-                    o.put(b"Max-Forwards: ")?;
-                    o.put_u32(u32::from(fwd.max_forwards))?;
-                    o.put(b"\r\n")?;
-                }
-            }
+            Ins::Headers => headers(&mut o)?,
             Ins::RportValue => {
                 o.put(b"=")?;
                 o.put_u32(u32::from(src.port()))?;
