@@ -261,22 +261,6 @@ pub fn write_request_from(
 ) -> Result<usize, Overflow> {
     let buf = msg.buf;
     let via = &msg.via;
-    // Our Via (with its branch), our Record-Route, a Max-Forwards where there was none: what
-    // is written at the start of the headers.
-    let headers = |o: &mut Out<'_>| -> Result<(), Overflow> {
-        o.put(me.via_prefix.as_bytes())?;
-        o.put_hex64(branch_hash(msg) ^ u64::from(fwd.fork).wrapping_mul(0x9e37_79b9_7f4a_7c15))?;
-        o.put(b"\r\n")?;
-        if record_route {
-            o.put(me.record_route.as_bytes())?;
-        }
-        if !fwd.has_max_forwards {
-            o.put(b"Max-Forwards: ")?;
-            o.put_u32(u32::from(fwd.max_forwards))?;
-            o.put(b"\r\n")?;
-        }
-        Ok(())
-    };
     // RFC 3581 §4: fill a bare rport and then always add received; RFC 3261 §18.2.1: add
     // received when the sent-by host is not the source address. A `received` already there
     // that names another address is corrected (with or without brackets, RFC 5118 §4.5).
@@ -305,7 +289,7 @@ pub fn write_request_from(
         && mf.start() >= msg.headers_start
     {
         o.put(&buf[..msg.headers_start])?;
-        headers(&mut o)?;
+        put_headers(&mut o, msg, fwd, record_route, me)?;
         o.put(&buf[msg.headers_start..mf.start()])?;
         o.put_u8(fwd.max_forwards)?;
         o.put(&buf[mf.end()..end])?;
@@ -352,7 +336,7 @@ pub fn write_request_from(
         o.put(&buf[pos..at])?;
         match ins {
             Ins::None => {}
-            Ins::Headers => headers(&mut o)?,
+            Ins::Headers => put_headers(&mut o, msg, fwd, record_route, me)?,
             Ins::RportValue => {
                 o.put(b"=")?;
                 o.put_u32(u32::from(src.port()))?;
@@ -368,6 +352,30 @@ pub fn write_request_from(
     }
     o.put(&buf[pos..end])?;
     Ok(o.len())
+}
+
+/// What a forwarded request gets at the start of its headers: our Via (with its branch), our
+/// Record-Route, a Max-Forwards where it had none.
+#[inline(always)]
+fn put_headers(
+    o: &mut Out<'_>,
+    msg: &Message<'_>,
+    fwd: &Forward,
+    record_route: bool,
+    me: &Identity,
+) -> Result<(), Overflow> {
+    o.put(me.via_prefix.as_bytes())?;
+    o.put_hex64(branch_hash(msg) ^ u64::from(fwd.fork).wrapping_mul(0x9e37_79b9_7f4a_7c15))?;
+    o.put(b"\r\n")?;
+    if record_route {
+        o.put(me.record_route.as_bytes())?;
+    }
+    if !fwd.has_max_forwards {
+        o.put(b"Max-Forwards: ")?;
+        o.put_u32(u32::from(fwd.max_forwards))?;
+        o.put(b"\r\n")?;
+    }
+    Ok(())
 }
 
 /// `host` is our host `h` in another case (rare: out of line).
