@@ -87,9 +87,7 @@ fn every_torture_message_gets_the_rfc_treatment() {
             Verdict::Drop(DropReason::Malformed(_)) => Want::Drop,
             other => panic!("{file}: {other:?}"),
         };
-        if got != want {
-            eprintln!("MISMATCH {file} ({class}): {got:?} vs {want:?}");
-        }
+        assert_eq!(got, want, "{file} ({class})");
         seen += 1;
     }
     assert_eq!(seen, 50);
