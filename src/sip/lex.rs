@@ -228,7 +228,7 @@ pub(crate) fn plain_port(s: &[u8], from: usize, end: usize) -> Option<(u16, usiz
 /// with each and returns where it stopped: `end`, or a byte that does not continue a plain
 /// parameter (a Via's `,`, or something the general splitter must judge). `None` for an empty
 /// name, which the general splitter refuses too.
-// Always inlined: a request's To-tag read calls it with its own closure.
+// Always inlined: the tag read of a From or To (`uri::plain_tag`) calls it with its own closure.
 #[inline(always)]
 pub(crate) fn plain_params(
     s: &[u8],

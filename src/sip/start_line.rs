@@ -197,12 +197,11 @@ fn request_line<const PLAIN: bool, const ALL: bool>(
     }
     let (us, ue) = (sp1 + 1, sp2);
     let scheme = if ALL {
-        let uri = uri::<PLAIN>(buf, us, ue).ok_or(ScanError::BadRequestUri)?;
         // The Request-URI must not carry a headers part (RFC 3261 §19.1.1; RFC 4475 escruri).
-        if uri.has_headers {
-            return Err(ScanError::BadRequestUri);
-        }
-        uri.scheme
+        uri::<PLAIN>(buf, us, ue)
+            .filter(|u| !u.has_headers)
+            .ok_or(ScanError::BadRequestUri)?
+            .scheme
     } else {
         scheme_of(buf, us, ue).ok_or(ScanError::BadRequestUri)?
     };
